@@ -1,0 +1,3 @@
+"""slipway: a Kubernetes operator for the whole life of an ML model."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,215 @@
+"""Rollout: a ModelVersion behind a KServe InferenceService, with an analysed canary."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from slipway.api.common import DNS_LABEL, LocalObjectReference, Model, StatusBase, cel
+from slipway.api.kind import AGE_COLUMN, READY_COLUMN, Kind, PrinterColumn
+from slipway.api.trainingjob import QUANTITY
+
+
+class PredictorResources(Model):
+    cpu: Annotated[str | None, Field(default=None, max_length=64, pattern=QUANTITY)]
+    memory: Annotated[str | None, Field(default=None, max_length=64, pattern=QUANTITY)]
+    gpus: Annotated[int, Field(default=0, ge=0, le=16)]
+
+
+class Predictor(Model):
+    """The predictor slipway writes into the InferenceService."""
+
+    runtime: Annotated[
+        str, Field(default="slipway-predictor", max_length=253, description="ServingRuntime that serves the model.")
+    ]
+    protocol_version: Annotated[Literal["v1", "v2"], Field(default="v2", description="Inference protocol.")]
+    min_replicas: Annotated[int, Field(default=1, ge=0, le=100)]
+    max_replicas: Annotated[int | None, Field(default=None, ge=1, le=1000)]
+    resources: Annotated[PredictorResources | None, Field(default=None)]
+    service_account_name: Annotated[
+        str | None, Field(default=None, max_length=253, description="Its identity for reading the artifact from S3.")
+    ]
+
+
+class InferenceServiceTemplate(Model):
+    """The KServe InferenceService this Rollout owns."""
+
+    name: Annotated[
+        str | None, Field(default=None, max_length=45, pattern=DNS_LABEL, description="Defaults to the Rollout's name.")
+    ]
+    deployment_mode: Annotated[
+        Literal["Serverless", "Standard"],
+        Field(
+            default="Standard",
+            description="Serverless: canaryTrafficPercent on one predictor (Knative). "
+            "Standard: spec.canary[] with a named predictor (KServe >= 0.20).",
+        ),
+    ]
+    predictor: Annotated[Predictor, Field(default_factory=Predictor)]
+
+
+class CanaryStep(Model):
+    """Send `weight`% to the canary, then wait `holdSeconds` under analysis, or for a manual promote."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            cel(
+                "!(has(self.holdSeconds) && has(self.manualGate) && self.manualGate)",
+                "a step has holdSeconds or manualGate, not both",
+            )
+        ]
+    }
+
+    weight: Annotated[int, Field(description="Percent of traffic on the canary (1-100).")]
+    hold_seconds: Annotated[int | None, Field(default=None, ge=0, le=86400)]
+    manual_gate: Annotated[bool | None, Field(default=None, description="Wait for the slipway.dev/promote annotation.")]
+
+
+class Prometheus(Model):
+    address: Annotated[
+        str, Field(max_length=2048, pattern=r"^https?://", description="Base URL of the Prometheus HTTP API.")
+    ]
+
+
+class ErrorRateAnalysis(Model):
+    """Canary vs stable error rate, judged by a sequential test (mSPRT)."""
+
+    enabled: bool = True
+
+
+class LatencyAnalysis(Model):
+    """Canary latency quantile as a ratio of stable's."""
+
+    enabled: bool = True
+    quantile: Annotated[float, Field(default=0.95, gt=0, lt=1)]
+    max_ratio: Annotated[float, Field(default=1.5, gt=1, description="Regressed when canary/stable exceeds this.")]
+    min_samples: Annotated[int, Field(default=100, ge=1)]
+
+
+class CustomMetric(Model):
+    """A PromQL expression with bounds; `{{version}}` is replaced by the canary's version label."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [cel("has(self.min) || has(self.max)", "a custom metric needs min or max")]
+    }
+
+    name: Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]
+    query: Annotated[str, Field(min_length=1, max_length=4096)]
+    min: Annotated[float | None, Field(default=None)]
+    max: Annotated[float | None, Field(default=None)]
+
+
+class Analysis(Model):
+    """How the canary is judged; no evidence never promotes."""
+
+    prometheus: Prometheus
+    interval_seconds: Annotated[int, Field(default=10, ge=1, le=3600)]
+    false_rollback_rate: Annotated[
+        float,
+        Field(default=0.05, gt=0, le=0.5, description="Alpha: highest chance that a healthy canary is rolled back."),
+    ]
+    min_requests: Annotated[int, Field(default=50, ge=1, description="Canary requests needed before any verdict.")]
+    on_no_data: Annotated[
+        Literal["hold", "rollback"],
+        Field(default="hold", description="What to do after maxHoldSeconds without evidence."),
+    ]
+    max_hold_seconds: Annotated[int, Field(default=600, ge=0)]
+    error_rate: Annotated[ErrorRateAnalysis, Field(default_factory=ErrorRateAnalysis)]
+    latency: Annotated[LatencyAnalysis, Field(default_factory=LatencyAnalysis)]
+    custom_metrics: Annotated[list[CustomMetric], Field(default_factory=list, max_length=16)]
+
+
+class Canary(Model):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            cel(
+                "self.steps.all(s, s.weight >= 1 && s.weight <= 100)",
+                "canary step weights must be between 1 and 100",
+                fieldPath=".steps",
+            ),
+            cel(
+                "self.steps.map(s, s.weight).isSorted()"
+                " && self.steps.all(a, self.steps.exists_one(b, b.weight == a.weight))",
+                "canary step weights must be strictly increasing",
+                fieldPath=".steps",
+            ),
+        ]
+    }
+
+    steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=20)]
+    analysis: Annotated[Analysis | None, Field(default=None)]
+
+
+class RolloutSpec(Model):
+    model_version_ref: LocalObjectReference
+    inference_service: Annotated[InferenceServiceTemplate, Field(default_factory=InferenceServiceTemplate)]
+    canary: Annotated[
+        Canary | None, Field(default=None, description="Without it a new version takes all traffic at once.")
+    ]
+
+
+Verdict = Literal["Healthy", "Regressed", "Inconclusive"]
+
+
+class SideEvidence(Model):
+    samples: Annotated[float, Field(ge=0)]
+    value: Annotated[float | None, Field(default=None)]
+
+
+class Evidence(Model):
+    metric: str
+    verdict: Verdict
+    canary: SideEvidence
+    stable: SideEvidence
+    effect: Annotated[float | None, Field(default=None, description="Canary minus (or over) stable.")]
+    interval: Annotated[list[float], Field(default_factory=list, max_length=2, description="Confidence interval.")]
+    p_value: Annotated[float | None, Field(default=None)]
+
+
+class Decision(Model):
+    time: Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+    action: Annotated[str, Field(max_length=63, description="e.g. Hold, Advance, Promote, Rollback.")]
+    step: Annotated[int | None, Field(default=None)]
+    weight: Annotated[int | None, Field(default=None)]
+    verdict: Annotated[Verdict | None, Field(default=None)]
+    message: Annotated[str, Field(default="", max_length=2048)]
+    evidence: Annotated[list[Evidence], Field(default_factory=list, max_length=16)]
+
+
+RolloutPhase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBack", "Aborted", "Failed"]
+
+
+class RolloutStatus(StatusBase):
+    """Observed state of a Rollout."""
+
+    phase: Annotated[RolloutPhase | None, Field(default=None)]
+    stable_version: Annotated[str | None, Field(default=None, description="ModelVersion taking the stable traffic.")]
+    canary_version: Annotated[str | None, Field(default=None, description="ModelVersion under analysis.")]
+    current_step: Annotated[int | None, Field(default=None, ge=0)]
+    canary_weight: Annotated[int, Field(default=0, ge=0, le=100)]
+    step_started_at: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
+    last_verdict: Annotated[Verdict | None, Field(default=None)]
+    decisions: Annotated[
+        list[Decision], Field(default_factory=list, max_length=20, description="The latest decisions with evidence.")
+    ]
+
+
+class Rollout(Kind):
+    """Serves a ModelVersion through KServe, progressively, with automatic rollback."""
+
+    kind: ClassVar[str] = "Rollout"
+    plural: ClassVar[str] = "rollouts"
+    short_names: ClassVar[tuple[str, ...]] = ("mro",)
+    printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn("Stable", ".status.stableVersion"),
+        PrinterColumn("Canary", ".status.canaryVersion"),
+        PrinterColumn("Weight", ".status.canaryWeight", type="integer"),
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Verdict", ".status.lastVerdict"),
+        READY_COLUMN,
+        AGE_COLUMN,
+    )
+
+    spec: RolloutSpec
+    status: RolloutStatus | None = None

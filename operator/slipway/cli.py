@@ -1,0 +1,94 @@
+"""`python -m slipway` / `slipway`: run the operator against the current kubeconfig or in-cluster config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import kopf
+
+from slipway import __version__
+from slipway.config import Settings
+from slipway.handlers import Runtime, register
+from slipway.kube import Kube
+from slipway.observability import UP, serve
+
+log = logging.getLogger("slipway")
+
+
+def configure(settings: Settings, kopf_settings: kopf.OperatorSettings) -> None:
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.peering.name = settings.peering or "slipway"
+    kopf_settings.peering.standalone = not settings.peering
+    kopf_settings.peering.mandatory = False
+    kopf_settings.peering.clusterwide = not settings.namespaces
+    kopf_settings.peering.priority = settings.priority
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    registry = kopf.OperatorRegistry()
+    kube = await Kube.connect()
+    runtime = Runtime(kube, settings)
+    register(registry, lambda _memo: runtime)
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(runtime.settings, settings)
+
+    ready, kopf_ready = asyncio.Event(), asyncio.Event()
+    http = await serve(settings.http_host, settings.http_port, ready) if settings.http_port else None
+
+    async def mark_ready() -> None:
+        await kopf_ready.wait()
+        ready.set()
+        UP.set(1)
+
+    marker = asyncio.create_task(mark_ready())
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            ready_flag=kopf_ready,
+            stop_flag=stop,
+        )
+    finally:
+        marker.cancel()
+        UP.set(0)
+        await runtime.requeue.close()
+        await kube.close()
+        if http is not None:
+            await http.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
+    parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        settings.validate()
+    except ValueError as e:
+        print(f"slipway: {e}", file=sys.stderr)
+        return 2
+    kopf.configure(
+        verbose=settings.log_level == "DEBUG",
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger().setLevel(settings.log_level)
+    log.info("slipway %s starting (namespaces: %s)", __version__, ", ".join(settings.namespaces) or "all")
+
+    async def main_async() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(main_async())
+    return 0

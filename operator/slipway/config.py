@@ -1,0 +1,62 @@
+"""Operator settings, from environment variables with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from slipway import __version__
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, its environment variable and default. Documented in README ("Configuration")."""
+
+    namespaces: tuple[str, ...] = ()  # SLIPWAY_NAMESPACES: comma list; empty = all namespaces
+    http_host: str = "0.0.0.0"  # SLIPWAY_HTTP_HOST: /healthz, /readyz and /metrics
+    http_port: int = 8080  # SLIPWAY_HTTP_PORT (0 disables the endpoint)
+    log_format: str = "text"  # SLIPWAY_LOG_FORMAT: text | json
+    log_level: str = "INFO"  # SLIPWAY_LOG_LEVEL
+    peering: str = "slipway"  # SLIPWAY_PEERING: Kopf peering name for HA; empty = standalone
+    priority: int = 0  # SLIPWAY_PRIORITY: Kopf peering priority of this replica
+    resync_seconds: float = 60.0  # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object
+    trainer_image: str = f"ghcr.io/slipway-dev/trainer:{__version__}"  # SLIPWAY_TRAINER_IMAGE
+    predictor_image: str = f"ghcr.io/slipway-dev/predictor:{__version__}"  # SLIPWAY_PREDICTOR_IMAGE
+    drift_image: str = f"ghcr.io/slipway-dev/drift:{__version__}"  # SLIPWAY_DRIFT_IMAGE
+    s3_endpoint: str = ""  # SLIPWAY_S3_ENDPOINT: default S3 endpoint; empty = AWS
+    s3_region: str = "us-east-1"  # SLIPWAY_S3_REGION
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        d = cls()
+        return cls(
+            namespaces=_list("SLIPWAY_NAMESPACES"),
+            http_host=_env("SLIPWAY_HTTP_HOST", d.http_host),
+            http_port=int(_env("SLIPWAY_HTTP_PORT", str(d.http_port))),
+            log_format=_env("SLIPWAY_LOG_FORMAT", d.log_format).lower(),
+            log_level=_env("SLIPWAY_LOG_LEVEL", d.log_level).upper(),
+            peering=_env("SLIPWAY_PEERING", d.peering),
+            priority=int(_env("SLIPWAY_PRIORITY", str(d.priority))),
+            resync_seconds=float(_env("SLIPWAY_RESYNC_SECONDS", str(d.resync_seconds))),
+            trainer_image=_env("SLIPWAY_TRAINER_IMAGE", d.trainer_image),
+            predictor_image=_env("SLIPWAY_PREDICTOR_IMAGE", d.predictor_image),
+            drift_image=_env("SLIPWAY_DRIFT_IMAGE", d.drift_image),
+            s3_endpoint=_env("SLIPWAY_S3_ENDPOINT", d.s3_endpoint),
+            s3_region=_env("SLIPWAY_S3_REGION", d.s3_region),
+        )
+
+    def validate(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"SLIPWAY_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if not 0 <= self.http_port < 65536:
+            raise ValueError(f"SLIPWAY_HTTP_PORT out of range: {self.http_port}")
+        if self.resync_seconds <= 0:
+            raise ValueError("SLIPWAY_RESYNC_SECONDS must be positive")

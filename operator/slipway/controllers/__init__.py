@@ -1,0 +1,1 @@
+"""One module per kind: observe (async, reads), decide (pure), and the shared apply step in base."""

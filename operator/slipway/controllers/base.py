@@ -1,0 +1,106 @@
+"""The reconcile shape every kind shares: snapshot, decide purely, write status once.
+
+`reconcile()` is the only impure step: it validates the body, asks the kind's controller to observe
+and decide, merges conditions, and sends one status patch only when something changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import ValidationError
+
+from slipway import conditions
+from slipway.api.kind import Kind
+from slipway.conditions import Cond
+from slipway.kube import Kube, ObjectRef
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Kind)
+Obs = TypeVar("Obs")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Result:
+    """What a decision says the status should be, what to announce, and when to look again."""
+
+    conditions: list[Cond]
+    fields: dict[str, Any] = field(default_factory=dict)  # other status fields, by wire name
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    patched: bool = False  # set by reconcile(): whether a status patch was sent
+
+
+class Controller(Protocol, Generic[K, Obs]):
+    kind: type[K]
+
+    async def observe(self, obj: K, kube: Kube) -> Obs: ...
+
+    def decide(self, obj: K, observed: Obs, now: datetime) -> Result: ...
+
+
+def invalid(problems: list[str]) -> Result:
+    """A spec the operator cannot act on: Stalled until a person changes it."""
+    message = "; ".join(problems)
+    return Result(conditions.stalled("InvalidSpec", message), events=[Event("Warning", "InvalidSpec", message)])
+
+
+def describe(error: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+
+
+def desired_status(old: dict[str, Any], result: Result, generation: int | None, now: datetime) -> dict[str, Any]:
+    """The full status after `result`: fields it names are replaced, others kept, conditions merged."""
+    new = {**old, **result.fields}
+    new["conditions"] = conditions.merge(old.get("conditions", []), result.conditions, generation, now)
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return {k: v for k, v in new.items() if v is not None}
+
+
+def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: only changed keys, nulls for removed ones."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            sub = merge_diff(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value or key not in old:
+            patch[key] = value
+    return patch
+
+
+async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: Kube, now: datetime) -> Result:
+    """One pass over one object; raises kube.Conflict when the object moved underneath."""
+    meta = body.get("metadata", {})
+    try:
+        obj = controller.kind.model_validate(body)
+    except ValidationError as e:
+        result = invalid(describe(e))
+    else:
+        observed = await controller.observe(obj, kube)
+        result = controller.decide(obj, observed, now)
+    old = body.get("status") or {}
+    new = desired_status(old, result, meta.get("generation"), now)
+    if new == old:
+        return result
+    ref = ObjectRef.of(body)
+    await kube.patch_status(controller.kind.plural, ref.namespace, ref.name, merge_diff(old, new), ref.resource_version)
+    # Events describe transitions, so they go out only with a status change: a resync never repeats them.
+    result.patched = True
+    for ev in result.events:
+        await kube.event(ref, ev.type, ev.reason, ev.message, now)
+    return result

@@ -1,0 +1,153 @@
+"""A small async facade over kubernetes_asyncio: the calls slipway makes, with errors mapped.
+
+Controllers get plain dicts in and out; nothing else in the operator imports the client library.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from slipway.api.common import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+REPORTING_CONTROLLER = "slipway.dev/operator"
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409); reconcile again from a fresh read."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Enough of an object to name it in an Event."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str = ""
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> ObjectRef:
+        meta = body.get("metadata", {})
+        return cls(
+            body.get("apiVersion", ""),
+            body.get("kind", ""),
+            meta.get("namespace", ""),
+            meta.get("name", ""),
+            meta.get("uid", ""),
+            meta.get("resourceVersion", ""),
+        )
+
+
+class Kube:
+    """One API client for the whole operator."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config()
+        return cls(client.ApiClient())
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A slipway object, or None when it does not exist."""
+        return await self.get_custom(GROUP, VERSION, plural, namespace, name)
+
+    async def get_custom(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """Any namespaced custom object (e.g. a KServe InferenceService), or None when it does not exist."""
+        try:
+            obj: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name
+            )
+            return obj
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        res = await self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        items: list[dict[str, Any]] = res.get("items", [])
+        return items
+
+    async def secret_exists(self, namespace: str, name: str) -> bool:
+        # Only metadata is looked at; the data never leaves this function.
+        try:
+            await self._core.read_namespaced_secret(name, namespace)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status_patch: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Apply a status merge patch, guarded by resourceVersion so a stale decision is never written."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status_patch}
+        try:
+            obj: dict[str, Any] = await self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
+            return obj
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from e
+            raise
+
+    async def event(self, ref: ObjectRef, type_: str, reason: str, message: str, now: datetime | None = None) -> None:
+        """Post an events.k8s.io-style core Event; failures are logged, never raised (events are best effort)."""
+        now = now or datetime.now(UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+            "involvedObject": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+                "resourceVersion": ref.resource_version,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "slipway-operator"},
+            "reportingComponent": REPORTING_CONTROLLER,
+            "reportingInstance": os.environ.get("HOSTNAME", "slipway-operator"),
+            "action": reason,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventTime": stamp,
+            "count": 1,
+        }
+        try:
+            await self._core.create_namespaced_event(ref.namespace, body)  # type: ignore[arg-type]
+        except ApiException as e:
+            log.warning("could not post event %s for %s/%s: %s", reason, ref.namespace, ref.name, e.reason)

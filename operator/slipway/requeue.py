@@ -1,0 +1,51 @@
+"""Per-object serialisation and delayed re-reconciles, the way controller-runtime requeues.
+
+Only timing lives here, never state: after a restart the initial listing reconciles every object
+again, and everything a decision needs is read back from the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+
+
+class Requeuer:
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def lock(self, key: Hashable) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def schedule(self, key: Hashable, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` after `delay` seconds; a newer schedule for the same key replaces the older one."""
+        self.cancel(key)
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, self._start, key, action)
+
+    def cancel(self, key: Hashable) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def forget(self, key: Hashable) -> None:
+        self.cancel(key)
+        self._locks.pop(key, None)
+
+    def pending(self) -> int:
+        return len(self._timers)
+
+    def _start(self, key: Hashable, action: Callable[[], Awaitable[None]]) -> None:
+        self._timers.pop(key, None)
+        task = asyncio.ensure_future(action())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for key in list(self._timers):
+            self.cancel(key)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
