@@ -1,0 +1,97 @@
+"""The pydantic models accept the examples and reject what the schema would."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from slipway.api import KINDS, DriftMonitor, ModelVersion, Rollout, TrainingJob
+from slipway.api.modelversion import model_version_name
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BY_KIND = {k.kind: k for k in KINDS}
+
+
+def example_docs() -> list[dict]:  # type: ignore[type-arg]
+    docs = []
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") in BY_KIND]
+    return docs
+
+
+@pytest.mark.parametrize("doc", example_docs(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_examples_parse(doc: dict) -> None:  # type: ignore[type-arg]
+    obj = BY_KIND[doc["kind"]].model_validate(doc)
+    assert obj.spec is not None
+
+
+def test_every_kind_has_an_example() -> None:
+    assert {d["kind"] for d in example_docs()} == set(BY_KIND)
+
+
+def test_defaults_fill_in() -> None:
+    tj = TrainingJob.model_validate(
+        {
+            "spec": {
+                "modelName": "m",
+                "framework": "sklearn",
+                "algorithm": "sklearn.svm.SVC",
+                "dataset": {"uri": "sklearn://iris"},
+                "output": {"uri": "s3://bucket/m"},
+            }
+        }
+    )
+    assert tj.spec.run_policy.backoff_limit == 3 and tj.spec.seed == 0 and not tj.spec.run_policy.suspend
+    assert tj.spec.wire()["runPolicy"] == {"backoffLimit": 3, "suspend": False}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"modelName": "Upper_Case"},
+        {"framework": "tensorflow"},
+        {"dataset": {"uri": "sklearn://mnist"}},
+        {"output": {"uri": "http://bucket/x"}},
+        {"seed": -1},
+    ],
+)
+def test_trainingjob_rejects(bad: dict) -> None:  # type: ignore[type-arg]
+    spec = {
+        "modelName": "m",
+        "framework": "sklearn",
+        "algorithm": "a.B",
+        "dataset": {"uri": "sklearn://iris"},
+        "output": {"uri": "s3://bucket/m"},
+    }
+    with pytest.raises(ValidationError):
+        TrainingJob.model_validate({"spec": {**spec, **bad}})
+
+
+def test_status_round_trips_with_aliases() -> None:
+    status = {"observedGeneration": 2, "stableVersion": "m-v1", "canaryWeight": 10, "conditions": []}
+    r = Rollout.model_validate({"spec": {"modelVersionRef": {"name": "m-v1"}}, "status": status})
+    assert r.status is not None and r.status.wire() == {**status, "decisions": []}
+
+
+def test_model_version_name() -> None:
+    assert model_version_name("cancer-rf", 3) == "cancer-rf-v3"
+
+
+def test_driftmonitor_defaults() -> None:
+    dm = DriftMonitor.model_validate({"spec": {"rolloutRef": {"name": "r"}}})
+    assert dm.spec.detector.method == "ks" and dm.spec.detector.window_size == 1000
+
+
+def test_modelversion_requires_sha256_hex() -> None:
+    with pytest.raises(ValidationError, match="sha256"):
+        ModelVersion.model_validate(
+            {
+                "spec": {
+                    "modelName": "m",
+                    "version": 1,
+                    "framework": "sklearn",
+                    "artifact": {"uri": "s3://bucket/k", "sha256": "nothex", "format": "joblib"},
+                }
+            }
+        )
