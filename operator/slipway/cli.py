@@ -30,15 +30,33 @@ def configure(settings: Settings, kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.peering.priority = settings.priority
 
 
+async def ensure_peering(kube: Kube, settings: Settings) -> bool:
+    """Create the peering object HA needs; without it (no CRD, no RBAC) run standalone rather than not at all."""
+    try:
+        if await kube.ensure_peering(settings.peering, settings.namespaces):
+            return True
+        log.warning("Kopf's peering CRDs are not installed: running standalone (no HA)")
+    except Exception as e:  # noqa: BLE001 - any API failure here only costs HA, never the operator
+        log.warning("cannot set up peering %r (%s): running standalone (no HA)", settings.peering, e)
+    return False
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     registry = kopf.OperatorRegistry()
     kube = await Kube.connect()
     runtime = Runtime(kube, settings)
     register(registry, lambda _memo: runtime)
 
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # Kopf's own client, separate from ours: in-cluster ServiceAccount first, then kubeconfig.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(runtime.settings, settings)
+        if runtime.settings.peering and not await ensure_peering(kube, runtime.settings):
+            settings.peering.standalone = True
 
     ready, kopf_ready = asyncio.Event(), asyncio.Event()
     http = await serve(settings.http_host, settings.http_port, ready) if settings.http_port else None

@@ -121,6 +121,36 @@ class Kube:
                 raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from e
             raise
 
+    async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> bool:
+        """Create Kopf's peering object(s) if missing; False when the peering CRDs are not installed."""
+        body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        try:
+            if not namespaces:
+                await self._create_if_missing(
+                    self._custom.create_cluster_custom_object(
+                        "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"}
+                    )
+                )
+            for ns in namespaces:
+                await self._create_if_missing(
+                    self._custom.create_namespaced_custom_object(
+                        "kopf.dev", "v1", ns, "kopfpeerings", {**body, "kind": "KopfPeering"}
+                    )
+                )
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    async def _create_if_missing(call: Any) -> None:
+        try:
+            await call
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str, now: datetime | None = None) -> None:
         """Post an events.k8s.io-style core Event; failures are logged, never raised (events are best effort)."""
         now = now or datetime.now(UTC)

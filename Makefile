@@ -1,0 +1,70 @@
+# slipway: `make demo` runs the local environment and the examples; `make test` runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
+DEMO_DIR := .demo
+# pip's cache stays in the home directory (its default), shared by CI runs and later work.
+
+.PHONY: help deps system-deps controlplane generate check-generated lint unit integration test \
+        cluster-up cluster-down demo demo-down clean
+
+help:
+	@echo "make demo       local control plane + operator + examples, then 'kubectl get slipway -A'"
+	@echo "make demo-down  stop everything 'make demo' started"
+	@echo "make test       lint, generated-file check, unit and integration tests"
+	@echo "make generate   regenerate crds/ from the pydantic models"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps: $(VENV)/.installed
+
+system-deps:
+	bash hack/install-system-deps.sh
+
+controlplane:
+	bash hack/build-controlplane.sh
+
+generate: deps
+	$(PY) -m slipway.api.crdgen crds
+
+check-generated: deps
+	$(PY) -m slipway.api.crdgen --check crds
+
+lint: deps check-generated
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/mypy
+
+unit: deps
+	$(VENV)/bin/pytest tests/unit
+
+integration: deps system-deps controlplane
+	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
+
+test: lint system-deps controlplane
+	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
+
+cluster-up: deps system-deps controlplane
+	$(CLUSTER) up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(CLUSTER) down; fi
+
+demo: cluster-up
+	bash hack/demo.sh
+
+demo-down:
+	@if [ -f $(DEMO_DIR)/operator.pid ]; then kill $$(cat $(DEMO_DIR)/operator.pid) 2>/dev/null || true; rm -f $(DEMO_DIR)/operator.pid; fi
+	@$(MAKE) --no-print-directory cluster-down
+
+clean: demo-down
+	rm -rf $(VENV) .cluster $(DEMO_DIR)

@@ -1,0 +1,156 @@
+"""Shared fixtures: a private local control plane per test session, and the operator as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# `make test` sets this: there, a control plane that cannot start is a failure, never a skip.
+REQUIRE_CLUSTER = os.environ.get("SLIPWAY_REQUIRE_CLUSTER") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
+    """Poll until `check()` is truthy; fail with the last value seen. A wait, not a timed assertion."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from localcluster import Cluster, ClusterError
+
+    c = Cluster(tmp_path_factory.mktemp("cluster"), free_ports=True)
+    try:
+        c.up()
+    except (ClusterError, OSError) as e:
+        c.down(purge=True)
+        if REQUIRE_CLUSTER:
+            pytest.fail(f"local control plane did not start: {e}")
+        pytest.skip(f"local control plane unavailable: {e}")
+    yield c
+    c.down(purge=True)
+
+
+class Kubectl:
+    def __init__(self, cluster: Any, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl("-n", self.namespace, *args, input=input, check=check)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self("get", *args, "-o", "json").stdout)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        proc = self("get", kind, name, "-o", "json", "--ignore-not-found")
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    def apply(self, manifest: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if isinstance(manifest, Path):
+            return self("apply", "-f", str(manifest), check=check)
+        return self("apply", "-f", "-", input=manifest, check=check)
+
+    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any]:
+        obj = self.get(kind, name) or {}
+        return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
+
+
+@pytest.fixture
+def kubectl(cluster: Any) -> Iterator[Kubectl]:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", ns)
+    yield Kubectl(cluster, ns)
+    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+class Operator:
+    """`python -m slipway` as a child process against the test cluster."""
+
+    def __init__(self, cluster: Any, log_dir: Path, **env: str) -> None:
+        self.cluster, self.port, self.log_path = cluster, free_port(), log_dir / f"operator-{uuid.uuid4().hex[:6]}.log"
+        self.env = {"SLIPWAY_HTTP_PORT": str(self.port), "SLIPWAY_HTTP_HOST": "127.0.0.1", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "slipway"], env=self.cluster.env({**os.environ, **self.env}), stdout=log, stderr=log
+        )
+        wait_for("operator readiness", lambda: self.alive() and self.http("/readyz") == "ok", timeout=60)
+        return self
+
+    def alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            pytest.fail(f"operator exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+        return True
+
+    def http(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return str(r.read().decode())
+        except OSError:
+            return None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample over series matching `labels`."""
+        total = 0.0
+        for line in (self.http("/metrics") or "").splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def operator_factory(cluster: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+    started: list[Operator] = []
+
+    def make(**env: str) -> Operator:
+        op = Operator(cluster, tmp_path, **{"SLIPWAY_RESYNC_SECONDS": "2", **env})
+        started.append(op.start())
+        return op
+
+    yield make
+    for op in started:
+        op.stop()
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., Operator]) -> Operator:
+    return operator_factory()
