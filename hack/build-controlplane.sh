@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local control plane binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) from the versions pinned in hack/controlplane/go.mod.
+# kube-scheduler, kubectl) from the versions pinned in hack/controlplane/go.mod, and kwok
+# from hack/controlplane/kwok/go.mod (its own module: kwok v0.7.0 does not compile against
+# the v1.34 client libraries, see kwok/tools.go).
 #
 # A cold build takes 10-20 minutes on 2 cores, so a stamp file next to the binaries records
-# sha256(go.mod + go.sum + `go version`); when it matches and every binary is present the
+# sha256(both go.mod + go.sum + `go version`); when it matches and every binary is present the
 # build is skipped without even asking go (whose own up-to-date check still costs seconds).
 # Go's build cache stays in its default place under $HOME, so a rebuild after a pin change
 # only recompiles what changed.
@@ -14,20 +16,26 @@ src="$here/controlplane"
 bin="${SLIPWAY_BIN:-$HOME/.cache/slipway/bin}"
 stamp="$bin/.build-stamp"
 
-packages=(
+# Commands built from hack/controlplane ...
+kube_packages=(
   k8s.io/kubernetes/cmd/kube-apiserver
   k8s.io/kubernetes/cmd/kube-controller-manager
   k8s.io/kubernetes/cmd/kube-scheduler
   k8s.io/kubernetes/cmd/kubectl
+)
+# ... and from hack/controlplane/kwok.
+kwok_packages=(
   sigs.k8s.io/kwok/cmd/kwok
 )
+packages=("${kube_packages[@]}" "${kwok_packages[@]}")
 
 if ! command -v go >/dev/null 2>&1; then
   echo "build-controlplane: go not found on PATH (need Go >= the version in $src/go.mod)" >&2
   exit 1
 fi
 
-want=$( { cat "$src/go.mod" "$src/go.sum"; go version; } | sha256sum | cut -d' ' -f1)
+want=$( { cat "$src/go.mod" "$src/go.sum" "$src/kwok/go.mod" "$src/kwok/go.sum"; go version; } \
+  | sha256sum | cut -d' ' -f1)
 
 all_present=1
 for pkg in "${packages[@]}"; do
@@ -46,7 +54,8 @@ start=$SECONDS
 # Write the stamp only after a successful build, and remove a stale one first, so an
 # interrupted build is never mistaken for a finished one.
 rm -f "$stamp"
-(cd "$src" && go build -trimpath -ldflags='-s -w' -o "$bin/" "${packages[@]}")
+(cd "$src" && go build -trimpath -ldflags='-s -w' -o "$bin/" "${kube_packages[@]}")
+(cd "$src/kwok" && go build -trimpath -ldflags='-s -w' -o "$bin/" "${kwok_packages[@]}")
 echo "$want" >"$stamp"
 echo "build-controlplane: done in $((SECONDS - start))s"
 ls -l "$bin"

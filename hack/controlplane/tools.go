@@ -1,6 +1,7 @@
 //go:build tools
 
-// Package tools pins the commands built for the local control plane.
+// Package tools pins the Kubernetes commands built for the local control plane.
+// kwok is pinned separately in kwok/ (its own module: it needs older client libraries).
 package tools
 
 import (
@@ -8,5 +9,4 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
-	_ "sigs.k8s.io/kwok/cmd/kwok"
 )
