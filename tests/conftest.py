@@ -118,9 +118,9 @@ class Operator:
         """Sum of a Prometheus sample over series matching `labels`."""
         total = 0.0
         for line in (self.http("/metrics") or "").splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                    total += float(line.rsplit(" ", 1)[1])
+            series = line.startswith(name + "{") or line.startswith(name + " ")
+            if series and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
         return total
 
     def stop(self, kill: bool = False) -> None:

@@ -113,8 +113,10 @@ CEL_CASES = [
     ("trainingjob-sklearn.yaml", set_path("gates", [{"metric": "accuracy", "min": 0.9, "max": 0.5}]),
      "a gate's min must not exceed its max"),
     ("trainingjob-pytorch-ddp-gpu.yaml", set_path("distributed.workers", 0), "distributed.workers must be at least 1"),
-    ("trainingjob-sklearn.yaml", set_path("distributed", {"workers": 2}), "distributed training needs framework pytorch"),
-    ("trainingjob-sklearn.yaml", set_path("resources.gpuProduct", "NVIDIA-H100-80GB-HBM3"), "gpuProduct needs gpus > 0"),
+    ("trainingjob-sklearn.yaml", set_path("distributed", {"workers": 2}),
+     "distributed training needs framework pytorch"),
+    ("trainingjob-sklearn.yaml", set_path("resources.gpuProduct", "NVIDIA-H100-80GB-HBM3"),
+     "gpuProduct needs gpus > 0"),
     ("trainingjob-sklearn.yaml", set_path("output.serviceAccountName", "trainer"),
      "set credentialsSecretRef or serviceAccountName, not both"),
     ("driftmonitor.yaml", set_path("retrain.cooldownSeconds", -1), "retrain.cooldownSeconds must be >= 0"),
@@ -123,7 +125,8 @@ CEL_CASES = [
     ("driftmonitor.yaml", set_path("rolloutRef", DELETE), "set exactly one of rolloutRef or inferenceServiceRef"),
     ("driftmonitor.yaml", lambda s: (s.pop("rolloutRef"), s.update(inferenceServiceRef={"name": "i"})),
      "inferenceServiceRef needs modelVersionRef for the reference data"),
-    ("driftmonitor.yaml", set_path("detector.backend", "pytorch"), "backend pytorch applies only to methods mmd and lsdd"),
+    ("driftmonitor.yaml", set_path("detector.backend", "pytorch"),
+     "backend pytorch applies only to methods mmd and lsdd"),
 ]  # fmt: skip
 
 

@@ -1,16 +1,15 @@
 """Table tests of the pure decide() functions and the status diff, with a fixed clock."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from slipway.api import DriftMonitor, ModelVersion, Rollout, TrainingJob
 from slipway.api.common import Gate
 from slipway.controllers import driftmonitor, modelversion, rollout, trainingjob
 from slipway.controllers.base import Result, desired_status, invalid, merge_diff
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def conds(result: Result) -> dict[str, tuple[str, str]]:
@@ -117,7 +116,10 @@ def ro(**spec: Any) -> Rollout:
 
 
 READY_MV = {"metadata": {"name": "m-v1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-UNREADY_MV = {"metadata": {"name": "m-v1"}, "status": {"conditions": [{"type": "Ready", "status": "False", "message": "x"}]}}
+UNREADY_MV = {
+    "metadata": {"name": "m-v1"},
+    "status": {"conditions": [{"type": "Ready", "status": "False", "message": "x"}]},
+}
 
 
 @pytest.mark.parametrize(
@@ -136,8 +138,12 @@ def test_rollout_step_without_an_end_is_invalid() -> None:
 
 
 def test_driftmonitor_waits_for_target() -> None:
-    dm = DriftMonitor.model_validate({"metadata": {"namespace": "ns"}, "spec": {"inferenceServiceRef": {"name": "i"},
-                                                                               "modelVersionRef": {"name": "m"}}})
+    dm = DriftMonitor.model_validate(
+        {
+            "metadata": {"namespace": "ns"},
+            "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}},
+        }
+    )
     result = driftmonitor.DriftMonitorController().decide(dm, driftmonitor.Observed(None), NOW)
     assert conds(result)["Ready"] == ("False", "InferenceServiceNotFound")
     assert conds(result)["DriftDetected"][0] == "Unknown"
@@ -160,5 +166,5 @@ def test_merge_diff(old: dict[str, Any], new: dict[str, Any], patch: dict[str, A
 
 def test_desired_status_is_stable_when_nothing_changed() -> None:
     first = desired_status({}, invalid(["spec.x: bad"]), 4, NOW)
-    again = desired_status(first, invalid(["spec.x: bad"]), 4, datetime(2027, 1, 1, tzinfo=timezone.utc))
+    again = desired_status(first, invalid(["spec.x: bad"]), 4, datetime(2027, 1, 1, tzinfo=UTC))
     assert again == first and first["observedGeneration"] == 4

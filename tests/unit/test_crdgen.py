@@ -5,9 +5,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from slipway.api import KINDS, Rollout, TrainingJob
-from slipway.api import crdgen
+from slipway.api import KINDS, Rollout, TrainingJob, crdgen
 
 REPO = Path(__file__).resolve().parents[2]
 

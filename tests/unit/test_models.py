@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
-
 from slipway.api import KINDS, DriftMonitor, ModelVersion, Rollout, TrainingJob
 from slipway.api.modelversion import model_version_name
 
