@@ -1,0 +1,19 @@
+"""slipway's local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (fake GPU/CPU nodes) as local processes.
+
+    PYTHONPATH=hack python -m localcluster up|down|status|kubeconfig|install-crds
+
+or from Python (with hack/ on sys.path):
+
+    from localcluster import Cluster
+    cluster = Cluster(tmp_dir, free_ports=True)
+    cluster.up()
+    subprocess.run(["kubectl", "get", "nodes"], env=cluster.env())
+    cluster.down()
+"""
+
+from .cluster import Cluster, ClusterError
+from .layout import Ports
+from .nodes import DEFAULT_NODES, FakeNode
+
+__all__ = ["DEFAULT_NODES", "Cluster", "ClusterError", "FakeNode", "Ports"]

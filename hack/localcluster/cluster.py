@@ -1,0 +1,517 @@
+"""A local Kubernetes control plane made of real components, with kwok playing the kubelets.
+
+etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok), all bound to
+127.0.0.1, all state (certificates, etcd data, logs, pids, kubeconfig) under one directory.
+Starting is idempotent and a warm start reuses certificates and etcd data, so it costs
+roughly the apiserver's own start-up time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import kubeconfig, nodes
+from .api import Api, ApiError
+from .layout import (
+    BINARIES,
+    REPO_ROOT,
+    Ports,
+    StateDir,
+    default_bin_dir,
+    default_etcd,
+    default_kserve_crds,
+    default_state_dir,
+    port_in_use,
+)
+from .pki import ADMIN, CONTROLLER_MANAGER, FRONT_PROXY_CLIENT, PKI, SCHEDULER, ClientIdentity
+from .procs import ProcessSpec, ProcessTable
+
+ETCD = "etcd"
+APISERVER = "kube-apiserver"
+CONTROLLER_MANAGER_PROC = "kube-controller-manager"
+SCHEDULER_PROC = "kube-scheduler"
+KWOK = "kwok"
+START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER_PROC, SCHEDULER_PROC, KWOK)
+# kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
+STOP_ORDER = ((KWOK, SCHEDULER_PROC, CONTROLLER_MANAGER_PROC), (APISERVER,), (ETCD,))
+
+SERVICE_CIDR = "10.96.0.0/16"
+FIELD_MANAGER = "slipway-localcluster"
+KWOK_CONFIG = Path(__file__).with_name("kwok.yaml")
+NODE_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def _stderr_log(message: str) -> None:
+    print(f"localcluster: {message}", file=sys.stderr, flush=True)
+
+
+class Cluster:
+    """One local cluster, identified by its state directory.
+
+    Ports come from, in order: the `ports` argument, the ports saved in the state dir by an
+    earlier `up` (so a warm start keeps its kubeconfig valid), fresh free ports when
+    `free_ports` is set, else the fixed defaults in `Ports`.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str | None = None,
+        *,
+        ports: Ports | None = None,
+        free_ports: bool = False,
+        bin_dir: Path | str | None = None,
+        etcd: Path | str | None = None,
+        crds_dir: Path | str | None = None,
+        kserve_crds_dir: Path | str | None = None,
+        fake_nodes: Sequence[nodes.FakeNode] = nodes.DEFAULT_NODES,
+        log: Callable[[str], None] = _stderr_log,
+    ) -> None:
+        self.state = StateDir(Path(state_dir) if state_dir is not None else default_state_dir())
+        self.bin_dir = Path(bin_dir) if bin_dir is not None else default_bin_dir()
+        self.etcd = Path(etcd) if etcd is not None else default_etcd()
+        self.crds_dir = Path(crds_dir) if crds_dir is not None else REPO_ROOT / "crds"
+        self.kserve_crds_dir = Path(kserve_crds_dir) if kserve_crds_dir is not None else default_kserve_crds()
+        self.fake_nodes = tuple(fake_nodes)
+        self.log = log
+        self.ports = ports or self.state.load_ports() or (Ports.free() if free_ports else Ports())
+        self.pki = PKI(self.state.pki)
+        self.procs = ProcessTable(self.state.run, self.state.logs)
+        self._api_client: Api | None = None
+
+    # ---- public API --------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.root
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state.kubeconfig
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    def binary(self, name: str) -> Path:
+        path = self.bin_dir / name
+        if not os.access(path, os.X_OK):
+            raise ClusterError(f"{path} is missing: run hack/build-controlplane.sh to build the control plane binaries")
+        return path
+
+    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """An environment for subprocesses that talk to this cluster: KUBECONFIG set, the
+        built kubectl first on PATH, and kubectl's discovery cache kept in the state dir
+        (private clusters on random ports would otherwise litter ~/.kube/cache)."""
+        env = dict(os.environ if base is None else base)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["PATH"] = os.pathsep.join(p for p in (str(self.bin_dir), env.get("PATH", "")) if p)
+        env["KUBECACHEDIR"] = str(self.state.kube_cache)
+        return env
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this cluster as the admin user."""
+        argv = [str(self.binary("kubectl")), *args]
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env(), timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def is_running(self) -> bool:
+        return all(pid is not None for pid in self.procs.running(START_ORDER).values()) and self._readyz()
+
+    def status(self) -> dict[str, Any]:
+        processes = self.procs.running(START_ORDER)
+        up = all(pid is not None for pid in processes.values())
+        return {
+            "state_dir": str(self.state_dir),
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "ports": self.ports.to_json(),
+            "processes": processes,
+            "ready": up and self._readyz(),
+            "logs": str(self.state.logs),
+        }
+
+    def up(self, timeout: float = 300.0) -> dict[str, float]:
+        """Start whatever is not running and wait until the cluster is usable. Returns the
+        seconds spent per phase ({} when everything was already running)."""
+        t0 = time.monotonic()
+        if self.is_running():
+            self.log(f"already running at {self.server} (state {self.state_dir})")
+            return {}
+        self._check_prerequisites()
+        timings: dict[str, float] = {}
+        deadline = t0 + timeout
+        try:
+            self._phase(timings, "certificates", self._prepare)
+            self._phase(timings, "etcd", lambda: self._start_etcd(deadline))
+            self._phase(timings, "kube-apiserver", lambda: self._start_apiserver(deadline))
+            self._phase(timings, "controllers", self._start_controllers)
+            self._phase(timings, "nodes", self._apply_nodes)
+            self._phase(timings, "crds", self._install_crds_if_changed)
+            self._phase(timings, "ready", lambda: self._wait_usable(deadline))
+        except BaseException:
+            # Leave nothing half-started behind (logs stay for the post-mortem).
+            self.log(f"start failed; stopping what was started (logs in {self.state.logs})")
+            self.down()
+            raise
+        timings["total"] = time.monotonic() - t0
+        self.log(f"cluster ready in {timings['total']:.1f}s at {self.server}; KUBECONFIG={self.kubeconfig}")
+        return timings
+
+    def down(self, timeout: float = 20.0, purge: bool = False) -> None:
+        """Stop exactly the processes this state dir started (recorded pids), kwok and the
+        controllers first, then the apiserver, then etcd. `purge` also deletes the state dir."""
+        for group in STOP_ORDER:
+            live = [n for n, pid in self.procs.running(group).items() if pid is not None]
+            if live:
+                self.log(f"stopping {', '.join(live)}")
+            killed = self.procs.stop(group, timeout)
+            if killed:
+                self.log(f"{', '.join(killed)} ignored SIGTERM for {timeout:.0f}s; killed")
+        if purge and self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+            self.log(f"removed {self.state_dir}")
+
+    def install_crds(self, paths: Iterable[Path] | None = None) -> list[str]:
+        """Server-side apply every YAML in <repo>/crds/ plus the KServe CRDs (or `paths`),
+        then wait until each CRD applied is Established. Returns the CRD names. Callable any
+        time the cluster is up, e.g. after CRDs were regenerated."""
+        files = [f for f in (self._crd_files() if paths is None else paths) if _has_content(f)]
+        if not files:
+            return []
+        args = ["apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-o", "name"]
+        for f in files:
+            args += ["-f", str(f)]
+        applied = self.kubectl(*args).stdout.split()
+        crds = [name.split("/", 1)[1] for name in applied if name.startswith("customresourcedefinition")]
+        # Polled here rather than with `kubectl wait`, which fails outright on a CRD whose
+        # status.conditions is not populated yet (right after creation).
+        pending = set(crds)
+
+        def all_established() -> bool:
+            pending.difference_update([n for n in pending if self._crd_established(n)])
+            return not pending
+
+        self._wait(f"CRDs Established ({len(crds)})", all_established, time.monotonic() + 60, [APISERVER])
+        if paths is None:
+            self.state.crds_record.write_text(json.dumps({"digest": _digest(files), "names": crds}) + "\n")
+        return crds
+
+    def user_kubeconfig(self, name: str, groups: Sequence[str] = (), path: Path | None = None) -> Path:
+        """A kubeconfig for another user, authenticated by a client certificate from the
+        cluster CA (CN=name, O=groups) and with no rights unless RBAC grants some."""
+        who = ClientIdentity(name, tuple(groups))
+        self.pki.ensure_client(who)
+        cert, key = self.pki.client_cert(who)
+        target = path or self.state.root / "users" / f"{cert.stem.removeprefix('client-')}.kubeconfig"
+        return kubeconfig.write(target, self.server, self.pki.ca_cert, cert, key, user=name)
+
+    # ---- start-up steps ----------------------------------------------------------------
+
+    def _phase(self, timings: dict[str, float], name: str, step: Callable[[], object]) -> None:
+        start = time.monotonic()
+        step()
+        timings[name] = time.monotonic() - start
+        self.log(f"{name}: {timings[name]:.1f}s")
+
+    def _check_prerequisites(self) -> None:
+        for name in BINARIES:
+            self.binary(name)
+        if not os.access(self.etcd, os.X_OK):
+            raise ClusterError(f"{self.etcd} is missing: run hack/install-system-deps.sh (or set SLIPWAY_ETCD)")
+        if shutil.which("openssl") is None and "SLIPWAY_OPENSSL" not in os.environ:
+            raise ClusterError("openssl is not on PATH; it is needed to make the cluster's certificates")
+        self._crd_files()  # raises if the KServe CRDs are missing, before anything starts
+
+    def _prepare(self) -> None:
+        for d in (self.state.root, self.state.logs, self.state.run, self.state.kwok_workdir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.state.save_ports(self.ports)
+        self._api_client = None  # certificates may be new
+        if self.pki.ensure():
+            self.log(f"certificates written to {self.state.pki}")
+        # Rewritten every start: cheap, and the server URL follows the ports.
+        for who, path in self._kubeconfigs().items():
+            cert, key = self.pki.client_cert(who)
+            kubeconfig.write(path, self.server, self.pki.ca_cert, cert, key, user=who.name)
+
+    def _kubeconfigs(self) -> dict[ClientIdentity, Path]:
+        return {
+            ADMIN: self.kubeconfig,
+            CONTROLLER_MANAGER: self.state.component_kubeconfigs / "kube-controller-manager.kubeconfig",
+            SCHEDULER: self.state.component_kubeconfigs / "kube-scheduler.kubeconfig",
+        }
+
+    def _start(self, spec: ProcessSpec, *ports: int) -> None:
+        if self.procs.pid(spec.name) is not None:
+            return
+        busy = [p for p in ports if port_in_use(p)]
+        if busy:
+            raise ClusterError(
+                f"cannot start {spec.name}: 127.0.0.1 port(s) {busy} already in use "
+                "(another cluster? stop it, or use a different state dir / --free-ports)"
+            )
+        self.procs.start(spec)
+
+    def _wait(self, what: str, ok: Callable[[], bool], deadline: float, watch: Sequence[str]) -> None:
+        """Poll `ok` until it holds; fail early, with the log tail, if a watched process dies."""
+        delay = 0.05
+        while True:
+            if ok():
+                return
+            for name in watch:
+                if self.procs.pid(name) is None:
+                    raise ClusterError(
+                        f"{name} exited while waiting for {what}; last lines of {self.procs.log_path(name)}:\n"
+                        + self.procs.tail(name)
+                    )
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n} ---\n{self.procs.tail(n, 15)}" for n in watch)
+                raise ClusterError(f"timed out waiting for {what}\n{tails}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _start_etcd(self, deadline: float) -> None:
+        p = self.ports
+        argv = [
+            str(self.etcd),
+            "--name=slipway",
+            f"--data-dir={self.state.etcd_data}",
+            f"--listen-client-urls=http://127.0.0.1:{p.etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{p.etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{p.etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p.etcd_peer}",
+            f"--initial-cluster=slipway=http://127.0.0.1:{p.etcd_peer}",
+            "--initial-cluster-state=new",
+            # A single member has no peers to lose touch with, so a short election timeout
+            # is safe, and it is what a restart waits for before etcd serves (default 1s-2s).
+            "--heartbeat-interval=100",
+            "--election-timeout=500",
+            "--logger=zap",
+            "--log-outputs=stderr",
+        ]
+        self._start(ProcessSpec(ETCD, argv), p.etcd_client, p.etcd_peer)
+        etcd = Api(f"http://127.0.0.1:{p.etcd_client}")
+        self._wait("etcd /health", lambda: (etcd.get_json("/health") or {}).get("health") == "true", deadline, [ETCD])
+
+    def _start_apiserver(self, deadline: float) -> None:
+        p, k = self.ports, self.pki
+        proxy_cert, proxy_key = k.client_cert(FRONT_PROXY_CLIENT)
+        argv = [
+            str(self.binary(APISERVER)),
+            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={p.apiserver}",
+            f"--cert-dir={self.state.pki / 'generated' / 'kube-apiserver'}",
+            f"--tls-cert-file={k.apiserver_cert}",
+            f"--tls-private-key-file={k.apiserver_key}",
+            f"--client-ca-file={k.ca_cert}",
+            "--authorization-mode=Node,RBAC",
+            "--anonymous-auth=false",
+            f"--requestheader-client-ca-file={k.front_proxy_ca.cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT.name}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={proxy_cert}",
+            f"--proxy-client-key-file={proxy_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={k.sa_pub}",
+            f"--service-account-signing-key-file={k.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # The default reconciler would publish 127.0.0.1 as the endpoint of the
+            # `kubernetes` Service, which validation rejects (loopback), logging an error
+            # every 10s. Nothing here reaches the apiserver through that Service anyway.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ]
+        self._start(ProcessSpec(APISERVER, argv), p.apiserver)
+        self._wait("kube-apiserver /readyz", self._readyz, deadline, [ETCD, APISERVER])
+
+    def _start_controllers(self) -> None:
+        p, k, kc = self.ports, self.pki, self._kubeconfigs()
+        kcm_kubeconfig, sched_kubeconfig = kc[CONTROLLER_MANAGER], kc[SCHEDULER]
+        kcm_argv = [
+            str(self.binary(CONTROLLER_MANAGER_PROC)),
+            f"--kubeconfig={kcm_kubeconfig}",
+            f"--authentication-kubeconfig={kcm_kubeconfig}",
+            f"--authorization-kubeconfig={kcm_kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p.controller_manager}",
+            f"--cert-dir={self.state.pki / 'generated' / CONTROLLER_MANAGER_PROC}",
+            "--leader-elect=false",
+            "--controllers=*",
+            # Each controller acts as its own service account, so RBAC is exercised as in a
+            # real cluster; this needs the token controller, hence the signing key below.
+            "--use-service-account-credentials=true",
+            f"--root-ca-file={k.ca_cert}",
+            f"--service-account-private-key-file={k.sa_key}",
+            f"--cluster-signing-cert-file={k.ca.cert}",
+            f"--cluster-signing-key-file={k.ca.key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+        ]
+        self._start(ProcessSpec(CONTROLLER_MANAGER_PROC, kcm_argv), p.controller_manager)
+        scheduler_argv = [
+            str(self.binary(SCHEDULER_PROC)),
+            f"--kubeconfig={sched_kubeconfig}",
+            f"--authentication-kubeconfig={sched_kubeconfig}",
+            f"--authorization-kubeconfig={sched_kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p.scheduler}",
+            f"--cert-dir={self.state.pki / 'generated' / SCHEDULER_PROC}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+        self._start(ProcessSpec(SCHEDULER_PROC, scheduler_argv), p.scheduler)
+        if self.procs.pid(KWOK) is None:
+            # kwok only manages a node once it holds the node's Lease, and it draws a new
+            # holder identity at every start: after a restart it would wait for the previous
+            # run's leases to expire (40s) before Nodes and Pods move again. Nothing else
+            # holds these leases, so clearing them lets the new kwok take over at once.
+            for node in self.fake_nodes:
+                self._api().delete(f"{NODE_LEASES}/{node.name}")
+        # kwok reads ~/.kwok/kwok.yaml too if it exists; its work dir is moved into the
+        # state dir so only our kwok.yaml applies.
+        kwok_env = dict(os.environ, KWOK_WORKDIR=str(self.state.kwok_workdir))
+        kwok_argv = [str(self.binary(KWOK)), f"--kubeconfig={self.kubeconfig}", f"--config={KWOK_CONFIG}"]
+        self._start(ProcessSpec(KWOK, kwok_argv, env=kwok_env))
+
+    def _apply_nodes(self) -> None:
+        for node in self.fake_nodes:
+            try:
+                self._api().apply(f"/api/v1/nodes/{node.name}", node.manifest(), FIELD_MANAGER)
+            except ApiError as err:
+                raise ClusterError(str(err)) from err
+
+    def _install_crds_if_changed(self) -> None:
+        """install_crds(), skipped on a warm start when the same files were applied last
+        time and every CRD they defined is still Established (saves seconds of kubectl)."""
+        files = [f for f in self._crd_files() if _has_content(f)]
+        try:
+            record = json.loads(self.state.crds_record.read_text())
+        except (OSError, ValueError):
+            record = {}
+        if record.get("digest") == _digest(files) and all(self._crd_established(n) for n in record["names"]):
+            self.log(f"CRDs unchanged since last install ({len(record['names'])})")
+            return
+        self.install_crds()
+
+    def _crd_files(self) -> list[Path]:
+        files = _yaml_files(self.crds_dir) if self.crds_dir.is_dir() else []
+        if not self.kserve_crds_dir.is_dir():
+            raise ClusterError(
+                f"KServe CRDs not found at {self.kserve_crds_dir}: set SLIPWAY_KSERVE_CRDS to the "
+                "directory holding the serving.kserve.io_*.yaml files"
+            )
+        return files + _yaml_files(self.kserve_crds_dir)
+
+    def _wait_usable(self, deadline: float) -> None:
+        watch = list(START_ORDER)
+        for name, port in (
+            (CONTROLLER_MANAGER_PROC, self.ports.controller_manager),
+            (SCHEDULER_PROC, self.ports.scheduler),
+        ):
+            self._wait(f"{name} /healthz", _healthz(port), deadline, watch)
+        # The default ServiceAccount only appears once the controller-manager's
+        # serviceaccount controller runs: proof the controllers are alive and authorized.
+        self._wait(
+            "ServiceAccount default/default",
+            lambda: self._api().get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+            deadline,
+            watch,
+        )
+        self._wait(
+            f"nodes {', '.join(n.name for n in self.fake_nodes)} Ready and held by kwok",
+            self._nodes_ready,
+            deadline,
+            watch,
+        )
+
+    # ---- probes ------------------------------------------------------------------------
+
+    def _api(self) -> Api:
+        if self._api_client is None:
+            cert, key = self.pki.client_cert(ADMIN)
+            self._api_client = Api.with_client_cert(self.server, self.pki.ca_cert, cert, key)
+        return self._api_client
+
+    def _readyz(self) -> bool:
+        cert, _ = self.pki.client_cert(ADMIN)
+        if not cert.exists():
+            return False
+        return self._api().get("/readyz", timeout=2.0)[0] == 200
+
+    def _crd_established(self, name: str) -> bool:
+        crd = self._api().get_json(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        conditions = (crd or {}).get("status", {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    def _nodes_ready(self) -> bool:
+        # A node's Ready condition survives a restart in etcd; its Lease (cleared before kwok
+        # starts) proves the running kwok has taken the node over.
+        leases = self._api().get_json(NODE_LEASES)
+        held = {
+            item["metadata"]["name"]
+            for item in (leases or {}).get("items", [])
+            if item.get("spec", {}).get("holderIdentity")
+        }
+        if not all(n.name in held for n in self.fake_nodes):
+            return False
+        listing = self._api().get_json("/api/v1/nodes")
+        if not listing:
+            return False
+        ready = {
+            item["metadata"]["name"]
+            for item in listing.get("items", [])
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in item.get("status", {}).get("conditions", [])
+            )
+        }
+        return all(n.name in ready for n in self.fake_nodes)
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _healthz(port: int) -> Callable[[], bool]:
+    """A probe of a component's /healthz (a controller-manager or scheduler port)."""
+    api = Api.insecure(f"https://127.0.0.1:{port}")
+    return lambda: api.get("/healthz")[0] == 200
+
+
+def _digest(files: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _has_content(path: Path) -> bool:
+    """False for files with only comments/separators: kubectl rejects them ("no objects
+    passed to apply"), and an empty placeholder in crds/ should not break `up`."""
+    for line in path.read_text().splitlines():
+        s = line.strip()
+        if s and not s.startswith("#") and s != "---":
+            return True
+    return False
