@@ -340,6 +340,12 @@ class Cluster:
             # `kubernetes` Service, which validation rejects (loopback), logging an error
             # every 10s. Nothing here reaches the apiserver through that Service anyway.
             "--endpoint-reconciler-type=none",
+            # Debian's etcd 3.4.23 lacks the progress notifications watch-list streaming needs
+            # (the apiserver reports RequestWatchProgress unsupported), yet with WatchList on
+            # (the 1.34 default) the apiserver turns every watch from resourceVersion 0 into a
+            # watch-list request, which then fails. kwok watches that way, so its watches ended
+            # at once and it only saw new pods on relists, seconds to tens of seconds late.
+            "--feature-gates=WatchList=false",
             "--allow-privileged=true",
             "--profiling=false",
         ]
