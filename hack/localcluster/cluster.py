@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import kubeconfig, nodes
+from . import components, kubeconfig, nodes
 from .api import Api, ApiError
+from .components import APISERVER, CONTROLLER_MANAGER, ETCD, KWOK, SCHEDULER
 from .layout import (
     BINARIES,
     REPO_ROOT,
@@ -32,21 +33,14 @@ from .layout import (
     default_state_dir,
     port_in_use,
 )
-from .pki import ADMIN, CONTROLLER_MANAGER, FRONT_PROXY_CLIENT, PKI, SCHEDULER, ClientIdentity
+from .pki import ADMIN, CONTROLLER_MANAGER_USER, PKI, SCHEDULER_USER, ClientIdentity
 from .procs import ProcessSpec, ProcessTable
 
-ETCD = "etcd"
-APISERVER = "kube-apiserver"
-CONTROLLER_MANAGER_PROC = "kube-controller-manager"
-SCHEDULER_PROC = "kube-scheduler"
-KWOK = "kwok"
-START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER_PROC, SCHEDULER_PROC, KWOK)
+START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
-STOP_ORDER = ((KWOK, SCHEDULER_PROC, CONTROLLER_MANAGER_PROC), (APISERVER,), (ETCD,))
+STOP_ORDER = ((KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 
-SERVICE_CIDR = "10.96.0.0/16"
 FIELD_MANAGER = "slipway-localcluster"
-KWOK_CONFIG = Path(__file__).with_name("kwok.yaml")
 NODE_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 
 
@@ -254,8 +248,8 @@ class Cluster:
     def _kubeconfigs(self) -> dict[ClientIdentity, Path]:
         return {
             ADMIN: self.kubeconfig,
-            CONTROLLER_MANAGER: self.state.component_kubeconfigs / "kube-controller-manager.kubeconfig",
-            SCHEDULER: self.state.component_kubeconfigs / "kube-scheduler.kubeconfig",
+            CONTROLLER_MANAGER_USER: self.state.component_kubeconfigs / "kube-controller-manager.kubeconfig",
+            SCHEDULER_USER: self.state.component_kubeconfigs / "kube-scheduler.kubeconfig",
         }
 
     def _start(self, spec: ProcessSpec, *ports: int) -> None:
@@ -289,105 +283,22 @@ class Cluster:
 
     def _start_etcd(self, deadline: float) -> None:
         p = self.ports
-        argv = [
-            str(self.etcd),
-            "--name=slipway",
-            f"--data-dir={self.state.etcd_data}",
-            f"--listen-client-urls=http://127.0.0.1:{p.etcd_client}",
-            f"--advertise-client-urls=http://127.0.0.1:{p.etcd_client}",
-            f"--listen-peer-urls=http://127.0.0.1:{p.etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{p.etcd_peer}",
-            f"--initial-cluster=slipway=http://127.0.0.1:{p.etcd_peer}",
-            "--initial-cluster-state=new",
-            # A single member has no peers to lose touch with, so a short election timeout
-            # is safe, and it is what a restart waits for before etcd serves (default 1s-2s).
-            "--heartbeat-interval=100",
-            "--election-timeout=500",
-            "--logger=zap",
-            "--log-outputs=stderr",
-        ]
-        self._start(ProcessSpec(ETCD, argv), p.etcd_client, p.etcd_peer)
+        self._start(ProcessSpec(ETCD, components.etcd(self.etcd, self.state, p)), p.etcd_client, p.etcd_peer)
         etcd = Api(f"http://127.0.0.1:{p.etcd_client}")
         self._wait("etcd /health", lambda: (etcd.get_json("/health") or {}).get("health") == "true", deadline, [ETCD])
 
     def _start_apiserver(self, deadline: float) -> None:
-        p, k = self.ports, self.pki
-        proxy_cert, proxy_key = k.client_cert(FRONT_PROXY_CLIENT)
-        argv = [
-            str(self.binary(APISERVER)),
-            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={p.apiserver}",
-            f"--cert-dir={self.state.pki / 'generated' / 'kube-apiserver'}",
-            f"--tls-cert-file={k.apiserver_cert}",
-            f"--tls-private-key-file={k.apiserver_key}",
-            f"--client-ca-file={k.ca_cert}",
-            "--authorization-mode=Node,RBAC",
-            "--anonymous-auth=false",
-            f"--requestheader-client-ca-file={k.front_proxy_ca.cert}",
-            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT.name}",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={proxy_cert}",
-            f"--proxy-client-key-file={proxy_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={k.sa_pub}",
-            f"--service-account-signing-key-file={k.sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # The default reconciler would publish 127.0.0.1 as the endpoint of the
-            # `kubernetes` Service, which validation rejects (loopback), logging an error
-            # every 10s. Nothing here reaches the apiserver through that Service anyway.
-            "--endpoint-reconciler-type=none",
-            # Debian's etcd 3.4.23 lacks the progress notifications watch-list streaming needs
-            # (the apiserver reports RequestWatchProgress unsupported), yet with WatchList on
-            # (the 1.34 default) the apiserver turns every watch from resourceVersion 0 into a
-            # watch-list request, which then fails. kwok watches that way, so its watches ended
-            # at once and it only saw new pods on relists, seconds to tens of seconds late.
-            "--feature-gates=WatchList=false",
-            "--allow-privileged=true",
-            "--profiling=false",
-        ]
-        self._start(ProcessSpec(APISERVER, argv), p.apiserver)
+        argv = components.apiserver(self.binary(APISERVER), self.state, self.ports, self.pki)
+        self._start(ProcessSpec(APISERVER, argv), self.ports.apiserver)
         self._wait("kube-apiserver /readyz", self._readyz, deadline, [ETCD, APISERVER])
 
     def _start_controllers(self) -> None:
-        p, k, kc = self.ports, self.pki, self._kubeconfigs()
-        kcm_kubeconfig, sched_kubeconfig = kc[CONTROLLER_MANAGER], kc[SCHEDULER]
-        kcm_argv = [
-            str(self.binary(CONTROLLER_MANAGER_PROC)),
-            f"--kubeconfig={kcm_kubeconfig}",
-            f"--authentication-kubeconfig={kcm_kubeconfig}",
-            f"--authorization-kubeconfig={kcm_kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p.controller_manager}",
-            f"--cert-dir={self.state.pki / 'generated' / CONTROLLER_MANAGER_PROC}",
-            "--leader-elect=false",
-            "--controllers=*",
-            # Each controller acts as its own service account, so RBAC is exercised as in a
-            # real cluster; this needs the token controller, hence the signing key below.
-            "--use-service-account-credentials=true",
-            f"--root-ca-file={k.ca_cert}",
-            f"--service-account-private-key-file={k.sa_key}",
-            f"--cluster-signing-cert-file={k.ca.cert}",
-            f"--cluster-signing-key-file={k.ca.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--profiling=false",
-        ]
-        self._start(ProcessSpec(CONTROLLER_MANAGER_PROC, kcm_argv), p.controller_manager)
-        scheduler_argv = [
-            str(self.binary(SCHEDULER_PROC)),
-            f"--kubeconfig={sched_kubeconfig}",
-            f"--authentication-kubeconfig={sched_kubeconfig}",
-            f"--authorization-kubeconfig={sched_kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p.scheduler}",
-            f"--cert-dir={self.state.pki / 'generated' / SCHEDULER_PROC}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ]
-        self._start(ProcessSpec(SCHEDULER_PROC, scheduler_argv), p.scheduler)
+        p, kc = self.ports, self._kubeconfigs()
+        binary = self.binary(CONTROLLER_MANAGER)
+        kcm_argv = components.controller_manager(binary, self.state, p, self.pki, kc[CONTROLLER_MANAGER_USER])
+        self._start(ProcessSpec(CONTROLLER_MANAGER, kcm_argv), p.controller_manager)
+        scheduler_argv = components.scheduler(self.binary(SCHEDULER), self.state, p, kc[SCHEDULER_USER])
+        self._start(ProcessSpec(SCHEDULER, scheduler_argv), p.scheduler)
         if self.procs.pid(KWOK) is None:
             # kwok only manages a node once it holds the node's Lease, and it draws a new
             # holder identity at every start: after a restart it would wait for the previous
@@ -398,8 +309,7 @@ class Cluster:
         # kwok reads ~/.kwok/kwok.yaml too if it exists; its work dir is moved into the
         # state dir so only our kwok.yaml applies.
         kwok_env = dict(os.environ, KWOK_WORKDIR=str(self.state.kwok_workdir))
-        kwok_argv = [str(self.binary(KWOK)), f"--kubeconfig={self.kubeconfig}", f"--config={KWOK_CONFIG}"]
-        self._start(ProcessSpec(KWOK, kwok_argv, env=kwok_env))
+        self._start(ProcessSpec(KWOK, components.kwok(self.binary(KWOK), self.kubeconfig), env=kwok_env))
 
     def _apply_nodes(self) -> None:
         for node in self.fake_nodes:
@@ -433,8 +343,8 @@ class Cluster:
     def _wait_usable(self, deadline: float) -> None:
         watch = list(START_ORDER)
         for name, port in (
-            (CONTROLLER_MANAGER_PROC, self.ports.controller_manager),
-            (SCHEDULER_PROC, self.ports.scheduler),
+            (CONTROLLER_MANAGER, self.ports.controller_manager),
+            (SCHEDULER, self.ports.scheduler),
         ):
             self._wait(f"{name} /healthz", _healthz(port), deadline, watch)
         # The default ServiceAccount only appears once the controller-manager's

@@ -56,8 +56,8 @@ class ClientIdentity:
 # system:kube-controller-manager and system:kube-scheduler to their roles, and
 # system:masters is the cluster-admin group.
 ADMIN = ClientIdentity("slipway-admin", ("system:masters",))
-CONTROLLER_MANAGER = ClientIdentity("system:kube-controller-manager")
-SCHEDULER = ClientIdentity("system:kube-scheduler")
+CONTROLLER_MANAGER_USER = ClientIdentity("system:kube-controller-manager")
+SCHEDULER_USER = ClientIdentity("system:kube-scheduler")
 # The apiserver's aggregator presents this towards extension apiservers; it is the only
 # name allowed to assert identities through request headers (--requestheader-allowed-names).
 FRONT_PROXY_CLIENT = ClientIdentity("front-proxy-client")
@@ -136,7 +136,7 @@ class PKI:
         if not (self.apiserver_cert.exists() and self.apiserver_key.exists()):
             self._issue(self.ca, self.apiserver_cert, self.apiserver_key, "/CN=kube-apiserver", server=True)
             made = True
-        for who in (ADMIN, CONTROLLER_MANAGER, SCHEDULER):
+        for who in (ADMIN, CONTROLLER_MANAGER_USER, SCHEDULER_USER):
             made |= self.ensure_client(who)
         made |= self.ensure_client(FRONT_PROXY_CLIENT, self.front_proxy_ca)
         return made
