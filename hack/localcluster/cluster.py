@@ -116,11 +116,20 @@ class Cluster:
         return env
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the built kubectl against this cluster as the admin user."""
+        """Run the built kubectl against this cluster, as the admin user unless another
+        `kubeconfig` is given (e.g. one from user_kubeconfig())."""
+        env = self.env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         argv = [str(self.binary("kubectl")), *args]
-        proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env(), timeout=timeout)
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=env, timeout=timeout)
         if check and proc.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc

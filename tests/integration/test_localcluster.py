@@ -46,12 +46,7 @@ def kubectl(
     cluster: Cluster, *args: str, kubeconfig: Path | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The built kubectl, as admin unless another kubeconfig is given; never raises."""
-    env = cluster.env()
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    return subprocess.run(
-        [str(cluster.binary("kubectl")), *args], input=input, capture_output=True, text=True, env=env, timeout=60
-    )
+    return cluster.kubectl(*args, input=input, check=False, timeout=60, kubeconfig=kubeconfig)
 
 
 def get(cluster: Cluster, *args: str) -> Any | None:
