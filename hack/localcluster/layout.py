@@ -12,7 +12,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Built by hack/build-controlplane.sh; shared by every checkout on the machine because a
-# build takes minutes and the binaries depend only on hack/controlplane/go.mod.
+# build takes minutes and the binaries depend only on the pins under hack/controlplane/.
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 KSERVE_FIXTURE = Path("shared") / "fixtures" / "kserve-v0.20.0"
 
@@ -57,7 +57,7 @@ def default_kserve_crds() -> Path:
         fallback = Path(origin).parent / KSERVE_FIXTURE
         if fallback.is_dir():
             return fallback
-    return candidate  # missing: install_crds() reports it with this path
+    return candidate  # missing: Cluster.up() reports it with this path, before starting anything
 
 
 @dataclass(frozen=True)
