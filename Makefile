@@ -63,7 +63,10 @@ demo: cluster-up
 	bash hack/demo.sh
 
 demo-down:
-	@if [ -f $(DEMO_DIR)/operator.pid ]; then kill $$(cat $(DEMO_DIR)/operator.pid) 2>/dev/null || true; rm -f $(DEMO_DIR)/operator.pid; fi
+	@if [ -f $(DEMO_DIR)/operator.pid ]; then \
+	  pid=$$(cat $(DEMO_DIR)/operator.pid); kill $$pid 2>/dev/null || true; \
+	  for _ in $$(seq 40); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	  rm -f $(DEMO_DIR)/operator.pid; echo "operator (pid $$pid) stopped"; fi
 	@$(MAKE) --no-print-directory cluster-down
 
 clean: demo-down

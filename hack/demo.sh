@@ -32,4 +32,4 @@ kubectl get slipway -A
 echo
 kubectl -n demo get modelversion cancer-rf-v1 -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
 echo
-echo "Use it: export KUBECONFIG=$KUBECONFIG   (stop everything: make demo-down)"
+echo "Use it: export KUBECONFIG=$KUBECONFIG PATH=${SLIPWAY_BIN:-$HOME/.cache/slipway/bin}:\$PATH; kubectl get slipway -A   (stop: make demo-down)"
