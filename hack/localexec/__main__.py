@@ -1,0 +1,79 @@
+"""Command line: PYTHONPATH=hack python -m localexec --kubeconfig K --state-dir D [--python P]."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from .containers import Config
+from .executor import Executor
+from .kube import Api
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m localexec", description=__doc__)
+    p.add_argument("--kubeconfig", type=Path, default=Path(os.environ.get("KUBECONFIG") or "~/.kube/config"))
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        help="the cluster's state dir; the executor keeps logs and scratch files in <state-dir>/executor",
+    )
+    p.add_argument("--python", default=sys.executable, help="the interpreter `python` in a command means")
+    p.add_argument("--repo-root", type=Path, default=REPO_ROOT, help="where runtimes/ is (default: this checkout)")
+    p.add_argument("--max-grace", type=float, default=5.0, help="cap on a deleted pod's grace period, seconds")
+    p.add_argument("--node", action="append", default=[], help="only pods bound to this node (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = Config(
+        root=args.state_dir.resolve() / "executor",
+        python=args.python,
+        repo_root=args.repo_root.resolve(),
+        max_grace=args.max_grace,
+        nodes=frozenset(args.node),
+    )
+    config.root.mkdir(parents=True, exist_ok=True)
+    ready = config.root / "ready"
+    ready.unlink(missing_ok=True)
+    # Two executors on one state dir would both run every pod.
+    lock = open(config.root / "lock", "w")  # noqa: SIM115 -- held for the life of the process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"localexec: another executor holds {config.root / 'lock'}", file=sys.stderr)
+        return 1
+    executor = Executor(Api.from_kubeconfig(args.kubeconfig.expanduser()), config)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("localexec").info("%s: stopping", signal.Signals(signum).name)
+        executor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logging.getLogger("localexec").info("pid %d, python %s, logs in %s", os.getpid(), config.python, config.logs)
+    try:
+        executor.run()
+    finally:
+        ready.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,499 @@
+"""The executor's loop: it plays the kubelet for slipway's runtime pods.
+
+One thread (this loop) owns all state and makes every API write and process start; the pod
+watch and the process waiters only put items on its queue. Each pod is handled on its own
+(`_guarded`), so a pod that breaks something is logged and the others carry on; API writes
+that fail because the API is away are retried from the timer tick.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import containers, envres, network, status
+from .containers import Config, pod_ref
+from .kube import Api, ApiError, Unavailable
+from .procs import Process, Records, read_capped, read_tail
+from .status import RUNNING, TERMINATED, WAITING, ContainerRun
+from .watch import PodEvent, Relist, Watcher
+
+log = logging.getLogger("localexec")
+Obj = dict[str, Any]
+
+COMPONENT = "localexec"
+IMAGE_PULL_BACKOFF = (10.0, 300.0)  # the kubelet's image back-off: 10s doubling to 5 min
+CONFIG_RETRY = (1.0, 10.0)  # a missing Secret is picked up soon after it appears
+CRASH_BACKOFF = (1.0, 60.0)  # shorter than the kubelet's 10s..5min: a dev loop, not a fleet
+CRASH_RESET_AFTER = 60.0  # a run this long resets the crash back-off
+LOST_REASON = "ContainerStatusUnknown"
+LOST_MESSAGE = "The container could not be located: the local executor restarted and its process was lost"
+
+
+@dataclass(frozen=True)
+class Exited:
+    uid: str
+    container: str
+    process: Process
+    returncode: int
+
+
+@dataclass
+class PodRecord:
+    uid: str
+    pod: Obj
+    runs: dict[str, ContainerRun]
+    start_time: str
+    procs: dict[str, Process] = field(default_factory=dict)
+    retry_at: dict[str, float] = field(default_factory=dict)
+    backoff: dict[tuple[str, str], float] = field(default_factory=dict)  # (container, kind) -> next delay
+    started_mono: dict[str, float] = field(default_factory=dict)
+    terminating: bool = False
+    kill_at: float | None = None
+    vanished: bool = False
+    delete_pending: bool = False
+    sent: str | None = None  # the last status written, to skip writes that change nothing
+    dirty: bool = False  # the last status write failed: retried from the tick
+    last_event: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class ApiSources:
+    """Secrets, ConfigMaps and Services read from the API for env resolution and DNS."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self._selectors: dict[tuple[str, str], Mapping[str, str] | None] = {}
+
+    def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        obj = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        if obj is None:
+            return None
+        return {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
+
+    def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        obj = self._get(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        if obj is None:
+            return None
+        binary = {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("binaryData") or {}).items()}
+        return {**binary, **(obj.get("data") or {})}
+
+    def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        key = (namespace, name)
+        if key not in self._selectors:  # asked once per container start (see _start)
+            svc = self._get(f"/api/v1/namespaces/{namespace}/services/{name}")
+            self._selectors[key] = ((svc or {}).get("spec") or {}).get("selector") if svc else None
+        return self._selectors[key]
+
+    def _get(self, path: str) -> Obj | None:
+        try:
+            obj: Obj | None = self.api.get(path)
+        except ApiError as err:  # the kubelet reports these as the container's config error too
+            raise envres.ConfigError(str(err)) from None
+        return obj
+
+
+class Executor:
+    def __init__(self, api: Api, config: Config, base_env: Mapping[str, str] | None = None) -> None:
+        self.api, self.config, self.base_env = api, config, base_env
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.cache: dict[str, Obj] = {}  # every labelled pod, by uid
+        self.records: dict[str, PodRecord] = {}  # pods bound to a node we play, by uid
+        self.ports = network.GangPorts()
+        self.proc_records = Records(config.run)
+        self.watcher = Watcher(api, self.queue)
+        self.stopping = threading.Event()
+        self.ready = threading.Event()  # set after the first list was handled
+
+    # ---- loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        killed = self.proc_records.kill_leftovers()
+        if killed:
+            log.info("killed %d process group(s) left by an earlier executor: %s", len(killed), killed)
+        self.watcher.start()
+        while not self.stopping.is_set():
+            timeout = max(0.0, min(1.0, self._next_deadline() - time.monotonic()))
+            try:
+                item = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._guarded("event", self._handle, item)
+            self._guarded("tick", self._tick)
+        self._shutdown()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.queue.put(None)  # wake the loop
+
+    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # one bad pod or event must not take the executor down
+            log.exception("error handling %s; carrying on", what)
+
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, Relist):
+            listed = {p["metadata"]["uid"]: p for p in item.pods}
+            for uid in [u for u in self.cache if u not in listed]:
+                self._guarded(uid, self._gone, uid)
+            self.cache = listed
+            for uid in list(listed):
+                self._guarded(uid, self._sync, uid)
+            if not self.ready.is_set():
+                self.ready.set()
+                (self.config.root / "ready").write_text(f"{os.getpid()}\n")
+                log.info("watching pods; %d of ours listed", sum(self._ours(p) for p in listed.values()))
+        elif isinstance(item, PodEvent):
+            uid = item.pod["metadata"]["uid"]
+            if item.type == "DELETED":
+                self.cache.pop(uid, None)
+                self._gone(uid)
+            else:
+                self.cache[uid] = item.pod
+                self._sync(uid)
+        elif isinstance(item, Exited):
+            self._exited(item)
+
+    def _next_deadline(self) -> float:
+        deadlines = [time.monotonic() + 1.0]
+        for rec in self.records.values():
+            deadlines += rec.retry_at.values()
+            if rec.kill_at is not None:
+                deadlines.append(rec.kill_at)
+        return min(deadlines)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for rec in list(self.records.values()):
+            if rec.kill_at is not None and now >= rec.kill_at:
+                rec.kill_at = None
+                for proc in rec.procs.values():
+                    proc.signal(signal.SIGKILL)
+            if rec.delete_pending:
+                self._guarded(rec.uid, self._delete, rec)
+            if rec.dirty:
+                self._guarded(rec.uid, self._publish, rec)
+            due = [name for name, t in rec.retry_at.items() if t <= now]
+            if due:
+                for name in due:
+                    del rec.retry_at[name]
+                self._guarded(rec.uid, self._sync, rec.uid)
+        live = {network.gang_key(p) for p in self.cache.values() if p.get("status", {}).get("phase") != "Succeeded"}
+        self.ports.retain(k for k in live if k is not None)
+
+    def _shutdown(self) -> None:
+        """Stop every process (as a node going down would); pod statuses are left as they
+        are: the next executor finds the pods it can no longer account for (see _adopt)."""
+        procs = [p for rec in self.records.values() for p in rec.procs.values()]
+        for proc in procs:
+            proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + min(self.config.max_grace, 3.0)
+        while any(p.returncode is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for proc in procs:
+            proc.signal(signal.SIGKILL)
+        self.watcher.stopping.set()
+
+    # ---- one pod ----------------------------------------------------------------------
+
+    def _ours(self, pod: Obj) -> bool:
+        node = (pod.get("spec") or {}).get("nodeName")
+        return bool(node) and (not self.config.nodes or node in self.config.nodes)
+
+    def _sync(self, uid: str) -> None:
+        pod = self.cache.get(uid)
+        if pod is None or not self._ours(pod):
+            return  # never an unscheduled pod: the scheduler has not picked this "node" yet
+        rec = self.records.get(uid)
+        deleting = bool(pod["metadata"].get("deletionTimestamp"))
+        if rec is None:
+            if deleting:  # nothing of ours runs for it (e.g. it finished before we started)
+                self._delete_pod(pod)
+                return
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return  # finished before this executor saw it: its status is final
+            rec = self.records[uid] = self._adopt(pod)
+        rec.pod = pod
+        if deleting:
+            self._terminate(rec)
+            return
+        for name, run in rec.runs.items():
+            # A container with a retry pending waits for it (the tick clears it when due).
+            if run.state == WAITING and name not in rec.procs and name not in rec.retry_at:
+                self._start(rec, name)
+        self._publish(rec)
+
+    def _adopt(self, pod: Obj) -> PodRecord:
+        """A record for a pod first seen by this executor. A container the pod's status says
+        has started but that we have no process for was lost with an earlier executor, as
+        containers are lost when a node reboots: the kubelet then reports it terminated with
+        ContainerStatusUnknown (exit 137); restartPolicy Never makes the pod Failed, others
+        restart it."""
+        previous = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+        restart_policy = pod["spec"].get("restartPolicy", "Always")
+        runs: dict[str, ContainerRun] = {}
+        for c in pod["spec"]["containers"]:
+            run = ContainerRun(c["name"], c.get("image", ""))
+            old = previous.get(c["name"]) or {}
+            run.restart_count = int(old.get("restartCount") or 0)
+            started = (old.get("state") or {}).get("running", {}).get("startedAt")
+            before = (old.get("lastState") or {}).get("terminated")
+            if before and not started:  # waiting to restart (CrashLoopBackOff): still a restart
+                run.last_terminated, run.exit_code = before, before.get("exitCode", 0)
+            if started:
+                run.exit_code, run.reason, run.message = 137, LOST_REASON, LOST_MESSAGE
+                run.started_at, run.finished_at = started, status.now()
+                if restart_policy == "Never":
+                    run.state = TERMINATED
+                else:
+                    run.last_terminated, run.reason, run.message = run.terminated_state(), "ContainerCreating", ""
+            runs[c["name"]] = run
+        start_time = (pod.get("status") or {}).get("startTime") or status.now()
+        return PodRecord(pod["metadata"]["uid"], pod, runs, start_time)
+
+    def _start(self, rec: PodRecord, name: str) -> None:
+        pod, run = rec.pod, rec.runs[name]
+        container = next(c for c in pod["spec"]["containers"] if c["name"] == name)
+        if pod["spec"].get("initContainers"):
+            message = "init containers are not supported by the local executor"
+            self._waiting(rec, name, "CreateContainerConfigError", message)
+            return
+        sources = ApiSources(self.api)
+        resolver = network.Resolver(self.cache.values(), sources.service_selector)
+        try:
+            launch = containers.prepare(self.config, pod, container, sources, resolver, self.ports, self.base_env)
+        except containers.ImageUnavailable as err:
+            self._image_unavailable(rec, name, str(err))
+            return
+        except envres.ConfigError as err:
+            self._waiting(rec, name, "CreateContainerConfigError", str(err))
+            self._retry(rec, name, "config", CONFIG_RETRY)
+            return
+        containers.termination_path(self.config, pod, name).unlink(missing_ok=True)
+        (launch.cwd / "tmp").mkdir(parents=True, exist_ok=True)
+        started = status.now()
+        try:
+            proc = Process(launch, lambda p, code: self.queue.put(Exited(rec.uid, name, p, code)))
+        except OSError as err:  # e.g. the executable does not exist: the runtime's StartError
+            run.state, run.reason, run.message = TERMINATED, "StartError", f"failed to start container process: {err}"
+            run.exit_code, run.started_at, run.finished_at = 128, started, status.now()
+            self._event(rec, name, "Warning", "Failed", run.message)
+            self._after_exit(rec, name)
+            return
+        if run.exit_code is not None:  # a restart
+            run.restart_count += 1
+        run.state, run.reason, run.message, run.exit_code = RUNNING, "", "", None
+        run.pid, run.started_at, run.finished_at = proc.pid, started, None
+        rec.procs[name] = proc
+        rec.started_mono[name] = time.monotonic()
+        self.proc_records.add(f"{rec.uid}_{name}", proc.pid)
+        # The spec's command, not the expanded argv: `$(VAR)` may have pulled in a secret.
+        log.info("%s/%s started, pid %d: %s", pod_ref(pod), name, proc.pid, _spec_command(container))
+        self._event(rec, name, "Normal", "Started", f"Started container {name} (pid {proc.pid})")
+
+    def _waiting(self, rec: PodRecord, name: str, reason: str, message: str) -> None:
+        run = rec.runs[name]
+        run.state, run.reason, run.message = WAITING, reason, message
+        self._event(rec, name, "Warning", "Failed", f"Error: {message}")
+
+    def _retry(self, rec: PodRecord, name: str, kind: str, bounds: tuple[float, float], reset: bool = False) -> float:
+        """Schedule the next start of a container after a back-off of `kind` that doubles
+        from bounds[0] to bounds[1] (from the start again when `reset`)."""
+        delay = bounds[0] if reset else rec.backoff.get((name, kind), bounds[0])
+        rec.backoff[(name, kind)] = min(delay * 2, bounds[1])
+        rec.retry_at[name] = time.monotonic() + delay
+        return delay
+
+    def _image_unavailable(self, rec: PodRecord, name: str, message: str) -> None:
+        """ErrImagePull for a moment, then ImagePullBackOff until the back-off expires and
+        the "pull" is tried again, as the kubelet cycles through them."""
+        run = rec.runs[name]
+        if run.reason == "ErrImagePull":
+            self._waiting(rec, name, "ImagePullBackOff", f'Back-off pulling image "{run.image}": {message}')
+            self._retry(rec, name, "image", IMAGE_PULL_BACKOFF)
+        else:
+            self._waiting(rec, name, "ErrImagePull", message)
+            rec.retry_at[name] = time.monotonic() + 1.0
+
+    def _exited(self, item: Exited) -> None:
+        rec = self.records.get(item.uid)
+        self.proc_records.remove(f"{item.uid}_{item.container}")
+        if rec is None or rec.procs.get(item.container) is not item.process:
+            return
+        del rec.procs[item.container]
+        run = rec.runs[item.container]
+        code = status.exit_code(item.returncode)
+        container: Obj = next((c for c in rec.pod["spec"]["containers"] if c["name"] == item.container), {})
+        text = read_capped(containers.termination_path(self.config, rec.pod, item.container), status.MAX_MESSAGE_BYTES)
+        tail = read_tail(item.process.log, item.process.log_offset, 64 * 1024)
+        policy = container.get("terminationMessagePolicy")
+        run.state, run.exit_code, run.finished_at = TERMINATED, code, status.now()
+        run.reason, run.message = status.exit_reason(code), status.termination_message(text, tail, policy, code)
+        log.info("%s/%s exited with %d", pod_ref(rec.pod), item.container, code)
+        self._after_exit(rec, item.container)
+
+    def _after_exit(self, rec: PodRecord, name: str) -> None:
+        """Restart the container if its pod's restartPolicy says so, with a back-off; then
+        report, and finish a deletion or a vanished pod's clean-up."""
+        run = rec.runs[name]
+        policy = rec.pod["spec"].get("restartPolicy", "Always")
+        restart = policy == "Always" or (policy == "OnFailure" and run.exit_code != 0)
+        if restart and not (rec.terminating or rec.vanished):
+            ran = time.monotonic() - rec.started_mono.get(name, time.monotonic())
+            delay = self._retry(rec, name, "crash", CRASH_BACKOFF, reset=ran >= CRASH_RESET_AFTER)
+            run.last_terminated = run.terminated_state()
+            ref = pod_ref(rec.pod).replace("/", "_")
+            run.state, run.reason = WAITING, "CrashLoopBackOff"
+            run.message = f"back-off {delay:.0f}s restarting failed container={name} pod={ref}"
+            self._event(rec, name, "Warning", "BackOff", "Back-off restarting failed container")
+        if rec.vanished:
+            self._drop_if_done(rec)
+            return
+        self._publish(rec)
+        if rec.terminating:
+            self._terminate(rec)
+
+    # ---- deletion ---------------------------------------------------------------------
+
+    def _terminate(self, rec: PodRecord) -> None:
+        """The pod is being deleted: SIGTERM, SIGKILL after its grace period (capped), and
+        once nothing runs, the final status and the deletion with grace 0 (the kubelet's
+        "the pod is gone from the node")."""
+        if not rec.terminating:
+            rec.terminating = True
+            rec.retry_at.clear()
+            self._signal_all(rec, signal.SIGTERM)
+            for name in rec.procs:
+                self._event(rec, name, "Normal", "Killing", f"Stopping container {name}")
+        if rec.procs:
+            return
+        self._publish(rec)
+        self._delete(rec)
+
+    def _signal_all(self, rec: PodRecord, sig: signal.Signals) -> None:
+        meta, spec = rec.pod["metadata"], rec.pod.get("spec") or {}
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        for proc in rec.procs.values():
+            proc.signal(sig)
+        if rec.procs and rec.kill_at is None:
+            rec.kill_at = time.monotonic() + min(float(grace), self.config.max_grace)
+
+    def _delete(self, rec: PodRecord) -> None:
+        rec.delete_pending = not self._delete_pod(rec.pod)
+
+    def _delete_pod(self, pod: Obj) -> bool:
+        """DELETE with grace 0 and the uid as precondition; False when the API is away."""
+        meta = pod["metadata"]
+        path = f"/api/v1/namespaces/{meta.get('namespace', 'default')}/pods/{meta['name']}"
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+        try:
+            self.api.call("DELETE", path, {**options, "preconditions": {"uid": meta["uid"]}})
+        except Unavailable:
+            return False
+        except ApiError as err:
+            if err.status not in (404, 409):  # gone already / a new pod of the same name
+                raise
+        log.info("%s deleted", pod_ref(pod))
+        return True
+
+    def _gone(self, uid: str) -> None:
+        """The pod left the API (deleted by us, forced, or its namespace went): nothing to
+        report any more, only processes to stop."""
+        rec = self.records.get(uid)
+        if rec is None:
+            return
+        rec.vanished, rec.dirty, rec.delete_pending = True, False, False
+        rec.retry_at.clear()
+        self._signal_all(rec, signal.SIGTERM)
+        self._drop_if_done(rec)
+
+    def _drop_if_done(self, rec: PodRecord) -> None:
+        if rec.procs:
+            return
+        self.records.pop(rec.uid, None)
+        shutil.rmtree(containers.pod_dir(self.config, rec.pod), ignore_errors=True)
+
+    # ---- API writes -------------------------------------------------------------------
+
+    def _publish(self, rec: PodRecord) -> None:
+        if rec.vanished:
+            return
+        new = status.pod_status(rec.pod, list(rec.runs.values()), rec.start_time)
+        fingerprint = _fingerprint(new)
+        if fingerprint == rec.sent and not rec.dirty:
+            return
+        meta = rec.pod["metadata"]
+        path = f"/api/v1/namespaces/{meta.get('namespace', 'default')}/pods/{meta['name']}/status"
+        body = {"metadata": {"uid": rec.uid}, "status": new}  # the uid makes it a precondition
+        try:
+            updated = self.api.call("PATCH", path, body, "application/strategic-merge-patch+json")
+        except Unavailable:
+            rec.dirty = True
+            return
+        except ApiError as err:
+            rec.dirty = False
+            if err.status in (404, 409):
+                self._gone(rec.uid)
+                return
+            rec.sent = fingerprint  # a status the API refuses would be refused again
+            raise
+        rec.dirty, rec.sent = False, fingerprint
+        if isinstance(updated, dict) and updated.get("metadata", {}).get("uid") == rec.uid:
+            rec.pod = self.cache[rec.uid] = updated
+
+    def _event(self, rec: PodRecord, container: str, kind: str, reason: str, message: str) -> None:
+        """A core/v1 Event like the kubelet's, for `kubectl describe pod`; best effort, and
+        not repeated while the same (reason, message) holds for the container."""
+        if rec.last_event.get(container) == (reason, message):
+            return
+        rec.last_event[container] = (reason, message)
+        meta = rec.pod["metadata"]
+        ns, now = meta.get("namespace", "default"), status.now()
+        node = rec.pod["spec"].get("nodeName", "")
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
+            "involvedObject": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "namespace": ns,
+                "name": meta["name"],
+                "uid": rec.uid,
+                "fieldPath": f"spec.containers{{{container}}}",
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message,
+            "source": {"component": COMPONENT, "host": node},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.api.call("POST", f"/api/v1/namespaces/{ns}/events", event)
+        except ApiError as err:
+            log.debug("event %s for %s not recorded: %s", reason, pod_ref(rec.pod), err)
+
+
+def _fingerprint(pod_status: Obj) -> str:
+    # lastTransitionTime depends on what the cached pod said last; it alone is no change.
+    conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in pod_status["conditions"]]
+    return json.dumps({**pod_status, "conditions": conditions}, sort_keys=True)
+
+
+def _spec_command(container: Obj) -> str:
+    return " ".join([*(container.get("command") or ["<entrypoint>"]), *(container.get("args") or [])])[:300]
