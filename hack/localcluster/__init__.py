@@ -1,5 +1,6 @@
 """slipway's local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok (fake GPU/CPU nodes) as local processes.
+kube-scheduler and kwok (fake GPU/CPU nodes) as local processes, plus the local executor
+(hack/localexec) that runs slipway's runtime pods for real (`up --no-executor` to leave it out).
 
     PYTHONPATH=hack python -m localcluster up|down|status|kubeconfig|install-crds
 

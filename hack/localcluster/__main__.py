@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="start the cluster (no-op when already running)")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default 300)")
+    up.add_argument(
+        "--no-executor",
+        action="store_true",
+        help="do not run the local executor (slipway's runtime pods then stay Pending until one runs, e.g. "
+        "`python -m localexec` by hand); stops one that an earlier `up` started",
+    )
     down = sub.add_parser("down", parents=[common], help="stop the cluster's processes")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
     status = sub.add_parser("status", parents=[common], help="show processes and readiness; exit 1 if not ready")
@@ -48,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cluster = Cluster(args.state_dir, free_ports=args.free_ports, bin_dir=args.bin_dir)
+    executor = not getattr(args, "no_executor", False)
+    cluster = Cluster(args.state_dir, free_ports=args.free_ports, bin_dir=args.bin_dir, executor=executor)
     try:
         if args.command == "up":
             cluster.up(timeout=args.timeout)
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"kubeconfig: {status['kubeconfig']}")
                 for name, pid in status["processes"].items():
                     print(f"  {name:<24} {'pid ' + str(pid) if pid else 'not running'}")
+                print(f"container logs: {status['container_logs']}")
             return 0 if status["ready"] else 1
         elif args.command == "kubeconfig":
             if not cluster.kubeconfig.exists():

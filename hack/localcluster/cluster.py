@@ -1,7 +1,9 @@
 """A local Kubernetes control plane made of real components, with kwok playing the kubelets.
 
-etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok), all bound to
-127.0.0.1, all state (certificates, etcd data, logs, pids, kubeconfig) under one directory.
+etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok, local executor),
+all bound to 127.0.0.1, all state (certificates, etcd data, logs, pids, kubeconfig) under
+one directory. kwok simulates every pod except slipway's runtime pods (label
+slipway.dev/component), which the local executor (hack/localexec) runs as real processes.
 Starting is idempotent and a warm start reuses certificates and etcd data, so it costs
 roughly the apiserver's own start-up time.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 from . import components, kubeconfig, nodes
 from .api import Api, ApiError
-from .components import APISERVER, CONTROLLER_MANAGER, ETCD, KWOK, SCHEDULER
+from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, KWOK, SCHEDULER
 from .layout import (
     BINARIES,
     REPO_ROOT,
@@ -38,7 +40,10 @@ from .procs import ProcessSpec, ProcessTable
 
 START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
-STOP_ORDER = ((KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
+# The executor is always in the first group: one started by an earlier `up` is stopped even
+# when this Cluster was made with executor=False.
+STOP_ORDER = ((EXECUTOR, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
+HACK_DIR = Path(__file__).resolve().parents[1]
 
 FIELD_MANAGER = "slipway-localcluster"
 NODE_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -58,6 +63,11 @@ class Cluster:
     Ports come from, in order: the `ports` argument, the ports saved in the state dir by an
     earlier `up` (so a warm start keeps its kubeconfig valid), fresh free ports when
     `free_ports` is set, else the fixed defaults in `Ports`.
+
+    `executor` (default on) runs the local executor as one more process; without it, pods
+    labelled slipway.dev/component stay Pending (kwok leaves them alone) until an executor
+    is run by hand, e.g. under a debugger. `executor_python` is the interpreter that runs it
+    and, through it, the pods' `python` (default: this process's, i.e. the venv's).
     """
 
     def __init__(
@@ -71,6 +81,8 @@ class Cluster:
         crds_dir: Path | str | None = None,
         kserve_crds_dir: Path | str | None = None,
         fake_nodes: Sequence[nodes.FakeNode] = nodes.DEFAULT_NODES,
+        executor: bool = True,
+        executor_python: str | None = None,
         log: Callable[[str], None] = _stderr_log,
     ) -> None:
         self.state = StateDir(Path(state_dir) if state_dir is not None else default_state_dir())
@@ -79,6 +91,9 @@ class Cluster:
         self.crds_dir = Path(crds_dir) if crds_dir is not None else REPO_ROOT / "crds"
         self.kserve_crds_dir = Path(kserve_crds_dir) if kserve_crds_dir is not None else default_kserve_crds()
         self.fake_nodes = tuple(fake_nodes)
+        self.executor = executor
+        self.executor_python = executor_python or sys.executable
+        self.start_order = START_ORDER + ((EXECUTOR,) if executor else ())
         self.log = log
         self.ports = ports or self.state.load_ports() or (Ports.free() if free_ports else Ports())
         self.pki = PKI(self.state.pki)
@@ -134,12 +149,20 @@ class Cluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
 
+    @property
+    def executor_logs(self) -> Path:
+        """Where the local executor writes each container's output, as
+        <namespace>_<pod>_<container>.log (`kubectl logs` cannot reach them: no kubelet)."""
+        return self.state.executor / "logs"
+
     def is_running(self) -> bool:
-        return all(pid is not None for pid in self.procs.running(START_ORDER).values()) and self._readyz()
+        return all(pid is not None for pid in self.procs.running(self.start_order).values()) and self._readyz()
 
     def status(self) -> dict[str, Any]:
-        processes = self.procs.running(START_ORDER)
-        up = all(pid is not None for pid in processes.values())
+        """Readiness is the control plane's; the executor's pid is listed (None when it is
+        not running, which `up --no-executor` intends), whatever this Cluster's option."""
+        processes = self.procs.running((*START_ORDER, EXECUTOR))
+        up = all(processes[name] is not None for name in START_ORDER)
         return {
             "state_dir": str(self.state_dir),
             "server": self.server,
@@ -148,12 +171,16 @@ class Cluster:
             "processes": processes,
             "ready": up and self._readyz(),
             "logs": str(self.state.logs),
+            "container_logs": str(self.executor_logs),
         }
 
     def up(self, timeout: float = 300.0) -> dict[str, float]:
         """Start whatever is not running and wait until the cluster is usable. Returns the
         seconds spent per phase ({} when everything was already running)."""
         t0 = time.monotonic()
+        if not self.executor and self.procs.pid(EXECUTOR) is not None:
+            self.log("stopping the local executor (executor=False)")
+            self.procs.stop([EXECUTOR], 20.0)
         if self.is_running():
             self.log(f"already running at {self.server} (state {self.state_dir})")
             return {}
@@ -319,6 +346,19 @@ class Cluster:
         # state dir so only our kwok.yaml applies.
         kwok_env = dict(os.environ, KWOK_WORKDIR=str(self.state.kwok_workdir))
         self._start(ProcessSpec(KWOK, components.kwok(self.binary(KWOK), self.kubeconfig), env=kwok_env))
+        if self.executor and self.procs.pid(EXECUTOR) is None:
+            self._start_executor()
+
+    def _start_executor(self) -> None:
+        # A ready file left by an executor that died must not pass for the new one's.
+        self._executor_ready.unlink(missing_ok=True)
+        argv = components.executor(self.executor_python, self.state, self.kubeconfig, self.executor_python)
+        pythonpath = os.pathsep.join(p for p in (str(HACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        self._start(ProcessSpec(EXECUTOR, argv, env=dict(os.environ, PYTHONPATH=pythonpath)))
+
+    @property
+    def _executor_ready(self) -> Path:
+        return self.state.executor / "ready"
 
     def _apply_nodes(self) -> None:
         for node in self.fake_nodes:
@@ -350,7 +390,7 @@ class Cluster:
         return files + _yaml_files(self.kserve_crds_dir)
 
     def _wait_usable(self, deadline: float) -> None:
-        watch = list(START_ORDER)
+        watch = list(self.start_order)
         for name, port in (
             (CONTROLLER_MANAGER, self.ports.controller_manager),
             (SCHEDULER, self.ports.scheduler),
@@ -370,6 +410,9 @@ class Cluster:
             deadline,
             watch,
         )
+        if self.executor:
+            # Written once its first list of pods went through: it is watching.
+            self._wait("the local executor watching pods", self._executor_ready.exists, deadline, watch)
 
     # ---- probes ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ APISERVER = "kube-apiserver"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCHEDULER = "kube-scheduler"
 KWOK = "kwok"
+EXECUTOR = "localexec"
 
 SERVICE_CIDR = "10.96.0.0/16"
 KWOK_CONFIG = Path(__file__).with_name("kwok.yaml")
@@ -112,6 +113,19 @@ def scheduler(binary: Path, state: StateDir, p: Ports, kubeconfig: Path) -> list
         f"--cert-dir={state.pki / 'generated' / SCHEDULER}",
         "--leader-elect=false",
         "--profiling=false",
+    ]
+
+
+def executor(python: str, state: StateDir, kubeconfig: Path, pod_python: str) -> list[str]:
+    # The local executor (hack/localexec) plays the kubelet for the pods kwok.yaml leaves
+    # alone; as admin, like kwok: it writes pod status, reads Secrets, deletes pods.
+    return [
+        python,
+        "-m",
+        "localexec",
+        f"--kubeconfig={kubeconfig}",
+        f"--state-dir={state.root}",
+        f"--python={pod_python}",
     ]
 
 

@@ -124,6 +124,7 @@ class StateDir:
         self.kubeconfig = root / "kubeconfig"
         self.component_kubeconfigs = root / "kubeconfigs"
         self.kwok_workdir = root / "kwok"
+        self.executor = root / "executor"  # the local executor's logs, scratch dirs, ready file
         self.kube_cache = root / "kube-cache"
         self.settings = root / "cluster.json"
         self.crds_record = root / "crds-applied.json"
