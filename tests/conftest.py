@@ -54,6 +54,35 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     c.down(purge=True)
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3-compatible server (moto's server mode) on loopback, for the whole session."""
+    from localcluster.s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "s3.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: Any) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    import boto3
+
+    name = f"b-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_server.endpoint, **_creds(s3_server)).create_bucket(Bucket=name)
+    return name
+
+
+def _creds(server: Any) -> dict[str, str]:
+    env = server.env()
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
+
+
 class Kubectl:
     def __init__(self, cluster: Any, namespace: str) -> None:
         self.cluster, self.namespace = cluster, namespace
@@ -138,11 +167,12 @@ class Operator:
 
 
 @pytest.fixture
-def operator_factory(cluster: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+def operator_factory(cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
     def make(**env: str) -> Operator:
-        op = Operator(cluster, tmp_path, **{"SLIPWAY_RESYNC_SECONDS": "2", **env})
+        defaults = {"SLIPWAY_RESYNC_SECONDS": "2", "SLIPWAY_S3_ENDPOINT": s3_server.endpoint}
+        op = Operator(cluster, tmp_path, **{**defaults, **env})
         started.append(op.start())
         return op
 

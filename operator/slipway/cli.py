@@ -16,6 +16,7 @@ from slipway.config import Settings
 from slipway.handlers import Runtime, register
 from slipway.kube import Kube
 from slipway.observability import UP, serve
+from slipway.storage import S3
 
 log = logging.getLogger("slipway")
 
@@ -44,8 +45,8 @@ async def ensure_peering(kube: Kube, settings: Settings) -> bool:
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     registry = kopf.OperatorRegistry()
     kube = await Kube.connect()
-    runtime = Runtime(kube, settings)
-    register(registry, lambda _memo: runtime)
+    runtime = Runtime(kube, settings, S3())
+    register(registry, runtime)
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:

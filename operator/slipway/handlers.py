@@ -24,15 +24,11 @@ from slipway.controllers.trainingjob import TrainingJobController
 from slipway.kube import Conflict, Kube
 from slipway.observability import RECONCILE_SECONDS, RECONCILES, STATUS_PATCHES
 from slipway.requeue import Requeuer
+from slipway.storage import S3
 
 log = logging.getLogger(__name__)
 
-CONTROLLERS: tuple[Controller[Any, Any], ...] = (
-    TrainingJobController(),
-    ModelVersionController(),
-    RolloutController(),
-    DriftMonitorController(),
-)
+POD_DEBOUNCE_SECONDS = 0.2
 CONFLICT_RETRY_SECONDS = 1.0
 ERROR_RETRY_SECONDS = 10.0
 
@@ -40,8 +36,23 @@ ERROR_RETRY_SECONDS = 10.0
 class Runtime:
     """What the handlers share: the API client, the requeue timers, the settings."""
 
-    def __init__(self, kube: Kube, settings: Settings) -> None:
+    def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
+        self.controllers: dict[str, Controller[Any, Any]] = {
+            c.kind.kind: c
+            for c in (
+                TrainingJobController(settings, s3),
+                ModelVersionController(settings, s3),
+                RolloutController(),
+                DriftMonitorController(),
+            )
+        }
+
+    def wake(self, kind: str, namespace: str, name: str, delay: float = POD_DEBOUNCE_SECONDS) -> None:
+        """Reconcile an object soon because something it owns changed (debounced per object)."""
+        controller = self.controllers[kind]
+        key = (controller.kind.plural, namespace, name)
+        self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
     async def handle(self, controller: Controller[Any, Any], body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -85,17 +96,27 @@ class Runtime:
         return min(result.requeue_after, resync) if result.requeue_after else resync
 
 
-def register(registry: kopf.OperatorRegistry, runtime_of: Any) -> None:
-    """Register one event handler per kind; `runtime_of(memo)` gives the shared Runtime."""
-    for controller in CONTROLLERS:
-        _register_one(registry, controller, runtime_of)
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """One event handler per kind, plus one for the pods slipway launches."""
+    for controller in runtime.controllers.values():
+        _register_one(registry, controller, runtime)
+
+    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "slipway"}, registry=registry)
+    async def on_pod(body: kopf.Body, **_: Any) -> None:
+        for owner in body.metadata.get("ownerReferences") or []:
+            if owner.get("apiVersion") == f"{GROUP}/{VERSION}" and owner.get("kind") in runtime.controllers:
+                runtime.wake(owner["kind"], body.metadata.namespace or "", owner["name"])
 
 
-def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime_of: Any) -> None:
+def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, controller.kind.plural, registry=registry, id=f"reconcile-{controller.kind.plural}")
-    async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        runtime: Runtime = runtime_of(memo)
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if event["type"] == "DELETED":
             runtime.requeue.forget((controller.kind.plural, body.metadata.namespace, body.metadata.name))
             return
-        await runtime.handle(controller, dict(event["object"]))
+        obj: dict[str, Any] = dict(event["object"])
+        await runtime.handle(controller, obj)
+        if controller.kind.kind == "ModelVersion":
+            # Rollouts wait on their ModelVersion's readiness: tell them when it changes.
+            for rollout in (obj.get("status") or {}).get("servedBy") or []:
+                runtime.wake("Rollout", body.metadata.namespace or "", rollout)

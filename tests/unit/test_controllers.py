@@ -4,9 +4,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from slipway.api import DriftMonitor, ModelVersion, Rollout, TrainingJob
-from slipway.api.common import Gate
-from slipway.controllers import driftmonitor, modelversion, rollout, trainingjob
+from slipway.api import DriftMonitor, Rollout
+from slipway.controllers import driftmonitor, rollout
 from slipway.controllers.base import Result, desired_status, invalid, merge_diff
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -14,99 +13,6 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def conds(result: Result) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in result.conditions}
-
-
-def job(**spec: Any) -> TrainingJob:
-    base = {
-        "modelName": "m",
-        "framework": "sklearn",
-        "algorithm": "sklearn.svm.SVC",
-        "dataset": {"uri": "sklearn://iris"},
-        "output": {"uri": "s3://bucket/m", "credentialsSecretRef": {"name": "s3"}},
-    }
-    return TrainingJob.model_validate({"metadata": {"name": "j", "namespace": "ns"}, "spec": {**base, **spec}})
-
-
-@pytest.mark.parametrize(
-    ("spec", "secret", "want_ready_reason", "stalled"),
-    [
-        ({}, True, "Pending", "False"),
-        ({}, False, "SecretNotFound", "False"),
-        ({"algorithm": "svc"}, True, "InvalidSpec", "True"),
-        ({"framework": "pytorch", "algorithm": "resnet"}, True, "InvalidSpec", "True"),
-        ({"resources": {"gpus": 1}}, True, "InvalidSpec", "True"),
-        ({"runPolicy": {"suspend": True}}, True, "Suspended", "False"),
-    ],
-)
-def test_trainingjob_decide(spec: dict[str, Any], secret: bool, want_ready_reason: str, stalled: str) -> None:
-    result = trainingjob.TrainingJobController().decide(job(**spec), trainingjob.Observed(secret), NOW)
-    c = conds(result)
-    assert c["Ready"] == ("False", want_ready_reason)
-    assert c["Stalled"][0] == stalled
-
-
-def test_secret_not_found_names_the_secret_and_requeues() -> None:
-    result = trainingjob.TrainingJobController().decide(job(), trainingjob.Observed(False), NOW)
-    assert "'s3'" in result.conditions[0].message and result.requeue_after
-    assert [e.reason for e in result.events] == ["SecretNotFound"]
-
-
-@pytest.mark.parametrize(
-    ("gates", "metrics", "failures"),
-    [
-        ([], {}, []),
-        ([Gate(metric="accuracy", min=0.9)], {"accuracy": 0.95}, []),
-        ([Gate(metric="accuracy", min=0.9)], {"accuracy": 0.85}, ["accuracy=0.85 is below the minimum 0.9"]),
-        ([Gate(metric="rmse", max=1.0)], {"rmse": 2.0}, ["rmse=2 is above the maximum 1"]),
-        ([Gate(metric="f1", min=0.5)], {}, ["metric f1 is missing"]),
-    ],
-)
-def test_evaluate_gates(gates: list[Gate], metrics: dict[str, float], failures: list[str]) -> None:
-    assert modelversion.evaluate_gates(gates, metrics) == failures
-
-
-def mv(metrics: dict[str, float], gates: list[dict[str, Any]]) -> ModelVersion:
-    return ModelVersion.model_validate(
-        {
-            "metadata": {"name": "m-v1", "namespace": "ns"},
-            "spec": {
-                "modelName": "m",
-                "version": 1,
-                "framework": "sklearn",
-                "artifact": {"uri": "s3://bucket/k", "sha256": "a" * 64, "format": "joblib"},
-                "metrics": metrics,
-                "gates": gates,
-            },
-        }
-    )
-
-
-def test_modelversion_failing_gate_is_not_ready_and_not_stalled() -> None:
-    result = modelversion.ModelVersionController().decide(
-        mv({"accuracy": 0.5}, [{"metric": "accuracy", "min": 0.9}]), modelversion.Observed(()), NOW
-    )
-    c = conds(result)
-    assert c["GatesPassed"] == ("False", "GatesFailed") and c["Ready"] == ("False", "GatesFailed")
-    assert c["Stalled"][0] == "False"
-    assert result.fields["headline"] == "accuracy=0.5"
-
-
-def test_modelversion_reports_serving_rollouts() -> None:
-    result = modelversion.ModelVersionController().decide(mv({}, []), modelversion.Observed(("r1",)), NOW)
-    assert result.fields["servedBy"] == ["r1"]
-    assert conds(result)["GatesPassed"] == ("True", "GatesPassed")
-
-
-@pytest.mark.parametrize(
-    ("rollout_body", "name", "serves"),
-    [
-        ({"spec": {"modelVersionRef": {"name": "a"}}}, "a", True),
-        ({"spec": {"modelVersionRef": {"name": "b"}}, "status": {"stableVersion": "a"}}, "a", True),
-        ({"spec": {"modelVersionRef": {"name": "b"}}, "status": {"canaryVersion": "c"}}, "a", False),
-    ],
-)
-def test_serves(rollout_body: dict[str, Any], name: str, serves: bool) -> None:
-    assert modelversion.serves(rollout_body, name) is serves
 
 
 def ro(**spec: Any) -> Rollout:

@@ -92,6 +92,9 @@ class ModelVersionStatus(StatusBase):
         list[str], Field(default_factory=list, max_length=256, description="Rollouts that serve this version.")
     ]
     verified_sha256: Annotated[str | None, Field(default=None, description="Checksum last verified against S3.")]
+    verified_etag: Annotated[
+        str | None, Field(default=None, description="ETag of the object when it was verified; a change re-verifies.")
+    ]
 
 
 class ModelVersion(Kind):

@@ -31,6 +31,32 @@ class Event:
     message: str
 
 
+@dataclass(frozen=True)
+class Create:
+    """Create an object (Pod, Service, slipway kind); one that already exists is left as it is."""
+
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete an object in the reconciled object's namespace (the object itself included)."""
+
+    kind: str
+    name: str
+    grace_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class SetFinalizers:
+    """Replace the reconciled object's finalizers."""
+
+    finalizers: tuple[str, ...]
+
+
+Action = Create | Delete | SetFinalizers
+
+
 @dataclass
 class Result:
     """What a decision says the status should be, what to announce, and when to look again."""
@@ -39,6 +65,7 @@ class Result:
     fields: dict[str, Any] = field(default_factory=dict)  # other status fields, by wire name
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    actions: list[Action] = field(default_factory=list)
     patched: bool = False  # set by reconcile(): whether a status patch was sent
 
 

@@ -1,22 +1,38 @@
-"""ModelVersion controller."""
+"""ModelVersion controller: verify the artifact in S3, evaluate gates, protect served versions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from slipway import conditions
 from slipway.api.common import Gate
 from slipway.api.modelversion import ModelVersion
 from slipway.conditions import Cond
-from slipway.controllers.base import Result
+from slipway.config import Settings
+from slipway.controllers.base import Event, Result, SetFinalizers
 from slipway.kube import Kube
+from slipway.storage import S3, ObjectMissing, S3Access, StorageError
+
+FINALIZER = "slipway.dev/in-use-protection"
+RETRY_STORAGE = 30.0
+Check = Literal["verified", "mismatch", "missing", "unreachable", "secret-missing"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    check: Check
+    sha256: str = ""
+    etag: str = ""
+    size: int = 0
+    detail: str = ""
 
 
 @dataclass(frozen=True)
 class Observed:
     served_by: tuple[str, ...]
+    verification: Verification
 
 
 def evaluate_gates(gates: list[Gate], metrics: dict[str, float]) -> list[str]:
@@ -50,10 +66,41 @@ def serves(rollout: dict[str, Any], name: str) -> bool:
 class ModelVersionController:
     kind = ModelVersion
 
+    def __init__(self, settings: Settings, s3: S3) -> None:
+        self.settings, self.s3 = settings, s3
+
     async def observe(self, obj: ModelVersion, kube: Kube) -> Observed:
-        name = obj.metadata.get("name", "")
-        rollouts = await kube.list("rollouts", obj.metadata.get("namespace", ""))
-        return Observed(tuple(sorted(r["metadata"]["name"] for r in rollouts if serves(r, name))))
+        ns, name = obj.metadata.get("namespace", ""), obj.metadata.get("name", "")
+        rollouts = await kube.list_custom("rollouts", ns)
+        served = tuple(sorted(r["metadata"]["name"] for r in rollouts if serves(r, name)))
+        return Observed(served, await self.verify(obj, kube))
+
+    async def verify(self, mv: ModelVersion, kube: Kube) -> Verification:
+        """HEAD on every pass (cheap); the full sha256 only when the object's ETag is new."""
+        art, ns = mv.spec.artifact, mv.metadata.get("namespace", "")
+        secret: dict[str, str] = {}
+        if art.credentials_secret_ref:
+            found = await kube.secret_data(ns, art.credentials_secret_ref.name)
+            if found is None:
+                return Verification("secret-missing", detail=art.credentials_secret_ref.name)
+            secret = found
+        access = S3Access(
+            art.endpoint or self.settings.s3_endpoint or None,
+            art.region or self.settings.s3_region,
+            secret.get("AWS_ACCESS_KEY_ID"),
+            secret.get("AWS_SECRET_ACCESS_KEY"),
+        )
+        try:
+            info = await self.s3.head(access, art.uri)
+            status = mv.status
+            if status and status.verified_etag == info.etag and status.verified_sha256 == art.sha256:
+                return Verification("verified", art.sha256, info.etag, info.size)
+            digest = await self.s3.sha256(access, art.uri)
+        except ObjectMissing as e:
+            return Verification("missing", detail=str(e))
+        except StorageError as e:
+            return Verification("unreachable", detail=str(e))
+        return Verification("verified" if digest == art.sha256 else "mismatch", digest, info.etag, info.size)
 
     def decide(self, obj: ModelVersion, observed: Observed, now: datetime) -> Result:
         failures = evaluate_gates(obj.spec.gates, obj.spec.metrics)
@@ -62,12 +109,62 @@ class ModelVersionController:
             if failures
             else Cond("GatesPassed", "True", "GatesPassed", f"{len(obj.spec.gates)} gate(s) passed")
         )
-        verified = Cond(
-            "Verified", "Unknown", "VerificationPending", "the artifact has not been checked against S3 yet"
+        verified, summary, fields, retry = verification(obj, observed.verification)
+        if summary is None:
+            summary = (
+                conditions.finished_unready("GatesFailed", "; ".join(failures))
+                if failures
+                else conditions.ready("Verified", "artifact verified and gates passed: ready to serve")
+            )
+        fields |= {"headline": headline(obj), "servedBy": list(observed.served_by)}
+        result = Result([*summary, verified, gates], fields, requeue_after=retry)
+        if verified.status == "False":
+            result.events.append(Event("Warning", verified.reason, verified.message))
+        protect(obj, observed.served_by, result)
+        return result
+
+
+def verification(mv: ModelVersion, v: Verification) -> tuple[Cond, list[Cond] | None, dict[str, Any], float | None]:
+    """(Verified condition, summary conditions if verification decides them, status fields, requeue)."""
+    uri = mv.spec.artifact.uri
+    if v.check == "verified":
+        msg = f"sha256 of {uri} matches ({v.size} bytes)"
+        return (
+            Cond("Verified", "True", "ChecksumMatches", msg),
+            None,
+            {"verifiedSha256": v.sha256, "verifiedEtag": v.etag},
+            None,
         )
-        if failures:
-            summary = conditions.finished_unready("GatesFailed", "; ".join(failures))
-        else:
-            summary = conditions.progressing("VerificationPending", "waiting for the artifact to be verified")
-        fields = {"headline": headline(obj), "servedBy": list(observed.served_by)}
-        return Result([*summary, verified, gates], fields)
+    if v.check == "mismatch":
+        msg = f"{uri} has sha256 {v.sha256}, spec.artifact.sha256 is {mv.spec.artifact.sha256}: the object was changed"
+        cond = Cond("Verified", "False", "ChecksumMismatch", msg)
+        return cond, conditions.stalled("ChecksumMismatch", msg), {"verifiedSha256": None, "verifiedEtag": None}, None
+    if v.check == "missing":
+        msg = f"{uri} does not exist ({v.detail})"
+        cond = Cond("Verified", "False", "ArtifactNotFound", msg)
+        return cond, conditions.stalled("ArtifactNotFound", msg), {"verifiedSha256": None, "verifiedEtag": None}, None
+    if v.check == "secret-missing":
+        msg = f"Secret {v.detail!r} (spec.artifact.credentialsSecretRef) does not exist in this namespace"
+        cond = Cond("Verified", "Unknown", "SecretNotFound", msg)
+        return cond, conditions.progressing("SecretNotFound", msg), {}, RETRY_STORAGE
+    msg = f"cannot reach S3 to verify {uri}: {v.detail}"
+    return (
+        Cond("Verified", "Unknown", "StorageUnreachable", msg),
+        conditions.progressing("StorageUnreachable", msg),
+        {},
+        RETRY_STORAGE,
+    )
+
+
+def protect(mv: ModelVersion, served_by: tuple[str, ...], result: Result) -> None:
+    """The finalizer is there exactly while a Rollout serves the version; deletion waits for it to go."""
+    finalizers = list(mv.metadata.get("finalizers") or [])
+    deleting = bool(mv.metadata.get("deletionTimestamp"))
+    if served_by and FINALIZER not in finalizers and not deleting:
+        result.actions.append(SetFinalizers((*finalizers, FINALIZER)))
+    elif not served_by and FINALIZER in finalizers:
+        result.actions.append(SetFinalizers(tuple(f for f in finalizers if f != FINALIZER)))
+    if deleting and served_by:
+        message = f"deletion is blocked while served by Rollout(s) {', '.join(served_by)}: point them elsewhere first"
+        result.conditions[:3] = conditions.progressing("DeletionBlocked", message)
+        result.events.append(Event("Warning", "DeletionBlocked", message))

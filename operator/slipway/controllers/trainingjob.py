@@ -1,25 +1,43 @@
-"""TrainingJob controller."""
+"""TrainingJob controller: a gang of trainer pods per attempt, retried whole, then a ModelVersion.
+
+State lives in status (attempts, startTime, phase) and in the pods' labels; after a restart both are read
+back, and the attempt in progress is the larger of status.attempts and the newest pod's attempt label.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 from slipway import conditions
+from slipway.api.modelversion import model_version_name
 from slipway.api.trainingjob import TrainingJob
-from slipway.conditions import Cond
-from slipway.controllers.base import Event, Result, invalid
+from slipway.conditions import Cond, rfc3339
+from slipway.config import Settings
+from slipway.controllers import trainingjob_manifests as m
+from slipway.controllers.base import Create, Delete, Event, Result, invalid
+from slipway.controllers.pods import PodView, view
 from slipway.kube import Kube
+from slipway.storage import S3, ObjectMissing, S3Access, StorageError, join_uri
 
 CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 PYTORCH_ALGORITHMS = ("mlp",)
 WAIT_FOR_DEPENDENCY = 30.0
+WATCH_RUNNING = 30.0  # pod events wake the job up; this is only a safety net
+MANIFEST_RETRY = 10.0
 
 
 @dataclass(frozen=True)
 class Observed:
     secret_exists: bool | None  # None: no Secret is referenced
+    pods: tuple[dict[str, Any], ...] = ()
+    service_exists: bool = False
+    manifest: dict[str, Any] | None = None
+    manifest_problem: str = ""
+    model_version: str | None = None  # the ModelVersion already created for this job object
+    next_version: int = 1
 
 
 def problems(job: TrainingJob) -> list[str]:
@@ -36,34 +54,268 @@ def problems(job: TrainingJob) -> list[str]:
     return found
 
 
+def attempt_of(pod: dict[str, Any]) -> int:
+    try:
+        return int(pod["metadata"].get("labels", {}).get(m.LABEL_ATTEMPT, "0"))
+    except ValueError:
+        return 0
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass
+class Plan:
+    """The facts decide() works from, derived once from spec, status and pods."""
+
+    job: TrainingJob
+    status: dict[str, Any]
+    attempt: int
+    gang: list[PodView] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # pods of earlier attempts still present
+
+    @classmethod
+    def of(cls, job: TrainingJob, observed: Observed) -> Plan:
+        status = job.status.wire() if job.status else {}
+        attempt = max([status.get("attempts", 0), *(attempt_of(p) for p in observed.pods)])
+        gang = [view(p) for p in observed.pods if attempt_of(p) == attempt]
+        stale = [p["metadata"]["name"] for p in observed.pods if attempt_of(p) < attempt]
+        return cls(job, status, attempt, sorted(gang, key=lambda v: v.name), stale)
+
+    def active(self) -> list[str]:
+        return [v.name for v in self.gang if v.state not in ("succeeded", "failed", "terminating")]
+
+
 class TrainingJobController:
     kind = TrainingJob
 
+    def __init__(self, settings: Settings, s3: S3) -> None:
+        self.settings, self.s3 = settings, s3
+
     async def observe(self, obj: TrainingJob, kube: Kube) -> Observed:
+        ns, name, uid = obj.metadata.get("namespace", ""), obj.metadata["name"], obj.metadata.get("uid", "")
         ref = obj.spec.output.credentials_secret_ref
-        if ref is None:
-            return Observed(secret_exists=None)
-        return Observed(await kube.secret_exists(obj.metadata.get("namespace", ""), ref.name))
+        secret = None if ref is None else await kube.secret_data(ns, ref.name)
+        pods = await kube.pods(ns, f"{m.LABEL_JOB}={name}")
+        owned = tuple(p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or []))
+        observed = Observed(
+            secret_exists=None if ref is None else secret is not None,
+            pods=owned,
+            service_exists=m.distributed(obj) and await kube.service_exists(ns, name),
+        )
+        status = obj.status.wire() if obj.status else {}
+        if status.get("phase") in ("Succeeded", "Failed") and status.get("modelVersionRef"):
+            return observed
+        plan = Plan.of(obj, observed)
+        if not plan.gang or any(v.state != "succeeded" for v in plan.gang) or len(plan.gang) < m.workers(obj):
+            return observed
+        return await self._observe_outcome(obj, kube, observed, secret)
+
+    async def _observe_outcome(
+        self, job: TrainingJob, kube: Kube, observed: Observed, secret: dict[str, str] | None
+    ) -> Observed:
+        """The gang finished: read the manifest and find what is already registered."""
+        ns, uid = job.metadata.get("namespace", ""), job.metadata.get("uid", "")
+        versions = await kube.list_custom("modelversions", ns)
+        mine = [v["metadata"]["name"] for v in versions if v["metadata"].get("labels", {}).get(m.LABEL_JOB_UID) == uid]
+        numbers = [v["spec"].get("version", 0) for v in versions if v["spec"].get("modelName") == job.spec.model_name]
+        fields: dict[str, Any] = {
+            "model_version": mine[0] if mine else None,
+            "next_version": max(numbers, default=0) + 1,
+        }
+        uri = join_uri(m.output_prefix(job), "manifest.json")
+        try:
+            fields["manifest"] = await self.s3.read_json(self.access(job, secret), uri)
+        except ObjectMissing:
+            fields["manifest_problem"] = f"the trainer exited 0 but wrote no {uri}"
+        except (StorageError, ValueError) as e:
+            fields["manifest_problem"] = f"cannot read {uri}: {e}"
+        return Observed(**{**observed.__dict__, **fields})
+
+    def access(self, job: TrainingJob, secret: dict[str, str] | None) -> S3Access:
+        out = job.spec.output
+        return S3Access(
+            out.endpoint or self.settings.s3_endpoint or None,
+            out.region or self.settings.s3_region,
+            (secret or {}).get("AWS_ACCESS_KEY_ID"),
+            (secret or {}).get("AWS_SECRET_ACCESS_KEY"),
+        )
 
     def decide(self, obj: TrainingJob, observed: Observed, now: datetime) -> Result:
         if found := problems(obj):
             return invalid(found)
+        plan = Plan.of(obj, observed)
+        phase = plan.status.get("phase")
+        cleanup = [Delete("Pod", n) for n in plan.stale]
+        if phase in ("Succeeded", "Failed") and (phase == "Failed" or plan.status.get("modelVersionRef")):
+            return with_actions(finished(plan, now), cleanup)
         if obj.spec.run_policy.suspend:
-            conds = conditions.finished_unready("Suspended", "runPolicy.suspend is true")
-            return Result(
-                [*conds, Cond("Suspended", "True", "Suspended", "runPolicy.suspend is true")], {"phase": "Suspended"}
-            )
+            return with_actions(suspended(plan), [*cleanup, *(Delete("Pod", n) for n in plan.active())])
         if observed.secret_exists is False:
-            name = obj.spec.output.credentials_secret_ref.name if obj.spec.output.credentials_secret_ref else ""
-            message = f"Secret {name!r} (spec.output.credentialsSecretRef) does not exist in this namespace"
-            return Result(
-                conditions.progressing("SecretNotFound", message),
-                {"phase": "Pending"},
-                [Event("Warning", "SecretNotFound", message)],
-                requeue_after=WAIT_FOR_DEPENDENCY,
+            return secret_missing(obj)
+        if deadline := deadline_passed(plan, now):
+            return with_actions(
+                failed(plan, "DeadlineExceeded", deadline, now), [Delete("Pod", n) for n in plan.active()]
             )
-        message = "spec is valid; waiting for the trainer pods to be launched"
-        return Result(
-            [*conditions.progressing("Pending", message), Cond("Suspended", "False", "NotSuspended")],
-            {"phase": "Pending"},
+        return with_actions(self.progress(plan, observed, now), cleanup)
+
+    def progress(self, plan: Plan, observed: Observed, now: datetime) -> Result:
+        job = plan.job
+        if plan.attempt == 0:
+            return self.launch(plan, 1, now, "Launched", "launching attempt 1")
+        failed_pods = [v for v in plan.gang if v.state == "failed"]
+        if failed_pods:
+            return self.after_failure(plan, failed_pods[0], now)
+        missing = self.missing_pods(plan, observed)
+        if len(plan.gang) == m.workers(job) and all(v.state == "succeeded" for v in plan.gang):
+            return self.register(plan, observed, now)
+        return running(plan, missing, now)
+
+    def missing_pods(self, plan: Plan, observed: Observed) -> list[Create]:
+        present = {v.name for v in plan.gang}
+        creates = [
+            Create(m.worker_pod(plan.job, plan.attempt, rank, self.settings))
+            for rank in range(m.workers(plan.job))
+            if m.pod_name(plan.job, plan.attempt, rank) not in present
+        ]
+        if m.distributed(plan.job) and not observed.service_exists:
+            creates.insert(0, Create(m.headless_service(plan.job)))
+        return creates
+
+    def launch(self, plan: Plan, attempt: int, now: datetime, reason: str, message: str) -> Result:
+        job = plan.job
+        actions: list[Any] = [Create(m.worker_pod(job, attempt, r, self.settings)) for r in range(m.workers(job))]
+        if m.distributed(job):
+            actions.insert(0, Create(m.headless_service(job)))
+        fields = {"phase": "Pending", "attempts": attempt, "startTime": plan.status.get("startTime") or rfc3339(now)}
+        result = Result(pending_conditions("Launching", f"attempt {attempt}: creating {m.workers(job)} worker pod(s)"),
+                        fields, [Event("Normal", reason, message)], WATCH_RUNNING)  # fmt: skip
+        return with_actions(result, actions)
+
+    def after_failure(self, plan: Plan, pod: PodView, now: datetime) -> Result:
+        """One worker failed: the gang is restarted whole, unless the input is bad or retries are spent."""
+        what = f"worker {pod.name} failed (exit code {pod.exit_code}): {pod.message or pod.reason or 'no message'}"
+        kill = [Delete("Pod", n) for n in plan.active()]
+        if pod.permanent_failure:
+            return with_actions(failed(plan, "InvalidInput", what, now), kill)
+        limit = plan.job.spec.run_policy.backoff_limit
+        if plan.attempt - 1 >= limit:
+            return with_actions(failed(plan, "BackoffLimitExceeded", f"{what}; {limit} retries used", now), kill)
+        restart = self.launch(plan, plan.attempt + 1, now, "GangRestart", f"{what}; restarting all workers")
+        return with_actions(
+            restart, [*kill, *(Delete("Pod", v.name) for v in plan.gang if v.name not in plan.active())]
         )
+
+    def register(self, plan: Plan, observed: Observed, now: datetime) -> Result:
+        job = plan.job
+        if observed.manifest is None:
+            message = observed.manifest_problem or "waiting for the trainer's manifest"
+            result = Result(pending_conditions("ManifestUnavailable", message), {"phase": "Running"},
+                            requeue_after=MANIFEST_RETRY)  # fmt: skip
+            return result
+        name = observed.model_version or model_version_name(job.spec.model_name, observed.next_version)
+        actions = []
+        if observed.model_version is None:
+            actions.append(Create(m.model_version(job, observed.manifest, observed.next_version, self.settings)))
+        artifact = observed.manifest["artifact"]
+        fields = {
+            "phase": "Succeeded",
+            "completionTime": rfc3339(now),
+            "metrics": observed.manifest.get("metrics") or {},
+            "artifact": {
+                "uri": artifact["uri"],
+                "sha256": artifact["sha256"],
+                "sizeBytes": artifact.get("sizeBytes", 0),
+            },
+            "modelVersionRef": {"name": name},
+        }
+        message = f"trained in {plan.attempt} attempt(s); registered ModelVersion {name}"
+        conds = [*conditions.ready("Succeeded", message), *phase_conditions("Succeeded", "Succeeded", message)]
+        return with_actions(Result(conds, fields, [Event("Normal", "Succeeded", message)]), actions)
+
+
+def with_actions(result: Result, actions: list[Any]) -> Result:
+    result.actions.extend(actions)
+    return result
+
+
+def phase_conditions(active: str, reason: str, message: str) -> list[Cond]:
+    """Running / Succeeded / Failed: exactly one is True once the job has started."""
+    return [
+        Cond(t, "True" if t == active else "False", reason, message if t == active else "")
+        for t in ("Running", "Succeeded", "Failed")
+    ] + [Cond("Suspended", "False", "NotSuspended")]
+
+
+def pending_conditions(reason: str, message: str) -> list[Cond]:
+    return [*conditions.progressing(reason, message), *phase_conditions("", reason, message)]
+
+
+def running(plan: Plan, missing: list[Create], now: datetime) -> Result:
+    views = plan.gang
+    blocked = next((v for v in views if v.state in ("unschedulable", "waiting")), None)
+    up = sum(v.state == "running" for v in views)
+    fields = {"phase": "Running" if up else "Pending"}
+    if blocked is not None:
+        message = f"worker {blocked.name}: {blocked.reason}: {blocked.message}"
+        result = Result(
+            pending_conditions(blocked.reason, message), fields, [Event("Warning", blocked.reason, message)]
+        )
+    elif up:
+        message = f"attempt {plan.attempt}: {up}/{m.workers(plan.job)} worker(s) running"
+        result = Result([*conditions.progressing("Running", message), *phase_conditions("Running", "Running", message)],
+                        fields)  # fmt: skip
+    else:
+        result = Result(pending_conditions("Pending", f"attempt {plan.attempt}: waiting for worker pods"), fields)
+    result.requeue_after = min(WATCH_RUNNING, seconds_to_deadline(plan, now) or WATCH_RUNNING)
+    return with_actions(result, list(missing))
+
+
+def failed(plan: Plan, reason: str, message: str, now: datetime) -> Result:
+    fields = {"phase": "Failed", "completionTime": plan.status.get("completionTime") or rfc3339(now)}
+    conds = [*conditions.stalled(reason, message), *phase_conditions("Failed", reason, message)]
+    return Result(conds, fields, [Event("Warning", reason, message)])
+
+
+def finished(plan: Plan, now: datetime) -> Result:
+    """Nothing left to do but clean up after ttlSecondsAfterFinished; conditions stay as they are."""
+    ttl = plan.job.spec.run_policy.ttl_seconds_after_finished
+    done = parse_time(plan.status.get("completionTime"))
+    result = Result([])
+    if ttl is not None and done is not None:
+        left = (done + timedelta(seconds=ttl) - now).total_seconds()
+        if left <= 0:
+            result.actions.append(Delete("TrainingJob", plan.job.metadata["name"]))
+        else:
+            result.requeue_after = left
+    return result
+
+
+def suspended(plan: Plan) -> Result:
+    message = "runPolicy.suspend is true: pods removed, set it to false to resume"
+    conds = [*conditions.finished_unready("Suspended", message), Cond("Suspended", "True", "Suspended", message),
+             Cond("Running", "False", "Suspended")]  # fmt: skip
+    # startTime is cleared so activeDeadlineSeconds counts from the resume, as for a Kubernetes Job.
+    return Result(conds, {"phase": "Suspended", "startTime": None}, [Event("Normal", "Suspended", message)])
+
+
+def secret_missing(job: TrainingJob) -> Result:
+    name = job.spec.output.credentials_secret_ref.name if job.spec.output.credentials_secret_ref else ""
+    message = f"Secret {name!r} (spec.output.credentialsSecretRef) does not exist in this namespace"
+    return Result(pending_conditions("SecretNotFound", message), {"phase": "Pending"},
+                  [Event("Warning", "SecretNotFound", message)], requeue_after=WAIT_FOR_DEPENDENCY)  # fmt: skip
+
+
+def seconds_to_deadline(plan: Plan, now: datetime) -> float | None:
+    limit, start = plan.job.spec.run_policy.active_deadline_seconds, parse_time(plan.status.get("startTime"))
+    if limit is None or start is None:
+        return None
+    return (start + timedelta(seconds=limit) - now).total_seconds()
+
+
+def deadline_passed(plan: Plan, now: datetime) -> str:
+    left = seconds_to_deadline(plan, now)
+    if left is None or left > 0:
+        return ""
+    return f"ran longer than runPolicy.activeDeadlineSeconds ({plan.job.spec.run_policy.active_deadline_seconds}s)"

@@ -5,6 +5,7 @@ Controllers get plain dicts in and out; nothing else in the operator imports the
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from slipway.api.common import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 REPORTING_CONTROLLER = "slipway.dev/operator"
+
+
+def plural_of(kind: str) -> str:
+    return kind.lower() + "s"
 
 
 class Conflict(Exception):
@@ -85,20 +90,100 @@ class Kube:
                 return None
             raise
 
-    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        res = await self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+    async def list_custom(self, plural: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        res = await self._custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, label_selector=selector
+        )
         items: list[dict[str, Any]] = res.get("items", [])
         return items
 
-    async def secret_exists(self, namespace: str, name: str) -> bool:
-        # Only metadata is looked at; the data never leaves this function.
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        res = await self._core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self._plain(p) for p in res.items]
+
+    async def service_exists(self, namespace: str, name: str) -> bool:
+        return await self._exists(self._core.read_namespaced_service(name, namespace))
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's decoded data, or None when it does not exist. Callers must never log or store it."""
         try:
-            await self._core.read_namespaced_secret(name, namespace)
+            secret = await self._core.read_namespaced_secret(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    async def create(self, manifest: dict[str, Any]) -> bool:
+        """Create a Pod, Service or slipway object; False when one of that name already exists."""
+        kind, ns = manifest["kind"], manifest["metadata"]["namespace"]
+        try:
+            if kind == "Pod":
+                await self._core.create_namespaced_pod(ns, manifest)  # type: ignore[arg-type]
+            elif kind == "Service":
+                await self._core.create_namespaced_service(ns, manifest)  # type: ignore[arg-type]
+            else:
+                group, version = manifest["apiVersion"].split("/")
+                await self._custom.create_namespaced_custom_object(group, version, ns, plural_of(kind), manifest)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+        """Delete; an object already gone is fine. Dependents go by garbage collection (background)."""
+        bg = "Background"
+        try:
+            if kind == "Pod":
+                await self._core.delete_namespaced_pod(
+                    name,
+                    namespace,
+                    grace_period_seconds=grace_seconds,  # type: ignore[arg-type]
+                    propagation_policy=bg,
+                )
+            elif kind == "Service":
+                await self._core.delete_namespaced_service(name, namespace, propagation_policy=bg)
+            else:
+                await self._custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural_of(kind), name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def set_finalizers(self, plural: str, namespace: str, name: str, finalizers: list[str], rv: str) -> None:
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": rv}}
+        try:
+            await self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from e
+            raise
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self._api.sanitize_for_serialization(obj)
+        return plain
+
+    @staticmethod
+    async def _exists(call: Any) -> bool:
+        try:
+            await call
             return True
         except ApiException as e:
             if e.status == 404:
                 return False
             raise
+
+    async def secret_exists(self, namespace: str, name: str) -> bool:
+        # Only existence is looked at; the data never leaves this function.
+        return await self._exists(self._core.read_namespaced_secret(name, namespace))
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status_patch: dict[str, Any], resource_version: str

@@ -1,0 +1,69 @@
+"""Reading pod status the way a controller should: one verdict per pod, with the kubelet's own words."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+State = Literal["pending", "unschedulable", "waiting", "running", "succeeded", "failed", "terminating"]
+# Container waiting reasons that need a person (or time) and deserve a condition of their own.
+WAITING_REASONS = {
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "CrashLoopBackOff",
+}
+INVALID_INPUT_EXIT = 65
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    state: State
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+
+    @property
+    def permanent_failure(self) -> bool:
+        """The trainer said its input is bad: retrying cannot help."""
+        return self.state == "failed" and (self.exit_code == INVALID_INPUT_EXIT or self.reason == "InvalidInput")
+
+
+def view(pod: dict[str, Any]) -> PodView:
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp"):
+        return PodView(name, "terminating")
+    phase = status.get("phase", "Pending")
+    container = (status.get("containerStatuses") or [{}])[0]
+    if phase in ("Succeeded", "Failed"):
+        term = (container.get("state") or {}).get("terminated") or {}
+        reason, message = termination(term.get("message", ""))
+        code = term.get("exitCode")
+        state: State = "succeeded" if phase == "Succeeded" else "failed"
+        return PodView(name, state, reason or term.get("reason", "") or status.get("reason", ""),
+                       message or status.get("message", ""), code)  # fmt: skip
+    if phase == "Running":
+        return PodView(name, "running")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return PodView(name, "unschedulable", cond.get("reason", "Unschedulable"), cond.get("message", ""))
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in WAITING_REASONS:
+        return PodView(name, "waiting", waiting["reason"], waiting.get("message", ""))
+    return PodView(name, "pending")
+
+
+def termination(message: str) -> tuple[str, str]:
+    """(reason, message) from a trainer's JSON termination message, or ('', the raw text)."""
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return "", message.strip()[-1024:]
+    if not isinstance(doc, dict):
+        return "", message.strip()[-1024:]
+    return str(doc.get("reason", "")), str(doc.get("message", ""))[:1024]

@@ -1,0 +1,121 @@
+"""ModelVersion decide(): verification outcomes, gates, and the in-use finalizer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from slipway.api import ModelVersion
+from slipway.api.common import Gate
+from slipway.config import Settings
+from slipway.controllers.base import Result, SetFinalizers
+from slipway.controllers.modelversion import (
+    FINALIZER,
+    ModelVersionController,
+    Observed,
+    Verification,
+    evaluate_gates,
+    serves,
+)
+from slipway.storage import S3
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CTRL = ModelVersionController(Settings(), S3())
+SHA = "a" * 64
+OK = Verification("verified", SHA, "etag1", 10)
+
+
+def mv(metrics: dict[str, float] | None = None, gates: list[dict[str, Any]] | None = None, **meta: Any) -> ModelVersion:
+    return ModelVersion.model_validate(
+        {
+            "metadata": {"name": "m-v1", "namespace": "ns", **meta},
+            "spec": {
+                "modelName": "m",
+                "version": 1,
+                "framework": "sklearn",
+                "artifact": {"uri": "s3://bucket/k", "sha256": SHA, "format": "joblib"},
+                "metrics": metrics or {},
+                "gates": gates or [],
+            },
+        }
+    )
+
+
+def conds(result: Result) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in result.conditions}
+
+
+@pytest.mark.parametrize(
+    ("gates", "metrics", "failures"),
+    [
+        ([], {}, []),
+        ([Gate(metric="accuracy", min=0.9)], {"accuracy": 0.95}, []),
+        ([Gate(metric="accuracy", min=0.9)], {"accuracy": 0.85}, ["accuracy=0.85 is below the minimum 0.9"]),
+        ([Gate(metric="rmse", max=1.0)], {"rmse": 2.0}, ["rmse=2 is above the maximum 1"]),
+        ([Gate(metric="f1", min=0.5)], {}, ["metric f1 is missing"]),
+    ],
+)
+def test_evaluate_gates(gates: list[Gate], metrics: dict[str, float], failures: list[str]) -> None:
+    assert evaluate_gates(gates, metrics) == failures
+
+
+@pytest.mark.parametrize(
+    ("verification", "verified", "ready", "stalled"),
+    [
+        (OK, ("True", "ChecksumMatches"), ("True", "Verified"), "False"),
+        (Verification("mismatch", "b" * 64), ("False", "ChecksumMismatch"), ("False", "ChecksumMismatch"), "True"),
+        (Verification("missing", detail="NoSuchKey"), ("False", "ArtifactNotFound"),
+         ("False", "ArtifactNotFound"), "True"),
+        (Verification("unreachable", detail="timeout"), ("Unknown", "StorageUnreachable"),
+         ("False", "StorageUnreachable"), "False"),
+        (Verification("secret-missing", detail="s3"), ("Unknown", "SecretNotFound"),
+         ("False", "SecretNotFound"), "False"),
+    ],
+)  # fmt: skip
+def test_verification_outcomes(
+    verification: Verification, verified: tuple[str, str], ready: tuple[str, str], stalled: str
+) -> None:
+    r = CTRL.decide(mv(), Observed((), verification), NOW)
+    c = conds(r)
+    assert c["Verified"] == verified and c["Ready"] == ready and c["Stalled"][0] == stalled
+
+
+def test_mismatch_message_names_both_checksums() -> None:
+    r = CTRL.decide(mv(), Observed((), Verification("mismatch", "b" * 64)), NOW)
+    verified = next(c for c in r.conditions if c.type == "Verified")
+    assert "b" * 64 in verified.message and SHA in verified.message
+    assert r.fields["verifiedSha256"] is None and [e.reason for e in r.events] == ["ChecksumMismatch"]
+
+
+def test_failing_gate_is_not_ready_and_not_stalled() -> None:
+    r = CTRL.decide(mv({"accuracy": 0.5}, [{"metric": "accuracy", "min": 0.9}]), Observed((), OK), NOW)
+    c = conds(r)
+    assert c["GatesPassed"] == ("False", "GatesFailed") and c["Ready"] == ("False", "GatesFailed")
+    assert c["Stalled"][0] == "False" and r.fields["headline"] == "accuracy=0.5"
+
+
+def test_served_version_gets_the_finalizer_and_loses_it_when_unserved() -> None:
+    r = CTRL.decide(mv(), Observed(("r1",), OK), NOW)
+    assert r.actions == [SetFinalizers((FINALIZER,))] and r.fields["servedBy"] == ["r1"]
+    r = CTRL.decide(mv(finalizers=[FINALIZER, "other"]), Observed((), OK), NOW)
+    assert r.actions == [SetFinalizers(("other",))]
+    assert CTRL.decide(mv(finalizers=[FINALIZER]), Observed(("r1",), OK), NOW).actions == []
+
+
+def test_deleting_a_served_version_is_blocked_with_a_message() -> None:
+    r = CTRL.decide(mv(finalizers=[FINALIZER], deletionTimestamp="2026-03-01T11:59:00Z"), Observed(("r1",), OK), NOW)
+    assert conds(r)["Ready"] == ("False", "DeletionBlocked") and "Rollout(s) r1" in r.conditions[0].message
+    assert r.actions == [] and "DeletionBlocked" in [e.reason for e in r.events]
+
+
+@pytest.mark.parametrize(
+    ("rollout_body", "name", "expected"),
+    [
+        ({"spec": {"modelVersionRef": {"name": "a"}}}, "a", True),
+        ({"spec": {"modelVersionRef": {"name": "b"}}, "status": {"stableVersion": "a"}}, "a", True),
+        ({"spec": {"modelVersionRef": {"name": "b"}}, "status": {"canaryVersion": "c"}}, "a", False),
+    ],
+)
+def test_serves(rollout_body: dict[str, Any], name: str, expected: bool) -> None:
+    assert serves(rollout_body, name) is expected
