@@ -1,0 +1,217 @@
+"""The local executor (hack/localexec) against a real control plane.
+
+A private cluster (own state dir, free ports) is started once for the module with the
+executor on, as `Cluster.up()` runs it by default. Pods labelled slipway.dev/component are
+scheduled by the real kube-scheduler and run as local processes; other pods are still kwok's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from localcluster import Cluster  # importable via pytest's pythonpath = ["hack"] (pyproject.toml)
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+TRAINER_IMAGE = "ghcr.io/slipway-dev/trainer:0.1.0"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+# Reads a Secret-backed env var and a $(VAR)-expanded arg, leaves a termination message.
+SUCCEED = """
+import json, os, sys
+assert os.environ["AWS_SECRET_ACCESS_KEY"] == "s3cr3t", "secret not resolved"
+assert sys.argv[1] == "--output=s3://bucket/" + os.environ["JOB"], sys.argv
+with open(os.environ["SLIPWAY_TERMINATION_LOG"], "w") as f:
+    json.dump({"manifest": sys.argv[1].split("=", 1)[1] + "/manifest.json"}, f)
+print("trained")
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("localexec"), free_ports=True)
+    timings = c.up()
+    print("localcluster start-up:", {k: round(v, 1) for k, v in timings.items()})
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+@pytest.fixture(scope="module")
+def ns(cluster: Cluster) -> str:
+    name = f"lx-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s3-creds", "namespace": name},
+        "stringData": {"secretKey": "s3cr3t"},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(secret))
+    return name
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def get_pod(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
+    proc = cluster.kubectl("get", "pod", "-n", ns, name, "-o", "json", "--ignore-not-found")
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def create_pod(cluster: Cluster, ns: str, container: dict[str, Any], **spec: Any) -> str:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    labels = spec.pop("labels", {"slipway.dev/component": "trainer"})
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "trainer", **container}], **spec},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(pod))
+    return name
+
+
+def container_state(pod: dict[str, Any] | None) -> dict[str, Any]:
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+    return dict(statuses[0].get("state") or {})
+
+
+def phase_in(cluster: Cluster, ns: str, name: str, *phases: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        pod = get_pod(cluster, ns, name)
+        return pod if pod and pod["status"].get("phase") in phases else None
+
+    return check
+
+
+def test_executor_is_a_managed_process(cluster: Cluster) -> None:
+    assert cluster.status()["processes"]["localexec"] is not None
+    assert cluster.up() == {}  # idempotent, executor included
+
+
+def test_pod_succeeds_with_secret_env_expanded_args_and_termination_message(cluster: Cluster, ns: str) -> None:
+    env = [
+        {"name": "JOB", "value": "job-1"},
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": "secretKey"}}},
+    ]
+    container = {
+        "image": TRAINER_IMAGE,
+        "command": ["python", "-c", SUCCEED],
+        "args": ["--output=s3://bucket/$(JOB)"],
+        "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    name = create_pod(cluster, ns, container)
+    pod = wait_for(f"{name} Succeeded", phase_in(cluster, ns, name, "Succeeded", "Failed"))
+    terminated = container_state(pod)["terminated"]
+    assert pod["status"]["phase"] == "Succeeded", terminated
+    assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+    assert json.loads(terminated["message"]) == {"manifest": "s3://bucket/job-1/manifest.json"}
+    assert pod["status"]["podIP"] == "127.0.0.1" and pod["status"]["startTime"]
+    assert pod["spec"]["nodeName"] in ("cpu-0", "cpu-1")
+    log = cluster.executor_logs / f"{ns}_{name}_trainer.log"
+    assert log.read_text() == "trained\n"
+
+
+def test_pod_fails_with_exit_code_and_log_fallback(cluster: Cluster, ns: str) -> None:
+    container = {
+        "image": TRAINER_IMAGE,
+        "command": ["python", "-c", "import sys; print('bad hyperparameter'); sys.exit(3)"],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    name = create_pod(cluster, ns, container)
+    pod = wait_for(f"{name} Failed", phase_in(cluster, ns, name, "Failed", "Succeeded"))
+    terminated = container_state(pod)["terminated"]
+    assert pod["status"]["phase"] == "Failed"
+    assert terminated["exitCode"] == 3 and terminated["reason"] == "Error"
+    assert terminated["message"] == "bad hyperparameter\n"
+
+
+def test_unknown_image_backs_off(cluster: Cluster, ns: str) -> None:
+    name = create_pod(cluster, ns, {"image": "docker.io/library/nginx:1.27"})
+
+    def backing_off() -> dict[str, Any] | None:
+        waiting = container_state(get_pod(cluster, ns, name)).get("waiting") or {}
+        return waiting if waiting.get("reason") == "ImagePullBackOff" else None
+
+    waiting = wait_for(f"{name} ImagePullBackOff", backing_off)
+    assert "not available to the local executor" in waiting["message"]
+    assert get_pod(cluster, ns, name)["status"]["phase"] == "Pending"  # type: ignore[index]
+
+
+def test_missing_secret_is_a_config_error(cluster: Cluster, ns: str) -> None:
+    env = [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]
+    name = create_pod(cluster, ns, {"image": TRAINER_IMAGE, "command": ["python", "-c", "pass"], "env": env})
+
+    def config_error() -> dict[str, Any] | None:
+        waiting = container_state(get_pod(cluster, ns, name)).get("waiting") or {}
+        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
+
+    assert wait_for(f"{name} CreateContainerConfigError", config_error)["message"] == 'secret "absent" not found'
+
+
+def test_deleting_a_running_pod_kills_its_process(cluster: Cluster, ns: str) -> None:
+    name = create_pod(
+        cluster, ns, {"image": TRAINER_IMAGE, "command": ["python", "-c", "import time; time.sleep(300)"]}
+    )
+    pod = wait_for(f"{name} Running", phase_in(cluster, ns, name, "Running"))
+    assert container_state(pod)["running"]["startedAt"]
+    status = pod["status"]["containerStatuses"][0]
+    assert status["ready"] is True and status["restartCount"] == 0
+    pid = int(status["containerID"].removeprefix("localexec://"))
+    assert Path(f"/proc/{pid}").exists()
+
+    start = time.monotonic()
+    cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
+    wait_for(f"{name} gone", lambda: get_pod(cluster, ns, name) is None)
+    assert time.monotonic() - start < 10
+    wait_for(f"process {pid} gone", lambda: not _alive(pid), timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def test_unlabelled_pod_is_still_kwoks(cluster: Cluster, ns: str) -> None:
+    name = create_pod(cluster, ns, {"image": "registry.invalid/anything:1"}, labels={"app": "plain"})
+    pod = wait_for(f"{name} Running (kwok)", phase_in(cluster, ns, name, "Running"))
+    assert pod["status"]["podIP"].startswith("10.244.")  # kwok's pod CIDR, not the executor's loopback
+    assert not (cluster.executor_logs / f"{ns}_{name}_trainer.log").exists()
+    cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
+    wait_for(f"{name} deleted by kwok", lambda: get_pod(cluster, ns, name) is None)
+
+
+def test_gpu_pod_is_scheduled_on_a_gpu_node_and_run(cluster: Cluster, ns: str) -> None:
+    container = {
+        "image": TRAINER_IMAGE,
+        "command": ["python", "-c", "print('on a gpu node')"],
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+    }
+    name = create_pod(cluster, ns, container, tolerations=[GPU_TOLERATION])
+    pod = wait_for(f"{name} Succeeded", phase_in(cluster, ns, name, "Succeeded", "Failed"))
+    assert pod["status"]["phase"] == "Succeeded", container_state(pod)
+    assert pod["spec"]["nodeName"] in ("gpu-0", "gpu-1")
+    assert (cluster.executor_logs / f"{ns}_{name}_trainer.log").read_text() == "on a gpu node\n"

@@ -1,0 +1,112 @@
+"""From pod spec to local process (hack/localexec/containers.py), and the executor's view of a
+pod it finds after a restart (Executor._adopt), without a cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localexec.containers import Config, ImageUnavailable, prepare
+from localexec.envres import ConfigError
+from localexec.executor import Executor
+from localexec.kube import Api
+from localexec.network import GangPorts, Resolver
+from localexec.status import TERMINATED, WAITING
+
+
+class Sources:
+    def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        return {"secret": "s3cr3t"} if name == "creds" else None
+
+    def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        return None
+
+
+def config(tmp_path: Path) -> Config:
+    (tmp_path / "repo" / "runtimes" / "trainer").mkdir(parents=True)
+    return Config(root=tmp_path / "state" / "executor", python="/venv/bin/python", repo_root=tmp_path / "repo")
+
+
+def trainer_pod(rank: int = 0, command: list[str] | None = None, **container: Any) -> dict[str, Any]:
+    env = [
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "secret"}}},
+        {"name": "MASTER_ADDR", "value": "job-w0.job"},
+        {"name": "MASTER_PORT", "value": "29500"},
+        {"name": "NODE_RANK", "value": str(rank)},
+        {"name": "SLIPWAY_TERMINATION_LOG", "value": "/dev/termination-log"},
+    ]
+    c = {"name": "trainer", "image": "ghcr.io/slipway-dev/trainer:0.1.0", "env": env, **container}
+    if command is not None:
+        c["command"] = command
+    labels = {"slipway.dev/component": "trainer", "slipway.dev/training-job": "job", "slipway.dev/attempt": "1"}
+    return {
+        "metadata": {"name": f"job-a1-w{rank}", "namespace": "ml", "uid": f"uid-{rank}-0000", "labels": labels},
+        "spec": {"hostname": f"job-w{rank}", "subdomain": "job", "nodeName": "cpu-0", "containers": [c]},
+    }
+
+
+def prep(cfg: Config, pod: dict[str, Any], ports: GangPorts | None = None) -> Any:
+    resolver = Resolver([pod], lambda ns, name: None)
+    return prepare(cfg, pod, pod["spec"]["containers"][0], Sources(), resolver, ports or GangPorts(), {"PATH": "/bin"})
+
+
+def test_prepare_distributed_trainer(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    command = ["torchrun", "--node-rank=$(NODE_RANK)", "--master-addr=$(MASTER_ADDR)", "--master-port=$(MASTER_PORT)"]
+    ports = GangPorts(pick=iter([41000, 42000]).__next__)
+    w0 = prep(cfg, trainer_pod(0, command, args=["-m", "slipway_trainer"]), ports)
+    w1 = prep(cfg, trainer_pod(1, command, args=["-m", "slipway_trainer"]), ports)
+    assert w0.argv == [
+        "/venv/bin/torchrun",
+        "--node-rank=0",
+        "--master-addr=127.0.0.1",
+        "--master-port=41000",
+        "-m",
+        "slipway_trainer",
+    ]
+    assert w1.argv[1:4] == ["--node-rank=1", "--master-addr=127.0.0.1", "--master-port=41000"]  # same gang port
+    env = w0.env
+    assert env["AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
+    assert env["PYTHONPATH"] == str(cfg.repo_root / "runtimes" / "trainer")
+    assert env["SLIPWAY_TERMINATION_LOG"].startswith(str(cfg.root / "pods" / "ml_job-a1-w0_uid-0-00"))
+    assert env["PATH"] == "/venv/bin:/bin"
+    assert env["HOSTNAME"] == "job-w0" and env["GLOO_SOCKET_IFNAME"] == "lo"
+    assert w0.log == cfg.root / "logs" / "ml_job-a1-w0_trainer.log"
+
+
+def test_prepare_defaults_to_the_runtime_entrypoint(tmp_path: Path) -> None:
+    launch = prep(config(tmp_path), trainer_pod(args=["--config", "{}"]))
+    assert launch.argv == ["/venv/bin/python", "-m", "slipway_trainer", "--config", "{}"]
+
+
+def test_prepare_failures(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    with pytest.raises(ImageUnavailable, match="not available to the local executor"):
+        prep(cfg, trainer_pod(image="docker.io/library/nginx:1.27"))
+    pod = trainer_pod()
+    pod["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] = "gone"
+    with pytest.raises(ConfigError, match='secret "gone" not found'):
+        prep(cfg, pod)
+
+
+def running_pod(restart_policy: str) -> dict[str, Any]:
+    pod = trainer_pod()
+    pod["spec"]["restartPolicy"] = restart_policy
+    started = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    pod["status"] = {
+        "phase": "Running",
+        "startTime": "2026-01-01T00:00:00Z",
+        "containerStatuses": [{"name": "trainer", "restartCount": 2, "state": started}],
+    }
+    return pod
+
+
+def test_a_pod_running_before_an_executor_restart_lost_its_container(tmp_path: Path) -> None:
+    executor = Executor(Api("https://127.0.0.1:1", None), config(tmp_path))
+    lost = executor._adopt(running_pod("Never")).runs["trainer"]
+    assert lost.state == TERMINATED and lost.exit_code == 137 and lost.reason == "ContainerStatusUnknown"
+    restarted = executor._adopt(running_pod("Always")).runs["trainer"]
+    assert restarted.state == WAITING and restarted.restart_count == 2
+    assert restarted.last_terminated is not None and restarted.last_terminated["reason"] == "ContainerStatusUnknown"
