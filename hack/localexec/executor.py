@@ -62,6 +62,7 @@ class PodRecord:
     kill_at: float | None = None
     vanished: bool = False
     delete_pending: bool = False
+    deleted: bool = False
     sent: str | None = None  # the last status written, to skip writes that change nothing
     dirty: bool = False  # the last status write failed: retried from the tick
     last_event: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -376,7 +377,7 @@ class Executor:
             self._signal_all(rec, signal.SIGTERM)
             for name in rec.procs:
                 self._event(rec, name, "Normal", "Killing", f"Stopping container {name}")
-        if rec.procs:
+        if rec.procs or rec.deleted:
             return
         self._publish(rec)
         self._delete(rec)
@@ -392,7 +393,8 @@ class Executor:
             rec.kill_at = time.monotonic() + min(float(grace), self.config.max_grace)
 
     def _delete(self, rec: PodRecord) -> None:
-        rec.delete_pending = not self._delete_pod(rec.pod)
+        rec.deleted = self._delete_pod(rec.pod)
+        rec.delete_pending = not rec.deleted
 
     def _delete_pod(self, pod: Obj) -> bool:
         """DELETE with grace 0 and the uid as precondition; False when the API is away."""

@@ -48,7 +48,7 @@ def dns_candidates(host: str, namespace: str) -> list[Candidate]:
     labels = name.split(".")
     if not labels or not all(_LABEL.match(x) for x in labels) or all(x.isdigit() for x in labels):
         return []
-    if labels[-1] == "svc":
+    if labels[-1] == "svc" and len(labels) >= 3:
         labels = labels[:-1]
         if len(labels) == 2:
             return [Candidate(labels[1], labels[0])]

@@ -46,37 +46,30 @@ class Watcher(threading.Thread):
         self.api, self.out, self.selector = api, out, selector
         self.listed = threading.Event()  # set once the first list went through
         self.stopping = threading.Event()
+        self.delay = 0.2  # before the next try, after a failure
+        self.away_since: float | None = None  # when the API stopped answering
 
     def run(self) -> None:
-        delay = 0.2
-        away_since: float | None = None
         while not self.stopping.is_set():
             try:
                 self._list_and_watch()
             except Unavailable as err:
-                if away_since is None:
-                    away_since = time.monotonic()
+                if self.away_since is None:
+                    self.away_since = time.monotonic()
                     log.warning("API unavailable, retrying: %s", err)
             except (ApiError, ValueError, KeyError, TypeError) as err:
                 log.warning("pod watch failed, relisting: %s", err)
             else:
                 continue
-            self.stopping.wait(delay)
-            delay = min(delay * 2, 5.0)
-            if away_since is not None and self._reachable():
-                log.info("API back after %.1fs", time.monotonic() - away_since)
-                away_since, delay = None, 0.2
-
-    def _reachable(self) -> bool:
-        try:
-            self.api.call("GET", "/readyz")
-        except ApiError:
-            return False
-        return True
+            self.stopping.wait(self.delay)
+            self.delay = min(self.delay * 2, 5.0)
 
     def _list_and_watch(self) -> None:
         query = urllib.parse.urlencode({"labelSelector": self.selector})
         listing = self.api.call("GET", f"{PODS}?{query}")
+        if self.away_since is not None:
+            log.info("API back after %.1fs", time.monotonic() - self.away_since)
+        self.away_since, self.delay = None, 0.2
         rv = listing["metadata"]["resourceVersion"]
         self.out.put(Relist(list(listing.get("items") or [])))
         self.listed.set()
