@@ -9,7 +9,7 @@ kubelet would give it. `Cluster.up()` starts it; by hand:
     PYTHONPATH=hack .venv/bin/python -m localexec --kubeconfig .cluster/kubeconfig --state-dir .cluster
 
 Container logs are files, `<state dir>/executor/logs/<namespace>_<pod>_<container>.log`:
-`kubectl logs` needs a kubelet's HTTP endpoint and none exists. See README.md here.
+`kubectl logs` needs a kubelet's HTTP endpoint and none exists. See README.md next to this file.
 """
 
 from .containers import Config

@@ -8,7 +8,6 @@ that fail because the API is away are retried from the timer tick.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import containers, envres, network, status
+from . import containers, envres, network, sources, status
 from .containers import Config, pod_ref
 from .kube import Api, ApiError, Unavailable
 from .procs import Process, Records, read_capped, read_tail
@@ -66,41 +65,6 @@ class PodRecord:
     sent: str | None = None  # the last status written, to skip writes that change nothing
     dirty: bool = False  # the last status write failed: retried from the tick
     last_event: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-class ApiSources:
-    """Secrets, ConfigMaps and Services read from the API for env resolution and DNS."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self._selectors: dict[tuple[str, str], Mapping[str, str] | None] = {}
-
-    def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        obj = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        if obj is None:
-            return None
-        return {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
-
-    def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        obj = self._get(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-        if obj is None:
-            return None
-        binary = {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("binaryData") or {}).items()}
-        return {**binary, **(obj.get("data") or {})}
-
-    def service_selector(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        key = (namespace, name)
-        if key not in self._selectors:  # asked once per container start (see _start)
-            svc = self._get(f"/api/v1/namespaces/{namespace}/services/{name}")
-            self._selectors[key] = ((svc or {}).get("spec") or {}).get("selector") if svc else None
-        return self._selectors[key]
-
-    def _get(self, path: str) -> Obj | None:
-        try:
-            obj: Obj | None = self.api.get(path)
-        except ApiError as err:  # the kubelet reports these as the container's config error too
-            raise envres.ConfigError(str(err)) from None
-        return obj
 
 
 class Executor:
@@ -270,10 +234,10 @@ class Executor:
             message = "init containers are not supported by the local executor"
             self._waiting(rec, name, "CreateContainerConfigError", message)
             return
-        sources = ApiSources(self.api)
-        resolver = network.Resolver(self.cache.values(), sources.service_selector)
+        api_sources = sources.ApiSources(self.api)
+        resolver = network.Resolver(self.cache.values(), api_sources.service_selector)
         try:
-            launch = containers.prepare(self.config, pod, container, sources, resolver, self.ports, self.base_env)
+            launch = containers.prepare(self.config, pod, container, api_sources, resolver, self.ports, self.base_env)
         except containers.ImageUnavailable as err:
             self._image_unavailable(rec, name, str(err))
             return
@@ -462,29 +426,8 @@ class Executor:
         if rec.last_event.get(container) == (reason, message):
             return
         rec.last_event[container] = (reason, message)
-        meta = rec.pod["metadata"]
-        ns, now = meta.get("namespace", "default"), status.now()
-        node = rec.pod["spec"].get("nodeName", "")
-        event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
-            "involvedObject": {
-                "kind": "Pod",
-                "apiVersion": "v1",
-                "namespace": ns,
-                "name": meta["name"],
-                "uid": rec.uid,
-                "fieldPath": f"spec.containers{{{container}}}",
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message,
-            "source": {"component": COMPONENT, "host": node},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        event = sources.event(rec.pod, container, kind, reason, message, COMPONENT)
+        ns = event["metadata"]["namespace"]
         try:
             self.api.call("POST", f"/api/v1/namespaces/{ns}/events", event)
         except ApiError as err:
