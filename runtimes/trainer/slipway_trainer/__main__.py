@@ -1,0 +1,3 @@
+from slipway_trainer.cli import main
+
+raise SystemExit(main())
