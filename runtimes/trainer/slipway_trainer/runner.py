@@ -38,6 +38,8 @@ def run(cfg: TrainConfig, ctx: DistContext, progress: Progress, s3: S3 | None = 
         from slipway_trainer.mlp import MlpParams
 
         MlpParams.from_hyperparameters(cfg.hyperparameters)
+    if ctx.is_main:
+        s3.check_output(cfg.output)
     table = load_table(cfg.dataset, s3)
     task = infer_task(table.y)
     if estimator is not None:

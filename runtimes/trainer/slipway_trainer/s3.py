@@ -69,6 +69,21 @@ class S3:
             self._client = make_client()
         return self._client
 
+    def check_output(self, uri: str) -> None:
+        """Before training: a missing output bucket or an unreachable endpoint should cost seconds, not a whole
+        training run. Refused access is let through: credentials may allow PutObject without HeadBucket."""
+        bucket, _ = split_s3_uri(uri + "/x")
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise InvalidInput(f"the output bucket {bucket} does not exist (output {uri})") from e
+            if status != 403:
+                raise classify(e, "write to", uri) from e
+        except Exception as e:
+            raise classify(e, "write to", uri) from e
+
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
         try:

@@ -162,3 +162,16 @@ def test_unreachable_s3_is_transient(trainer: Trainer) -> None:
     assert result.termination is not None and result.termination["reason"] == "Transient"
     assert dead in result.termination["message"]
     assert trainer.env["AWS_SECRET_ACCESS_KEY"] not in result.stderr + json.dumps(result.events)
+
+
+def test_output_is_checked_before_training(
+    trainer: Trainer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing output bucket or a dead endpoint fails before the dataset is read, not after training."""
+    cfg = trainer.config(output="s3://no-such-bucket-here/jobs/x")
+    assert main(["--config", json.dumps(cfg)]) == 65
+    assert "the output bucket no-such-bucket-here does not exist" in capsys.readouterr().out
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    assert main(["--config", json.dumps(trainer.config())]) == 75
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["start", "error"] and events[-1]["reason"] == "Transient"

@@ -79,3 +79,15 @@ def test_dist_context_from_torchrun_env() -> None:
     assert ctx.is_distributed and not ctx.is_main and (ctx.rank, ctx.local_rank, ctx.world_size) == (3, 1, 4)
     with pytest.raises(TrainerError):
         DistContext.from_env({"RANK": "4", "LOCAL_RANK": "0", "WORLD_SIZE": "4"})
+
+
+def test_bad_command_line_is_invalid_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from slipway_trainer.cli import main
+
+    monkeypatch.setenv("SLIPWAY_TERMINATION_LOG", str(tmp_path / "t"))
+    assert main([]) == 65  # argparse alone would exit 2, which the controller would retry
+    assert json.loads((tmp_path / "t").read_text())["reason"] == "InvalidInput"
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["event"] == "error" and "--config" in json.loads(line)["message"]
