@@ -19,10 +19,11 @@ help:
 	@echo "make test       lint, generated-file check, unit and integration tests"
 	@echo "make generate   regenerate crds/ from the pydantic models"
 
-$(VENV)/.installed: pyproject.toml
+# One environment holds the operator, its test tools and the runtimes the local executor runs.
+$(VENV)/.installed: pyproject.toml runtimes/trainer/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e runtimes/trainer
 	touch $@
 
 deps: $(VENV)/.installed

@@ -101,7 +101,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     for controller in runtime.controllers.values():
         _register_one(registry, controller, runtime)
 
-    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "slipway"}, registry=registry)
+    @kopf.on.event("v1", "pods", labels={"app.kubernetes.io/managed-by": "slipway"}, registry=registry)
     async def on_pod(body: kopf.Body, **_: Any) -> None:
         for owner in body.metadata.get("ownerReferences") or []:
             if owner.get("apiVersion") == f"{GROUP}/{VERSION}" and owner.get("kind") in runtime.controllers:

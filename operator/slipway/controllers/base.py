@@ -120,14 +120,33 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
     else:
         observed = await controller.observe(obj, kube)
         result = controller.decide(obj, observed, now)
+    ref = ObjectRef.of(body)
+    if await act(controller.kind, ref, result.actions, kube):
+        return result  # the object itself was deleted: there is no status left to write
     old = body.get("status") or {}
     new = desired_status(old, result, meta.get("generation"), now)
-    if new == old:
-        return result
-    ref = ObjectRef.of(body)
-    await kube.patch_status(controller.kind.plural, ref.namespace, ref.name, merge_diff(old, new), ref.resource_version)
-    # Events describe transitions, so they go out only with a status change: a resync never repeats them.
-    result.patched = True
-    for ev in result.events:
-        await kube.event(ref, ev.type, ev.reason, ev.message, now)
+    rv = ref.resource_version
+    if new != old:
+        patched = await kube.patch_status(controller.kind.plural, ref.namespace, ref.name, merge_diff(old, new), rv)
+        rv, result.patched = patched["metadata"]["resourceVersion"], True
+        # Events describe transitions, so they go out only with a status change: a resync never repeats them.
+        for ev in result.events:
+            await kube.event(ref, ev.type, ev.reason, ev.message, now)
+    for action in result.actions:
+        # After the status patch, with its resourceVersion: a finalizer change must not race the status.
+        if isinstance(action, SetFinalizers):
+            await kube.set_finalizers(controller.kind.plural, ref.namespace, ref.name, list(action.finalizers), rv)
     return result
+
+
+async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kube) -> bool:
+    """Create and delete what the decision asks for; True when the reconciled object itself was deleted."""
+    deleted_self = False
+    for action in actions:
+        if isinstance(action, Create):
+            meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
+            await kube.create({**action.manifest, "metadata": meta})
+        elif isinstance(action, Delete):
+            await kube.delete(action.kind, ref.namespace, action.name, action.grace_seconds)
+            deleted_self = deleted_self or (action.kind == kind.kind and action.name == ref.name)
+    return deleted_self
