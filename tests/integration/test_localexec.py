@@ -154,7 +154,12 @@ def test_unknown_image_backs_off(cluster: Cluster, ns: str) -> None:
 
     waiting = wait_for(f"{name} ImagePullBackOff", backing_off)
     assert "not available to the local executor" in waiting["message"]
-    assert get_pod(cluster, ns, name)["status"]["phase"] == "Pending"  # type: ignore[index]
+    time.sleep(1.5)  # kwok's pod-ready stage, were it to apply, would have made it Running by now
+    pod = get_pod(cluster, ns, name) or {}
+    assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"] == "127.0.0.1"
+    # Deleting a pod whose container never started: the executor, not kwok, finishes it.
+    cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
+    wait_for(f"{name} gone", lambda: get_pod(cluster, ns, name) is None)
 
 
 def test_missing_secret_is_a_config_error(cluster: Cluster, ns: str) -> None:
@@ -193,6 +198,64 @@ def _alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
+
+
+def test_restart_policy_always_restarts_with_back_off(cluster: Cluster, ns: str) -> None:
+    container = {"image": TRAINER_IMAGE, "command": ["python", "-c", "raise SystemExit(1)"]}
+    name = create_pod(cluster, ns, container, restartPolicy="Always", labels={"slipway.dev/component": "predictor"})
+
+    def restarted() -> dict[str, Any] | None:
+        pod = get_pod(cluster, ns, name) or {}
+        statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+        return statuses[0] if statuses[0].get("restartCount", 0) >= 1 else None
+
+    status = wait_for(f"{name} restarted", restarted)
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert get_pod(cluster, ns, name)["status"]["phase"] == "Running"  # type: ignore[index]
+    cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
+
+
+GANG_WORKER = """
+import os, socket, sys
+addr, port, rank = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), os.environ["NODE_RANK"]
+assert addr == "127.0.0.1" and port != 29500, (addr, port)
+if rank == "0":
+    with socket.create_server((addr, port)) as server:
+        conn, _ = server.accept()
+        print("rank 0 got", conn.recv(64).decode())
+else:
+    for _ in range(100):
+        try:
+            with socket.create_connection((addr, port), timeout=1) as conn:
+                conn.sendall(b"hello from rank 1")
+                break
+        except OSError:
+            __import__("time").sleep(0.1)
+    else:
+        sys.exit("rank 0 unreachable")
+"""
+
+
+def test_gang_finds_its_rank_zero_on_loopback(cluster: Cluster, ns: str) -> None:
+    job = f"job-{uuid.uuid4().hex[:6]}"
+    names = []
+    for rank in (0, 1):
+        env = [
+            {"name": "MASTER_ADDR", "value": f"{job}-w0.{job}"},
+            {"name": "MASTER_PORT", "value": "29500"},
+            {"name": "NODE_RANK", "value": str(rank)},
+        ]
+        labels = {
+            "slipway.dev/component": "trainer",
+            "slipway.dev/training-job": job,
+            "slipway.dev/attempt": "1",
+        }
+        container = {"image": TRAINER_IMAGE, "command": ["python", "-c", GANG_WORKER], "env": env}
+        names.append(create_pod(cluster, ns, container, labels=labels, hostname=f"{job}-w{rank}", subdomain=job))
+    for name in names:
+        pod = wait_for(f"{name} finished", phase_in(cluster, ns, name, "Succeeded", "Failed"))
+        assert pod["status"]["phase"] == "Succeeded", (cluster.executor_logs / f"{ns}_{name}_trainer.log").read_text()
+    assert (cluster.executor_logs / f"{ns}_{names[0]}_trainer.log").read_text() == "rank 0 got hello from rank 1\n"
 
 
 def test_unlabelled_pod_is_still_kwoks(cluster: Cluster, ns: str) -> None:
