@@ -41,9 +41,10 @@ check-generated: deps
 	$(PY) -m slipway.api.crdgen --check crds
 
 lint: deps check-generated
-	$(VENV)/bin/ruff check operator tests hack bench
-	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/ruff check operator runtimes tests hack bench
+	$(VENV)/bin/ruff format --check operator runtimes tests hack bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict runtimes/trainer/slipway_trainer
 
 unit: deps
 	$(VENV)/bin/pytest tests/unit
@@ -64,10 +65,10 @@ demo: cluster-up
 	bash hack/demo.sh
 
 demo-down:
-	@if [ -f $(DEMO_DIR)/operator.pid ]; then \
-	  pid=$$(cat $(DEMO_DIR)/operator.pid); kill $$pid 2>/dev/null || true; \
+	@for f in $(DEMO_DIR)/*.pid; do [ -f "$$f" ] || continue; \
+	  pid=$$(cat $$f); kill $$pid 2>/dev/null || true; \
 	  for _ in $$(seq 40); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
-	  rm -f $(DEMO_DIR)/operator.pid; echo "operator (pid $$pid) stopped"; fi
+	  rm -f $$f; echo "$$(basename $$f .pid) (pid $$pid) stopped"; done
 	@$(MAKE) --no-print-directory cluster-down
 
 clean: demo-down

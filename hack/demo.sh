@@ -8,10 +8,27 @@ mkdir -p "$DEMO"
 KUBECONFIG="$(PYTHONPATH=hack .venv/bin/python -m localcluster kubeconfig)"
 export KUBECONFIG PATH="${SLIPWAY_BIN:-$HOME/.cache/slipway/bin}:$PATH"
 
-if [[ -f $DEMO/operator.pid ]] && kill -0 "$(cat $DEMO/operator.pid)" 2>/dev/null; then
+S3=http://127.0.0.1:19000
+running() { [[ -f $DEMO/$1.pid ]] && kill -0 "$(cat "$DEMO/$1.pid")" 2>/dev/null; }
+
+# A real S3-compatible server (moto in server mode) for artifacts, with the bucket the examples use.
+if ! running s3; then
+  nohup .venv/bin/python -m moto.server -H 127.0.0.1 -p 19000 >"$DEMO/s3.log" 2>&1 &
+  echo $! >"$DEMO/s3.pid"
+  echo "S3 server started on $S3 (pid $!)"
+fi
+for _ in $(seq 30); do curl -sf "$S3" >/dev/null && break; sleep 0.5; done
+AWS_ACCESS_KEY_ID=slipway AWS_SECRET_ACCESS_KEY=slipway-secret .venv/bin/python -c "
+import boto3
+s3 = boto3.client('s3', endpoint_url='$S3', region_name='us-east-1')
+if 'models' not in [b['Name'] for b in s3.list_buckets()['Buckets']]:
+    s3.create_bucket(Bucket='models')"
+
+if running operator; then
   echo "operator already running (pid $(cat $DEMO/operator.pid))"
 else
-  SLIPWAY_HTTP_HOST=127.0.0.1 SLIPWAY_HTTP_PORT=18080 nohup .venv/bin/python -m slipway >"$DEMO/operator.log" 2>&1 &
+  SLIPWAY_S3_ENDPOINT=$S3 SLIPWAY_HTTP_HOST=127.0.0.1 SLIPWAY_HTTP_PORT=18080 \
+    nohup .venv/bin/python -m slipway >"$DEMO/operator.log" 2>&1 &
   echo $! >"$DEMO/operator.pid"
   echo "operator started (pid $!, log $DEMO/operator.log)"
 fi
@@ -19,17 +36,30 @@ for _ in $(seq 60); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && brea
 curl -sf http://127.0.0.1:18080/readyz >/dev/null || { tail -30 "$DEMO/operator.log"; exit 1; }
 
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n demo apply -f examples/
-echo "waiting for the operator to report on every object..."
+kubectl -n demo apply -f examples/s3-credentials.yaml -f examples/trainingjob-sklearn.yaml
+echo "training cancer-rf (scikit-learn, breast_cancer) through the local executor..."
+for _ in $(seq 120); do
+  phase=$(kubectl -n demo get trainingjob cancer-rf-1 -o jsonpath='{.status.phase}')
+  echo "  $(date +%T) phase=${phase:-Pending} $(kubectl -n demo get trainingjob cancer-rf-1 \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
+  [[ $phase == Succeeded || $phase == Failed ]] && break
+  sleep 2
+done
+mv=$(kubectl -n demo get trainingjob cancer-rf-1 -o jsonpath='{.status.modelVersionRef.name}')
 for _ in $(seq 30); do
-  pending=$(kubectl -n demo get trainingjobs,modelversions,rollouts,driftmonitors \
-    -o jsonpath='{range .items[*]}{.metadata.name}{"="}{.status.observedGeneration}{"\n"}{end}' | grep -c '=$' || true)
-  [[ $pending == 0 ]] && break
+  [[ -n $mv && $(kubectl -n demo get modelversion "$mv" -o jsonpath='{.status.conditions[?(@.type=="Verified")].status}') == True ]] && break
   sleep 1
 done
+# What builds on the trained version (serving and drift arrive with their own issues).
+kubectl -n demo apply -f examples/rollout.yaml -f examples/driftmonitor.yaml >/dev/null
+sleep 3
 echo
 kubectl get slipway -A
-echo
-kubectl -n demo get modelversion cancer-rf-v1 -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+if [[ -n $mv ]]; then
+  echo
+  echo "ModelVersion $mv:"
+  kubectl -n demo get modelversion "$mv" -o jsonpath='{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\n"}{end}'
+  echo "  lineage: $(kubectl -n demo get modelversion "$mv" -o jsonpath='{.spec.lineage}')"
+fi
 echo
 echo "Use it: export KUBECONFIG=$KUBECONFIG PATH=${SLIPWAY_BIN:-$HOME/.cache/slipway/bin}:\$PATH; kubectl get slipway -A   (stop: make demo-down)"
