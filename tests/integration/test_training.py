@@ -128,14 +128,27 @@ def test_ddp_gpu_pods_carry_gpu_scheduling_torchrun_env_and_secret_refs(training
     assert st["phase"] == "Succeeded", (st, cond(training, "trainingjob", "digits-mlp-ddp", "Ready"))
 
 
-def test_transient_failures_restart_the_gang_until_the_backoff_limit(training: Kubectl) -> None:
+def test_one_failed_worker_restarts_the_gang_until_the_backoff_limit(training: Kubectl) -> None:
+    # Rank 0 checks the output bucket first and fails fast; rank 1 is still waiting for it when the
+    # operator sees the failure and replaces the whole gang.
     spec = {"output": {"endpoint": "http://127.0.0.1:9"}, "runPolicy": {"backoffLimit": 1}}
-    training.apply(job("trainingjob-sklearn.yaml", "unreachable-s3", **spec))
+    training.apply(job("trainingjob-pytorch-ddp-gpu.yaml", "unreachable-s3", **spec))
     st = wait_for("Failed", phase_is(training, "unreachable-s3", "Failed"), timeout=TRAIN_TIMEOUT)
     assert st["attempts"] == 2
     assert cond(training, "trainingjob", "unreachable-s3", "Failed")[:2] == ("True", "BackoffLimitExceeded")
     events = training.json("events", "--field-selector", "involvedObject.name=unreachable-s3")["items"]
-    assert "GangRestart" in {e["reason"] for e in events}
+    restarts = [e["message"] for e in events if e["reason"] == "GangRestart"]
+    assert len(restarts) == 1 and "restarting all workers" in restarts[0]
+    names = {p["metadata"]["name"] for p in pods_of(training, "unreachable-s3")}
+    assert "unreachable-s3-a2-w0" in names and not any("-a1-" in n for n in names)
+
+
+def test_ttl_removes_the_finished_job_but_not_its_model_version(training: Kubectl) -> None:
+    training.apply(job("trainingjob-sklearn.yaml", "short-lived", runPolicy={"ttlSecondsAfterFinished": 2}))
+    st = wait_for("Succeeded", phase_is(training, "short-lived", "Succeeded", "Failed"), timeout=TRAIN_TIMEOUT)
+    wait_for("job deleted", lambda: training.get("trainingjob", "short-lived") is None)
+    wait_for("pods collected", lambda: pods_of(training, "short-lived") == [])
+    assert training.get("modelversion", st["modelVersionRef"]["name"]) is not None
 
 
 def test_invalid_input_fails_at_once(training: Kubectl) -> None:
