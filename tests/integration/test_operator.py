@@ -75,13 +75,16 @@ def test_each_kind_gets_conventional_status(kubectl: Kubectl, operator: Operator
                 assert c["observedGeneration"] == item["metadata"]["generation"]
                 assert c["lastTransitionTime"].endswith("Z") and c["reason"][0].isupper()
             # Kopf's own bookkeeping must not leak onto users' objects: GitOps would show drift.
-            assert not item["metadata"].get("finalizers"), item["metadata"]
+            # The only finalizer is the one protecting a served ModelVersion.
+            assert set(item["metadata"].get("finalizers") or []) <= {"slipway.dev/in-use-protection"}
             assert not [a for a in item["metadata"].get("annotations", {}) if "kopf" in a]
     mv = kubectl.get("modelversions", "cancer-rf-v1") or {}
     assert mv["status"]["headline"] == "accuracy=0.965"
     assert kubectl.condition("modelversions", "cancer-rf-v1", "GatesPassed")["status"] == "True"
     wait_for("servedBy", lambda: (kubectl.get("modelversions", "cancer-rf-v1") or {})["status"].get("servedBy"))
     assert kubectl.condition("driftmonitors", "cancer-rf", "DriftDetected")["status"] == "Unknown"
+    served = kubectl.get("modelversions", "cancer-rf-v1") or {}
+    assert served["metadata"]["finalizers"] == ["slipway.dev/in-use-protection"]
 
 
 def test_invalid_spec_stalls_with_an_event(kubectl: Kubectl, operator: Operator) -> None:
