@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import envres, images, network
+from . import ports as ports_module  # `ports` is the gang ports argument below
 from .procs import Launch
 
 Obj = dict[str, Any]
@@ -83,9 +84,15 @@ def command_of(container: Obj, runtime: str) -> list[str]:
     return command + list(container.get("args") or [])
 
 
-def env_adjuster(pod: Obj, resolver: network.Resolver, ports: network.GangPorts) -> Callable[[str, str], str]:
+def env_adjuster(
+    pod: Obj,
+    resolver: network.Resolver,
+    ports: network.GangPorts,
+    host_ports: Mapping[int, int] | None = None,
+) -> Callable[[str, str], str]:
     """What happens to each env var as it is defined: a gang's MASTER_ADDR/MASTER_PORT
-    become 127.0.0.1 and the gang's own port; DNS names of our pods in any value become
+    become 127.0.0.1 and the gang's own port; a PORT-style var naming a declared container
+    port becomes the pod's host port for it; DNS names of our pods in any value become
     127.0.0.1. Applied before later vars and the command expand `$(VAR)`, so they see it."""
     gang = network.gang_key(pod)
 
@@ -94,6 +101,8 @@ def env_adjuster(pod: Obj, resolver: network.Resolver, ports: network.GangPorts)
             return str(ports.port(gang))
         if gang is not None and name == "MASTER_ADDR":
             return network.LOOPBACK
+        if host_ports:
+            value = ports_module.rewrite_env(name, value, host_ports)
         return network.rewrite_hosts(value, lambda host: resolver.is_local(host, pod))
 
     return adjust
@@ -107,13 +116,18 @@ def prepare(
     resolver: network.Resolver,
     ports: network.GangPorts,
     base_env: Mapping[str, str] | None = None,
+    host_ports: Mapping[int, int] | None = None,
 ) -> Launch:
+    """`host_ports` (container port -> host port, see ports.py) is substituted where the
+    container is told its port: PORT-style env vars and `--*port` arguments."""
     runtime = images.runtime_of(container.get("image") or "")
     if runtime is None:
         raise ImageUnavailable(unavailable_message(container.get("image") or ""))
-    adjust = env_adjuster(pod, resolver, ports)
+    adjust = env_adjuster(pod, resolver, ports, host_ports)
     pod_env = envres.resolve_env(pod, container, sources, network.LOOPBACK, adjust)
     argv = [envres.expand(arg, pod_env.get) for arg in command_of(container, runtime)]
+    if host_ports:
+        argv = ports_module.rewrite_args(argv, host_ports)
     workdir = pod_dir(config, pod)
     env = process_env(config, pod, pod_env, workdir, base_env)
     env[TERMINATION_ENV] = str(termination_path(config, pod, container["name"]))

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import containers, envres, network, sources, status
+from . import containers, envres, network, ports, probes, sources, status
 from .containers import Config, pod_ref
 from .kube import Api, ApiError, Unavailable
+from .probes import Prober, ProbeResult
 from .procs import Process, Records, read_capped, read_tail
 from .status import RUNNING, TERMINATED, WAITING, ContainerRun
 from .watch import PodEvent, Relist, Watcher
@@ -63,6 +64,8 @@ class PodRecord:
     delete_pending: bool = False
     deleted: bool = False
     sent: str | None = None  # the last status written, to skip writes that change nothing
+    host_ports: dict[int, int] | None = None  # container port -> host port, picked at first start
+    ports_dirty: bool = False  # the ports annotation is not written yet: retried from the tick
     dirty: bool = False  # the last status write failed: retried from the tick
     last_event: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -74,6 +77,7 @@ class Executor:
         self.cache: dict[str, Obj] = {}  # every labelled pod, by uid
         self.records: dict[str, PodRecord] = {}  # pods bound to a node we play, by uid
         self.ports = network.GangPorts()
+        self.prober = Prober(self.queue.put)
         self.proc_records = Records(config.run)
         self.watcher = Watcher(api, self.queue)
         self.stopping = threading.Event()
@@ -129,6 +133,8 @@ class Executor:
                 self._sync(uid)
         elif isinstance(item, Exited):
             self._exited(item)
+        elif isinstance(item, ProbeResult):
+            self._probed(item)
 
     def _next_deadline(self) -> float:
         deadlines = [time.monotonic() + 1.0]
@@ -136,7 +142,8 @@ class Executor:
             deadlines += rec.retry_at.values()
             if rec.kill_at is not None:
                 deadlines.append(rec.kill_at)
-        return min(deadlines)
+        probe_at = self.prober.next_deadline()
+        return min(deadlines) if probe_at is None else min(*deadlines, probe_at)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -149,11 +156,14 @@ class Executor:
                 self._guarded(rec.uid, self._delete, rec)
             if rec.dirty:
                 self._guarded(rec.uid, self._publish, rec)
+            if rec.ports_dirty:
+                self._guarded(rec.uid, self._publish_ports, rec)
             due = [name for name, t in rec.retry_at.items() if t <= now]
             if due:
                 for name in due:
                     del rec.retry_at[name]
                 self._guarded(rec.uid, self._sync, rec.uid)
+        self.prober.run_due(now)
         live = {network.gang_key(p) for p in self.cache.values() if p.get("status", {}).get("phase") != "Succeeded"}
         self.ports.retain(k for k in live if k is not None)
 
@@ -168,6 +178,7 @@ class Executor:
             time.sleep(0.05)
         for proc in procs:
             proc.signal(signal.SIGKILL)
+        self.prober.shutdown()
         self.watcher.stopping.set()
 
     # ---- one pod ----------------------------------------------------------------------
@@ -236,8 +247,11 @@ class Executor:
             return
         api_sources = sources.ApiSources(self.api)
         resolver = network.Resolver(self.cache.values(), api_sources.service_selector)
+        host_ports = self._host_ports(rec)
         try:
-            launch = containers.prepare(self.config, pod, container, api_sources, resolver, self.ports, self.base_env)
+            launch = containers.prepare(
+                self.config, pod, container, api_sources, resolver, self.ports, self.base_env, host_ports
+            )
         except containers.ImageUnavailable as err:
             self._image_unavailable(rec, name, str(err))
             return
@@ -262,6 +276,10 @@ class Executor:
         run.pid, run.started_at, run.finished_at = proc.pid, started, None
         rec.procs[name] = proc
         rec.started_mono[name] = time.monotonic()
+        probe = probes.readiness(container, host_ports)
+        run.probe_ready = probe is None
+        if probe is not None:
+            self.prober.watch(rec.uid, name, proc.pid, probe, time.monotonic())
         self.proc_records.add(f"{rec.uid}_{name}", proc.pid)
         # The spec's command, not the expanded argv: `$(VAR)` may have pulled in a secret.
         log.info("%s/%s started, pid %d: %s", pod_ref(pod), name, proc.pid, _spec_command(container))
@@ -297,7 +315,9 @@ class Executor:
         if rec is None or rec.procs.get(item.container) is not item.process:
             return
         del rec.procs[item.container]
+        self.prober.forget(rec.uid, item.container)
         run = rec.runs[item.container]
+        run.probe_ready = True  # only a running container has a probe
         code = status.exit_code(item.returncode)
         container: Obj = next((c for c in rec.pod["spec"]["containers"] if c["name"] == item.container), {})
         text = read_capped(containers.termination_path(self.config, rec.pod, item.container), status.MAX_MESSAGE_BYTES)
@@ -390,7 +410,54 @@ class Executor:
         if rec.procs:
             return
         self.records.pop(rec.uid, None)
+        self.prober.forget(rec.uid)
         shutil.rmtree(containers.pod_dir(self.config, rec.pod), ignore_errors=True)
+
+    # ---- ports and probes -------------------------------------------------------------
+
+    def _host_ports(self, rec: PodRecord) -> dict[int, int]:
+        """The pod's host ports (ports.py), picked when its first container starts and kept
+        for the pod's life; published on the pod before the container runs, so a pod is
+        never ready (to a reader of the annotation) without its mapping."""
+        if rec.host_ports is None:
+            taken = [h for r in self.records.values() if r.host_ports for h in r.host_ports.values()]
+            declared = ports.declared(rec.pod)
+            rec.host_ports = ports.assign(declared, ports.published(rec.pod), taken, network.free_port)
+            if rec.host_ports and rec.host_ports != ports.published(rec.pod):
+                self._publish_ports(rec)
+        return rec.host_ports
+
+    def _publish_ports(self, rec: PodRecord) -> None:
+        meta = rec.pod["metadata"]
+        path = f"/api/v1/namespaces/{meta.get('namespace', 'default')}/pods/{meta['name']}"
+        value = ports.annotation_value(rec.host_ports or {})
+        body = {"metadata": {"uid": rec.uid, "annotations": {ports.ANNOTATION: value}}}
+        try:
+            updated = self.api.call("PATCH", path, body, "application/merge-patch+json")
+        except Unavailable:
+            rec.ports_dirty = True
+            return
+        except ApiError as err:
+            rec.ports_dirty = False
+            if err.status in (404, 409):
+                return  # the pod is going away: nothing to tell
+            raise
+        rec.ports_dirty = False
+        log.info("%s ports %s", pod_ref(rec.pod), value)
+        if isinstance(updated, dict) and updated.get("metadata", {}).get("uid") == rec.uid:
+            rec.pod = self.cache[rec.uid] = updated
+
+    def _probed(self, result: ProbeResult) -> None:
+        rec = self.records.get(result.uid)
+        state = self.prober.apply(result, time.monotonic())
+        if rec is None or state is None:
+            return  # about a run that has ended since
+        if not result.ok:  # the kubelet's event (not repeated while the message holds)
+            self._event(rec, result.container, "Warning", "Unhealthy", f"Readiness probe failed: {result.message}")
+        run = rec.runs[result.container]
+        if run.probe_ready != state.ready:
+            run.probe_ready = state.ready
+            self._publish(rec)
 
     # ---- API writes -------------------------------------------------------------------
 

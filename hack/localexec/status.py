@@ -42,6 +42,11 @@ class ContainerRun:
     restart_count: int = 0
     pid: int | None = None
     last_terminated: Obj | None = None
+    probe_ready: bool = True  # its readiness probe passes (or it has none)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == RUNNING and self.probe_ready
 
     def terminated_state(self) -> Obj:
         state: Obj = {
@@ -105,7 +110,7 @@ def container_status(run: ContainerRun) -> Obj:
         "name": run.name,
         "image": run.image,
         "imageID": image_id(run.image) if run.started_at else "",
-        "ready": run.state == RUNNING,
+        "ready": run.ready,
         "started": run.state == RUNNING,
         "restartCount": run.restart_count,
     }
@@ -162,7 +167,7 @@ def pod_status(pod: Obj, runs: list[ContainerRun], start_time: str) -> Obj:
     their lastTransitionTime while their status does not change, as the kubelet's do."""
     previous = pod.get("status") or {}
     phase = pod_phase(runs, (pod.get("spec") or {}).get("restartPolicy", "Always"))
-    unready = [r.name for r in runs if r.state != RUNNING]
+    unready = [r.name for r in runs if not r.ready]
     not_ready = f"containers with unready status: [{' '.join(unready)}]"
     done = phase in ("Succeeded", "Failed")
     ready_reason = "PodCompleted" if done else "ContainersNotReady"
