@@ -43,7 +43,7 @@ class Runtime:
             for c in (
                 TrainingJobController(settings, s3),
                 ModelVersionController(settings, s3),
-                RolloutController(),
+                RolloutController(settings),
                 DriftMonitorController(),
             )
         }

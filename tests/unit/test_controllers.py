@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from slipway.api import DriftMonitor, Rollout
-from slipway.controllers import driftmonitor, rollout
+from slipway.api import DriftMonitor
+from slipway.controllers import driftmonitor
 from slipway.controllers.base import Result, desired_status, invalid, merge_diff
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -13,34 +13,6 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def conds(result: Result) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in result.conditions}
-
-
-def ro(**spec: Any) -> Rollout:
-    return Rollout.model_validate(
-        {"metadata": {"name": "r", "namespace": "ns"}, "spec": {"modelVersionRef": {"name": "m-v1"}, **spec}}
-    )
-
-
-READY_MV = {"metadata": {"name": "m-v1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-UNREADY_MV = {
-    "metadata": {"name": "m-v1"},
-    "status": {"conditions": [{"type": "Ready", "status": "False", "message": "x"}]},
-}
-
-
-@pytest.mark.parametrize(
-    ("target", "reason"),
-    [(None, "ModelVersionNotFound"), (UNREADY_MV, "ModelVersionNotReady"), (READY_MV, "Pending")],
-)
-def test_rollout_waits_for_its_model_version(target: dict[str, Any] | None, reason: str) -> None:
-    result = rollout.RolloutController().decide(ro(), rollout.Observed(target), NOW)
-    assert conds(result)["Ready"] == ("False", reason)
-    assert conds(result)["Reconciling"][0] == "True"
-
-
-def test_rollout_step_without_an_end_is_invalid() -> None:
-    result = rollout.RolloutController().decide(ro(canary={"steps": [{"weight": 10}]}), rollout.Observed(READY_MV), NOW)
-    assert conds(result)["Stalled"] == ("True", "InvalidSpec")
 
 
 def test_driftmonitor_waits_for_target() -> None:

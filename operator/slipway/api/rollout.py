@@ -109,7 +109,7 @@ class Analysis(Model):
         float,
         Field(default=0.05, gt=0, le=0.5, description="Alpha: highest chance that a healthy canary is rolled back."),
     ]
-    min_requests: Annotated[int, Field(default=50, ge=1, description="Canary requests needed before any verdict.")]
+    min_requests: Annotated[int, Field(default=20, ge=1, description="Requests per side needed before any verdict.")]
     on_no_data: Annotated[
         Literal["hold", "rollback"],
         Field(default="hold", description="What to do after maxHoldSeconds without evidence."),
@@ -193,6 +193,16 @@ class RolloutStatus(StatusBase):
     decisions: Annotated[
         list[Decision], Field(default_factory=list, max_length=20, description="The latest decisions with evidence.")
     ]
+    canary_started_at: Annotated[
+        str | None,
+        Field(default=None, json_schema_extra={"format": "date-time"}, description="Evidence counts from here."),
+    ]
+    last_analysis_time: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
+    rolled_back_version: Annotated[
+        str | None, Field(default=None, description="Not tried again until the target changes or a retry is asked for.")
+    ]
+    promote_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/promote value acted on.")]
+    retry_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/retry value acted on.")]
 
 
 class Rollout(Kind):

@@ -54,7 +54,15 @@ class SetFinalizers:
     finalizers: tuple[str, ...]
 
 
-Action = Create | Delete | SetFinalizers
+@dataclass(frozen=True)
+class Apply:
+    """Create `manifest`, or merge-patch an existing object of its name with `patch`."""
+
+    manifest: dict[str, Any]
+    patch: dict[str, Any]
+
+
+Action = Create | Delete | SetFinalizers | Apply
 
 
 @dataclass
@@ -146,6 +154,10 @@ async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kub
         if isinstance(action, Create):
             meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
             await kube.create({**action.manifest, "metadata": meta})
+        elif isinstance(action, Apply):
+            meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
+            if not await kube.create({**action.manifest, "metadata": meta}):
+                await kube.patch_object(action.manifest, action.patch)
         elif isinstance(action, Delete):
             await kube.delete(action.kind, ref.namespace, action.name, action.grace_seconds)
             deleted_self = deleted_self or (action.kind == kind.kind and action.name == ref.name)

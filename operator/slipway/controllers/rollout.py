@@ -1,21 +1,38 @@
-"""Rollout controller."""
+"""Rollout controller: stable and canary ModelVersions behind one InferenceService, walked step by step.
+
+Everything the walk needs lives in status (stable, canary, step, when it started, the last verdict, tokens of
+promote/retry annotations already acted on), so a restarted operator resumes at the same step. Analysis
+evidence is gathered in observe() when due; decide() is pure.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slipway import conditions
+from slipway.analysis import Outcome, analyze
+from slipway.api.modelversion import ModelVersion
 from slipway.api.rollout import Rollout
-from slipway.controllers.base import Result, invalid
+from slipway.conditions import Cond, rfc3339
+from slipway.config import Settings
+from slipway.controllers import rollout_isvc as isvc
+from slipway.controllers.base import Apply, Event, Result, invalid
 from slipway.controllers.references import missing, not_ready
 from slipway.kube import Kube
+
+PROMOTE, ABORT, RETRY = "slipway.dev/promote", "slipway.dev/abort", "slipway.dev/retry"
+MAX_DECISIONS = 20
+WATCH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class Observed:
-    model_version: dict[str, Any] | None
+    model_version: dict[str, Any] | None  # the target
+    stable: dict[str, Any] | None = None  # status.stableVersion's ModelVersion
+    isvc: dict[str, Any] | None = None
+    analysis: Outcome | None = None  # present when an analysis was due and ran
 
 
 def problems(rollout: Rollout) -> list[str]:
@@ -26,20 +43,258 @@ def problems(rollout: Rollout) -> list[str]:
     return found
 
 
+def parse(ts: str | None) -> datetime | None:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def version_of(body: dict[str, Any]) -> ModelVersion:
+    """Spec and metadata only: a ModelVersion's status says nothing about how to serve it."""
+    return ModelVersion.model_validate({"metadata": body["metadata"], "spec": body["spec"]})
+
+
+def ready_isvc(obj: dict[str, Any] | None) -> bool:
+    return obj is not None and conditions.is_true((obj.get("status") or {}).get("conditions") or [], "Ready")
+
+
 class RolloutController:
     kind = Rollout
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
     async def observe(self, obj: Rollout, kube: Kube) -> Observed:
         ns = obj.metadata.get("namespace", "")
-        return Observed(await kube.get("modelversions", ns, obj.spec.model_version_ref.name))
+        status = obj.status.wire() if obj.status else {}
+        target = await kube.get("modelversions", ns, obj.spec.model_version_ref.name)
+        stable_name = status.get("stableVersion")
+        stable = await kube.get("modelversions", ns, stable_name) if stable_name else None
+        current = await kube.get_custom(
+            isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL, ns, isvc.isvc_name(obj)
+        )
+        return Observed(target, stable, current, await self.analysis_if_due(obj, status))
+
+    async def analysis_if_due(self, obj: Rollout, status: dict[str, Any]) -> Outcome | None:
+        analysis = obj.spec.canary.analysis if obj.spec.canary else None
+        canary, stable, since = (
+            status.get("canaryVersion"),
+            status.get("stableVersion"),
+            parse(status.get("canaryStartedAt")),
+        )
+        if analysis is None or not canary or not stable or since is None:
+            return None
+        now, last = datetime.now(since.tzinfo), parse(status.get("lastAnalysisTime"))
+        if last is not None and (now - last).total_seconds() < analysis.interval_seconds:
+            return None
+        ns = obj.metadata.get("namespace", "")
+        return await analyze(analysis, ns, isvc.isvc_name(obj), stable, canary, since, now)
 
     def decide(self, obj: Rollout, observed: Observed, now: datetime) -> Result:
         if found := problems(obj):
             return invalid(found)
-        target = obj.spec.model_version_ref.name
-        fields = {"phase": "Pending"}
-        if observed.model_version is None:
-            return missing("ModelVersion", target, "spec.modelVersionRef", fields)
-        if waiting := not_ready("ModelVersion", observed.model_version, fields):
-            return waiting
-        return Result(conditions.progressing("Pending", f"waiting to serve ModelVersion {target!r}"), fields)
+        walk = Walk(obj, observed, now, self.settings)
+        return walk.run()
+
+
+class Walk:
+    """One decision over a Rollout: which versions serve, at what weight, and what happened."""
+
+    def __init__(self, rollout: Rollout, observed: Observed, now: datetime, settings: Settings) -> None:
+        self.r, self.o, self.now, self.settings = rollout, observed, now, settings
+        self.status = rollout.status.wire() if rollout.status else {}
+        self.fields: dict[str, Any] = {}
+        self.events: list[Event] = []
+        self.decisions: list[dict[str, Any]] = list(self.status.get("decisions") or [])
+        self.annotations = rollout.metadata.get("annotations") or {}
+
+    def get(self, key: str) -> Any:
+        return self.fields[key] if key in self.fields else self.status.get(key)
+
+    def run(self) -> Result:
+        target = self.r.spec.model_version_ref.name
+        if self.o.model_version is None:
+            return missing(
+                "ModelVersion", target, "spec.modelVersionRef", {"phase": self.status.get("phase") or "Pending"}
+            )
+        stable = self.get("stableVersion")
+        if target != stable and (waiting := not_ready("ModelVersion", self.o.model_version, {})):
+            return self.finish(waiting.conditions, waiting.requeue_after)
+        if not stable:
+            return self.deploy_first(target)
+        if self.token(RETRY, "retryToken") and self.get("rolledBackVersion"):
+            self.fields["rolledBackVersion"] = None
+            self.record("Retry", f"retrying {target}")
+        if target == stable:
+            return self.steady()
+        if target == self.get("rolledBackVersion"):
+            return self.rolled_back_state()
+        canary = self.get("canaryVersion")
+        if canary != target:
+            if canary:
+                self.record("Retarget", f"target changed from {canary} to {target}: starting over from {stable}")
+            self.start_canary(target)
+        return self.progress()
+
+    # -- states ---------------------------------------------------------------------------------------------
+
+    def deploy_first(self, target: str) -> Result:
+        self.fields |= {"stableVersion": target, "canaryVersion": None, "canaryWeight": 0, "phase": "Promoted"}
+        self.record("Deploy", f"serving {target} (first version, no canary)")
+        self.events.append(Event("Normal", "Deployed", f"serving {target}"))
+        return self.steady()
+
+    def steady(self) -> Result:
+        stable = self.get("stableVersion")
+        self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": "Promoted",
+                        "canaryStartedAt": None, "stepStartedAt": None}  # fmt: skip
+        if ready_isvc(self.o.isvc):
+            conds = [*conditions.ready("Serving", f"{stable} takes all traffic"), *self.flags(promoted=True)]
+        else:
+            conds = [*conditions.progressing("Deploying", f"waiting for InferenceService to serve {stable}"),
+                     *self.flags(promoted=True)]  # fmt: skip
+        return self.finish(conds, None if ready_isvc(self.o.isvc) else WATCH_SECONDS)
+
+    def rolled_back_state(self) -> Result:
+        version = self.get("rolledBackVersion")
+        backs = [d for d in self.decisions if d["action"] in ("Rollback", "Abort")]
+        last: dict[str, Any] = backs[-1] if backs else {}
+        message = (
+            f"{version} was rolled back ({last.get('message', '')}); stable {self.get('stableVersion')} serves. "
+            f"Point spec.modelVersionRef elsewhere or annotate {RETRY} to try again"
+        )
+        reason = "Aborted" if last.get("action") == "Abort" else "RolledBack"
+        self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": reason}
+        return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)])
+
+    def start_canary(self, target: str) -> None:
+        steps = self.r.spec.canary.steps if self.r.spec.canary else []
+        weight = steps[0].weight if steps else 100
+        self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
+                        "canaryStartedAt": rfc3339(self.now), "stepStartedAt": rfc3339(self.now),
+                        "lastAnalysisTime": None, "lastVerdict": None}  # fmt: skip
+        self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)})")
+        self.events.append(Event("Normal", "CanaryStarted", f"{target} at {weight}%"))
+
+    def progress(self) -> Result:
+        if ABORT in self.annotations:
+            return self.rollback("Abort", f"aborted by the {ABORT} annotation")
+        outcome = self.o.analysis
+        if outcome is not None:
+            previous = self.get("lastVerdict")
+            self.fields |= {"lastVerdict": outcome.verdict, "lastAnalysisTime": rfc3339(self.now)}
+            if outcome.verdict == "Regressed":
+                return self.rollback("Rollback", outcome.message, outcome)
+            if outcome.verdict != previous:
+                self.record("Analysis", outcome.message, outcome)
+        steps = self.r.spec.canary.steps if self.r.spec.canary else []
+        index = self.get("currentStep") or 0
+        if not steps:
+            return self.promote("no canary steps")
+        step, started = steps[index], parse(self.get("stepStartedAt")) or self.now
+        forced = self.token(PROMOTE, "promoteToken")
+        if forced:
+            return self.advance(index, steps, f"promoted by the {PROMOTE} annotation")
+        if step.manual_gate:
+            return self.waiting("Paused", f"step {index + 1}/{len(steps)} at {step.weight}%: waiting for {PROMOTE}")
+        hold_end = started + timedelta(seconds=step.hold_seconds or 0)
+        analysis = self.r.spec.canary.analysis if self.r.spec.canary else None
+        if self.now < hold_end:
+            left = (hold_end - self.now).total_seconds()
+            verdict = self.get("lastVerdict") or "pending"
+            where = f"step {index + 1}/{len(steps)} at {step.weight}%"
+            return self.waiting("CanaryProgressing", f"{where}: {left:.0f}s of hold left; verdict {verdict}", left)
+        if analysis is None or self.get("lastVerdict") == "Healthy":
+            return self.advance(index, steps, f"step {index + 1} held {step.hold_seconds or 0}s")
+        overdue = (self.now - hold_end).total_seconds()
+        if overdue >= analysis.max_hold_seconds:
+            if analysis.on_no_data == "rollback":
+                return self.rollback("Rollback", f"no conclusive evidence after {analysis.max_hold_seconds}s more")
+            return self.waiting("Paused", f"not enough evidence to promote after {overdue:.0f}s; onNoData=hold: "
+                                f"annotate {PROMOTE} or {ABORT}")  # fmt: skip
+        return self.waiting("CanaryProgressing", f"step {index + 1}/{len(steps)} at {step.weight}%: holding for "
+                            f"evidence ({self.get('lastVerdict') or 'no verdict yet'})")  # fmt: skip
+
+    def advance(self, index: int, steps: list[Any], why: str) -> Result:
+        if index + 1 >= len(steps):
+            return self.promote(why)
+        weight = steps[index + 1].weight
+        self.fields |= {"currentStep": index + 1, "canaryWeight": weight, "stepStartedAt": rfc3339(self.now)}
+        self.record("Advance", f"{why}; step {index + 2}/{len(steps)} at {weight}%")
+        self.events.append(Event("Normal", "StepAdvanced", f"{self.get('canaryVersion')} at {weight}%"))
+        return self.waiting("CanaryProgressing", f"step {index + 2}/{len(steps)} at {weight}%", 0.5)
+
+    def promote(self, why: str) -> Result:
+        canary = self.get("canaryVersion")
+        self.fields |= {"stableVersion": canary, "rolledBackVersion": None}
+        self.record("Promote", f"{canary} promoted: {why}")
+        self.events.append(Event("Normal", "Promoted", f"{canary} promoted: {why}"))
+        return self.steady()
+
+    def rollback(self, action: str, why: str, outcome: Outcome | None = None) -> Result:
+        canary, stable = self.get("canaryVersion"), self.get("stableVersion")
+        self.fields |= {"rolledBackVersion": canary}
+        self.record(action, why, outcome)
+        self.events.append(Event("Warning", "RolledBack" if action == "Rollback" else "Aborted",
+                                 f"{canary} rolled back, all traffic to {stable}: {why}"))  # fmt: skip
+        return self.rolled_back_state()
+
+    def waiting(self, reason: str, message: str, requeue: float | None = None) -> Result:
+        self.fields["phase"] = "Paused" if reason == "Paused" else "Progressing"
+        conds = [*conditions.progressing(reason, message), *self.flags(progressing=(reason, message))]
+        interval = (
+            self.r.spec.canary.analysis.interval_seconds if self.r.spec.canary and self.r.spec.canary.analysis else None
+        )
+        candidates = [t for t in (requeue, interval, WATCH_SECONDS) if t is not None]
+        return self.finish(conds, max(0.2, min(candidates)))
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def token(self, annotation: str, field: str) -> bool:
+        """An annotation's value not acted on yet: act once, remember it in status (no write to metadata)."""
+        value = self.annotations.get(annotation)
+        if value is None or value == self.get(field):
+            return False
+        self.fields[field] = value
+        return True
+
+    def flags(
+        self, promoted: bool = False, rolled_back: bool = False, progressing: tuple[str, str] | None = None
+    ) -> list[Cond]:
+        """Progressing / Promoted / RolledBack, as Argo Rollouts and Flagger users expect to find them."""
+        stable, gone = self.get("stableVersion"), self.get("rolledBackVersion")
+        moving = Cond("Progressing", "True", *progressing) if progressing else Cond("Progressing", "False", "Idle")
+        if promoted:
+            done = Cond("Promoted", "True", "Promoted", f"{stable} is stable")
+        else:
+            done = Cond("Promoted", "False", "CanaryActive" if self.get("canaryVersion") else "NotPromoted")
+        if rolled_back:
+            back = Cond("RolledBack", "True", "RolledBack", f"{gone} rolled back")
+        else:
+            back = Cond("RolledBack", "False", "NotRolledBack")
+        return [moving, done, back]
+
+    def record(self, action: str, message: str, outcome: Outcome | None = None) -> None:
+        decision = {"time": rfc3339(self.now), "action": action, "step": self.get("currentStep"),
+                    "weight": self.get("canaryWeight"), "message": message[:2048]}  # fmt: skip
+        if outcome is not None:
+            decision |= {"verdict": outcome.verdict, "evidence": outcome.evidence}
+        self.decisions = [*self.decisions, {k: v for k, v in decision.items() if v is not None}][-MAX_DECISIONS:]
+        self.fields["decisions"] = self.decisions
+
+    def finish(self, conds: list[Cond], requeue: float | None = None) -> Result:
+        result = Result(conds, self.fields, self.events, requeue)
+        desired = self.desired_isvc()
+        if desired is not None and isvc.needs_update(self.o.isvc, desired):
+            result.actions.append(Apply(desired, isvc.spec_patch(desired)))
+        return result
+
+    def desired_isvc(self) -> dict[str, Any] | None:
+        stable_name = self.get("stableVersion")
+        if not stable_name:
+            return None
+        by_name = {d["metadata"]["name"]: d for d in (self.o.stable, self.o.model_version) if d}
+        if stable_name not in by_name:
+            return None  # the stable version's ModelVersion is gone: leave the service as it is
+        stable = version_of(by_name[stable_name])
+        canary_name = self.get("canaryVersion")
+        canary = version_of(by_name[canary_name]) if canary_name in by_name else None
+        return isvc.inference_service(self.r, stable, canary, self.get("canaryWeight") or 0, self.settings)

@@ -131,6 +131,20 @@ class Kube:
             raise
         return True
 
+    async def patch_object(self, manifest: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Merge-patch a namespaced custom object (e.g. an InferenceService) named by `manifest`."""
+        group, version = manifest["apiVersion"].split("/")
+        meta = manifest["metadata"]
+        await self._custom.patch_namespaced_custom_object(
+            group,
+            version,
+            meta["namespace"],
+            plural_of(manifest["kind"]),
+            meta["name"],
+            patch,
+            _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+        )
+
     async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         """Delete; an object already gone is fine. Dependents go by garbage collection (background)."""
         bg = "Background"

@@ -1,0 +1,164 @@
+"""Canary analysis from Prometheus: query what the predictors report, then judge it with `stats`.
+
+Canary and stable are compared over the same window (since the canary started), on concurrent traffic, by
+the `version` label every predictor puts on its metrics. An unreachable Prometheus or a failing query is
+never healthy: it is reported as Inconclusive, which holds the step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from slipway import stats
+from slipway.api.rollout import Analysis
+from slipway.stats import Verdict
+
+REQUESTS = "slipway_predictor_requests_total"
+LATENCY = "slipway_predictor_request_duration_seconds_bucket"
+
+
+class PrometheusError(Exception):
+    """Prometheus could not be asked (unreachable, bad answer, failed query)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+async def query(address: str, promql: str, timeout: float = 5.0) -> list[tuple[dict[str, str], float]]:
+    """An instant query: (labels, value) per series."""
+    url = address.rstrip("/") + "/api/v1/query"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url, params={"query": promql}) as resp,
+        ):
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        raise PrometheusError(f"{address}: {type(e).__name__}: {e}") from e
+    if body.get("status") != "success":
+        raise PrometheusError(f"query failed: {body.get('error', body)}")
+    return [(r.get("metric", {}), float(r["value"][1])) for r in body["data"]["result"]]
+
+
+@dataclass(frozen=True)
+class Side:
+    """What Prometheus says about one version over the window."""
+
+    requests: float = 0.0
+    server_errors: float = 0.0
+    latency_q: float | None = None
+
+
+def selector(namespace: str, model: str) -> str:
+    return f'namespace="{namespace}",model="{model}"'
+
+
+async def observe_sides(
+    analysis: Analysis, namespace: str, model: str, versions: tuple[str, str], window_s: int
+) -> dict[str, Side]:
+    sel, window = selector(namespace, model), f"{max(window_s, 1)}s"
+    counts = await query(
+        analysis.prometheus.address, f"sum by (version, outcome) (increase({REQUESTS}{{{sel}}}[{window}]))"
+    )
+    quantiles: list[tuple[dict[str, str], float]] = []
+    if analysis.latency.enabled:
+        q = analysis.latency.quantile
+        quantiles = await query(
+            analysis.prometheus.address,
+            f"histogram_quantile({q}, sum by (le, version) (increase({LATENCY}{{{sel}}}[{window}])))",
+        )
+    sides = {}
+    for version in versions:
+        rows = [(m, v) for m, v in counts if m.get("version") == version and not math.isnan(v)]
+        lat = [v for m, v in quantiles if m.get("version") == version and math.isfinite(v)]
+        sides[version] = Side(
+            requests=sum(v for _, v in rows),
+            server_errors=sum(v for m, v in rows if m.get("outcome") == "server_error"),
+            latency_q=lat[0] if lat else None,
+        )
+    return sides
+
+
+async def observe_custom(analysis: Analysis, canary: str) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for metric in analysis.custom_metrics:
+        rows = await query(analysis.prometheus.address, metric.query.replace("{{version}}", canary))
+        values = [v for _, v in rows if math.isfinite(v)]
+        out[metric.name] = values[0] if values else None
+    return out
+
+
+def evaluate(analysis: Analysis, canary: Side, stable: Side, custom: dict[str, float | None]) -> Outcome:
+    """Pure: every enabled metric's verdict with its evidence, and the combined verdict."""
+    verdicts: list[Verdict] = []
+    evidence: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if analysis.error_rate.enabled:
+        r = stats.error_rate_test(
+            stats.Proportion(canary.requests, canary.server_errors),
+            stats.Proportion(stable.requests, stable.server_errors),
+            analysis.false_rollback_rate,
+            analysis.min_requests,
+        )
+        verdicts.append(r.verdict)
+        notes.append(f"errorRate {r.verdict}: {r.reason}")
+        evidence.append(
+            {
+                "metric": "errorRate",
+                "verdict": r.verdict,
+                "canary": {"samples": round(canary.requests, 1), "value": round(r.canary.rate, 5)},
+                "stable": {"samples": round(stable.requests, 1), "value": round(r.stable.rate, 5)},
+                "effect": round(r.effect, 5),
+                "interval": [round(max(r.interval[0], -1.0), 5), round(min(r.interval[1], 1.0), 5)],
+                "pValue": round(r.p_value, 6),
+            }
+        )
+    if analysis.latency.enabled:
+        lat = analysis.latency
+        q = stats.latency_ratio(canary.latency_q, stable.latency_q, canary.requests, stable.requests,
+                                lat.max_ratio, lat.min_samples)  # fmt: skip
+        verdicts.append(q.verdict)
+        notes.append(f"latency p{lat.quantile * 100:g} {q.verdict}: {q.reason}")
+        evidence.append(
+            {
+                "metric": f"latencyP{lat.quantile * 100:g}",
+                "verdict": q.verdict,
+                "canary": {"samples": round(canary.requests, 1), "value": q.canary},
+                "stable": {"samples": round(stable.requests, 1), "value": q.stable},
+                "effect": None if q.ratio is None or not math.isfinite(q.ratio) else round(q.ratio, 4),
+            }
+        )
+    for metric in analysis.custom_metrics:
+        value = custom.get(metric.name)
+        if value is None:
+            verdict: Verdict = "Inconclusive"
+        elif (metric.min is not None and value < metric.min) or (metric.max is not None and value > metric.max):
+            verdict = "Regressed"
+        else:
+            verdict = "Healthy"
+        verdicts.append(verdict)
+        notes.append(f"{metric.name} {verdict}: {value}")
+        evidence.append({"metric": metric.name, "verdict": verdict, "canary": {"samples": 0, "value": value},
+                         "stable": {"samples": 0}})  # fmt: skip
+    return Outcome(stats.combine(verdicts), [{k: v for k, v in e.items() if v is not None} for e in evidence],
+                   "; ".join(notes))  # fmt: skip
+
+
+async def analyze(
+    analysis: Analysis, namespace: str, model: str, stable: str, canary: str, since: datetime, now: datetime
+) -> Outcome:
+    try:
+        sides = await observe_sides(analysis, namespace, model, (canary, stable), int((now - since).total_seconds()))
+        custom = await observe_custom(analysis, canary)
+    except PrometheusError as e:
+        return Outcome("Inconclusive", [], f"Prometheus unavailable, holding: {e}")
+    return evaluate(analysis, sides[canary], sides[stable], custom)
