@@ -1,6 +1,8 @@
 """slipway's local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok (fake GPU/CPU nodes) as local processes, plus the local executor
-(hack/localexec) that runs slipway's runtime pods for real (`up --no-executor` to leave it out).
+(hack/localexec) that runs slipway's runtime pods for real (`up --no-executor` to leave it out),
+and on request the local KServe gateway (hack/localkserve) and a real Prometheus
+(`up --kserve --prometheus`, `Cluster(kserve=True, prometheus=True)`).
 
     PYTHONPATH=hack python -m localcluster up|down|status|kubeconfig|install-crds
 

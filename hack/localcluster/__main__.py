@@ -42,6 +42,19 @@ def _parser() -> argparse.ArgumentParser:
         help="do not run the local executor (slipway's runtime pods then stay Pending until one runs, e.g. "
         "`python -m localexec` by hand); stops one that an earlier `up` started",
     )
+    up.add_argument(
+        "--kserve",
+        action="store_true",
+        help="run the local KServe gateway (hack/localkserve): predictor Deployments, InferenceService status, "
+        "and the data plane on 127.0.0.1:18081 (ports.gateway); an `up` without it stops one that runs",
+    )
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="run Prometheus on 127.0.0.1:19090 (ports.prometheus) scraping the predictor pods; an `up` without "
+        "it stops one that runs",
+    )
+    up.add_argument("--scrape-interval", default="1s", help="Prometheus scrape interval (default 1s)")
     down = sub.add_parser("down", parents=[common], help="stop the cluster's processes")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
     status = sub.add_parser("status", parents=[common], help="show processes and readiness; exit 1 if not ready")
@@ -54,8 +67,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    executor = not getattr(args, "no_executor", False)
-    cluster = Cluster(args.state_dir, free_ports=args.free_ports, bin_dir=args.bin_dir, executor=executor)
+    cluster = Cluster(
+        args.state_dir,
+        free_ports=args.free_ports,
+        bin_dir=args.bin_dir,
+        executor=not getattr(args, "no_executor", False),
+        kserve=getattr(args, "kserve", False),
+        prometheus=getattr(args, "prometheus", False),
+        scrape_interval=getattr(args, "scrape_interval", "1s"),
+    )
     try:
         if args.command == "up":
             cluster.up(timeout=args.timeout)
@@ -72,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name, pid in status["processes"].items():
                     print(f"  {name:<24} {'pid ' + str(pid) if pid else 'not running'}")
                 print(f"container logs: {status['container_logs']}")
+                for key, what in (("gateway_url", "KServe gateway"), ("prometheus_url", "Prometheus")):
+                    if key in status:
+                        print(f"{what}: {status[key]}")
             return 0 if status["ready"] else 1
         elif args.command == "kubeconfig":
             if not cluster.kubeconfig.exists():

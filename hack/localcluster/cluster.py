@@ -2,7 +2,8 @@
 
 etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok, local executor),
 all bound to 127.0.0.1, all state (certificates, etcd data, logs, pids, kubeconfig) under
-one directory. kwok simulates every pod except slipway's runtime pods (label
+one directory; on request also the local KServe gateway (hack/localkserve) and a real
+Prometheus scraping the predictor pods it discovers. kwok simulates every pod except slipway's runtime pods (label
 slipway.dev/component), which the local executor (hack/localexec) runs as real processes.
 Starting is idempotent and a warm start reuses certificates and etcd data, so it costs
 roughly the apiserver's own start-up time.
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from . import components, kubeconfig, nodes
+from . import prometheus as prom
 from .api import Api, ApiError
-from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, KWOK, SCHEDULER
+from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, GATEWAY, KWOK, PROMETHEUS, SCHEDULER
 from .layout import (
     BINARIES,
     REPO_ROOT,
@@ -40,9 +42,10 @@ from .procs import ProcessSpec, ProcessTable
 
 START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
-# The executor is always in the first group: one started by an earlier `up` is stopped even
-# when this Cluster was made with executor=False.
-STOP_ORDER = ((EXECUTOR, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
+# The optional processes are always in the first group: one started by an earlier `up` is
+# stopped even when this Cluster was made without it.
+OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS)
+STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
 
 FIELD_MANAGER = "slipway-localcluster"
@@ -68,6 +71,11 @@ class Cluster:
     labelled slipway.dev/component stay Pending (kwok leaves them alone) until an executor
     is run by hand, e.g. under a debugger. `executor_python` is the interpreter that runs it
     and, through it, the pods' `python` (default: this process's, i.e. the venv's).
+
+    `kserve` (default off) runs the local KServe gateway (hack/localkserve): Deployments for
+    InferenceServices' predictors, their status, and the data plane at `gateway_url`.
+    `prometheus` (default off) runs Prometheus at `prometheus_url`, scraping every
+    `scrape_interval` the predictor pods the gateway lists in `file_sd_dir`.
     """
 
     def __init__(
@@ -83,6 +91,10 @@ class Cluster:
         fake_nodes: Sequence[nodes.FakeNode] = nodes.DEFAULT_NODES,
         executor: bool = True,
         executor_python: str | None = None,
+        kserve: bool = False,
+        prometheus: bool = False,
+        scrape_interval: str = "1s",
+        prometheus_binary: Path | str | None = None,
         log: Callable[[str], None] = _stderr_log,
     ) -> None:
         self.state = StateDir(Path(state_dir) if state_dir is not None else default_state_dir())
@@ -93,7 +105,11 @@ class Cluster:
         self.fake_nodes = tuple(fake_nodes)
         self.executor = executor
         self.executor_python = executor_python or sys.executable
-        self.start_order = START_ORDER + ((EXECUTOR,) if executor else ())
+        self.kserve, self.prometheus = kserve, prometheus
+        self.scrape_interval = scrape_interval
+        self.prometheus_binary = Path(prometheus_binary) if prometheus_binary else prom.default_binary()
+        wanted = {EXECUTOR: executor, GATEWAY: kserve, PROMETHEUS: prometheus}
+        self.start_order = START_ORDER + tuple(name for name in OPTIONAL if wanted[name])
         self.log = log
         self.ports = ports or self.state.load_ports() or (Ports.free() if free_ports else Ports())
         self.pki = PKI(self.state.pki)
@@ -155,15 +171,33 @@ class Cluster:
         <namespace>_<pod>_<container>.log (`kubectl logs` cannot reach them: no kubelet)."""
         return self.state.executor / "logs"
 
+    @property
+    def gateway_url(self) -> str:
+        """The local KServe gateway's data plane (with kserve=True): send KServe requests here,
+        with `Host: <host of the InferenceService's status.url>` or a model path naming it."""
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """Prometheus (with prometheus=True), e.g. <url>/api/v1/query?query=up."""
+        return f"http://127.0.0.1:{self.ports.prometheus}"
+
+    @property
+    def file_sd_dir(self) -> Path:
+        """Prometheus reads scrape targets from every *.json here (file_sd format); the gateway
+        keeps predictors.json."""
+        return prom.file_sd_dir(self.state)
+
     def is_running(self) -> bool:
         return all(pid is not None for pid in self.procs.running(self.start_order).values()) and self._readyz()
 
     def status(self) -> dict[str, Any]:
-        """Readiness is the control plane's; the executor's pid is listed (None when it is
-        not running, which `up --no-executor` intends), whatever this Cluster's option."""
-        processes = self.procs.running((*START_ORDER, EXECUTOR))
+        """Readiness is the control plane's; the optional processes' pids are listed (None
+        when not running, which `up --no-executor` intends), whatever this Cluster's options,
+        and the URLs of the gateway and Prometheus when they run."""
+        processes = self.procs.running((*START_ORDER, *OPTIONAL))
         up = all(processes[name] is not None for name in START_ORDER)
-        return {
+        out: dict[str, Any] = {
             "state_dir": str(self.state_dir),
             "server": self.server,
             "kubeconfig": str(self.kubeconfig),
@@ -173,14 +207,22 @@ class Cluster:
             "logs": str(self.state.logs),
             "container_logs": str(self.executor_logs),
         }
+        if processes[GATEWAY]:
+            out["gateway_url"] = self.gateway_url
+        if processes[PROMETHEUS]:
+            out["prometheus_url"] = self.prometheus_url
+        return out
 
     def up(self, timeout: float = 300.0) -> dict[str, float]:
         """Start whatever is not running and wait until the cluster is usable. Returns the
         seconds spent per phase ({} when everything was already running)."""
         t0 = time.monotonic()
-        if not self.executor and self.procs.pid(EXECUTOR) is not None:
-            self.log("stopping the local executor (executor=False)")
-            self.procs.stop([EXECUTOR], 20.0)
+        for name in OPTIONAL:
+            if name not in self.start_order and self.procs.pid(name) is not None:
+                self.log(f"stopping {name} (not asked for)")
+                self.procs.stop([name], 20.0)
+        if self.prometheus and self.procs.pid(PROMETHEUS) is not None:
+            self._reload_prometheus()
         if self.is_running():
             self.log(f"already running at {self.server} (state {self.state_dir})")
             return {}
@@ -194,6 +236,8 @@ class Cluster:
             self._phase(timings, "controllers", self._start_controllers)
             self._phase(timings, "nodes", self._apply_nodes)
             self._phase(timings, "crds", self._install_crds_if_changed)
+            if self.kserve or self.prometheus:
+                self._phase(timings, "serving", self._start_serving)
             self._phase(timings, "ready", lambda: self._wait_usable(deadline))
         except BaseException:
             # Leave nothing half-started behind (logs stay for the post-mortem).
@@ -265,6 +309,10 @@ class Cluster:
             self.binary(name)
         if not os.access(self.etcd, os.X_OK):
             raise ClusterError(f"{self.etcd} is missing: run hack/install-system-deps.sh (or set SLIPWAY_ETCD)")
+        if self.prometheus and not os.access(self.prometheus_binary, os.X_OK):
+            raise ClusterError(
+                f"{self.prometheus_binary} is missing: run hack/install-system-deps.sh (or set SLIPWAY_PROMETHEUS)"
+            )
         if shutil.which("openssl") is None and "SLIPWAY_OPENSSL" not in os.environ:
             raise ClusterError("openssl is not on PATH; it is needed to make the cluster's certificates")
         self._crd_files()  # raises if the KServe CRDs are missing, before anything starts
@@ -360,6 +408,26 @@ class Cluster:
     def _executor_ready(self) -> Path:
         return self.state.executor / "ready"
 
+    def _start_serving(self) -> None:
+        """The gateway needs the KServe CRDs (it lists InferenceServices), hence after them."""
+        pythonpath = os.pathsep.join(p for p in (str(HACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        if self.kserve and self.procs.pid(GATEWAY) is None:
+            (self.state.localkserve / "ready").unlink(missing_ok=True)
+            sd_file = self.file_sd_dir / prom.PREDICTORS_FILE
+            argv = components.gateway(self.executor_python, self.state, self.kubeconfig, self.ports.gateway, sd_file)
+            self._start(ProcessSpec(GATEWAY, argv, env=dict(os.environ, PYTHONPATH=pythonpath)), self.ports.gateway)
+        if self.prometheus and self.procs.pid(PROMETHEUS) is None:
+            config, _ = prom.write_config(self.state, self.scrape_interval)
+            argv = prom.argv(self.prometheus_binary, self.state, self.ports.prometheus, config)
+            self._start(ProcessSpec(PROMETHEUS, argv), self.ports.prometheus)
+
+    def _reload_prometheus(self) -> None:
+        """A running Prometheus takes a changed config (scrape interval) without a restart."""
+        _, changed = prom.write_config(self.state, self.scrape_interval)
+        if changed:
+            Api(self.prometheus_url).request("POST", "/-/reload")
+            self.log(f"prometheus: configuration reloaded (scrape interval {self.scrape_interval})")
+
     def _apply_nodes(self) -> None:
         for node in self.fake_nodes:
             try:
@@ -413,6 +481,13 @@ class Cluster:
         if self.executor:
             # Written once its first list of pods went through: it is watching.
             self._wait("the local executor watching pods", self._executor_ready.exists, deadline, watch)
+        if self.kserve:
+            # Written once its informers have listed and its data plane listens.
+            ready = self.state.localkserve / "ready"
+            self._wait("the local KServe gateway", ready.exists, deadline, watch)
+        if self.prometheus:
+            prometheus = Api(self.prometheus_url)
+            self._wait("prometheus /-/ready", lambda: prometheus.get("/-/ready")[0] == 200, deadline, watch)
 
     # ---- probes ------------------------------------------------------------------------
 

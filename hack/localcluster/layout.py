@@ -73,6 +73,8 @@ class Ports:
     etcd_peer: int = 12380
     controller_manager: int = 16257
     scheduler: int = 16259
+    gateway: int = 18081  # the local KServe gateway's data plane (Cluster(kserve=True))
+    prometheus: int = 19090  # Cluster(prometheus=True)
 
     @classmethod
     def free(cls) -> Ports:
@@ -125,6 +127,8 @@ class StateDir:
         self.component_kubeconfigs = root / "kubeconfigs"
         self.kwok_workdir = root / "kwok"
         self.executor = root / "executor"  # the local executor's logs, scratch dirs, ready file
+        self.localkserve = root / "localkserve"  # the gateway's ready file and lock
+        self.prometheus = root / "prometheus"  # config, file_sd/ and the TSDB
         self.kube_cache = root / "kube-cache"
         self.settings = root / "cluster.json"
         self.crds_record = root / "crds-applied.json"

@@ -1,0 +1,280 @@
+"""The gateway's controller: KServe's InferenceService reconciler, played with Deployments.
+
+Informers keep InferenceServices, ServingRuntimes, ClusterServingRuntimes, the gateway's
+Deployments and their pods in memory; any change queues the InferenceService concerned, and
+one worker thread reconciles them one at a time (and all of them every `resync` seconds):
+
+1. render each predictor of the spec into a revision (manifests.py) and plan the traffic
+   for the deployment mode (revisions.py) from the previous status and the ready revisions;
+2. create the Deployments of the revisions the plan keeps, delete the others;
+3. hand the routing table its route (routing.py), the discovery file its targets;
+4. write the status through the status subresource, only when it changed.
+
+Nothing is kept in memory that the API does not hold: a restarted gateway lists everything
+and carries on from the status and the Deployments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localexec.kube import Api, ApiError, Unavailable
+
+from . import discovery, manifests, pods, revisions, routing, status
+from .informer import Informer, key_of
+
+log = logging.getLogger("localkserve")
+Obj = dict[str, Any]
+Key = tuple[str, str]
+
+ISVC_GROUP = "/apis/serving.kserve.io/v1beta1"
+ISVCS = f"{ISVC_GROUP}/inferenceservices"
+RUNTIMES = "/apis/serving.kserve.io/v1alpha1/servingruntimes"
+CLUSTER_RUNTIMES = "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes"
+DEPLOYMENTS = "/apis/apps/v1/deployments"
+PODS = "/api/v1/pods"
+TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+
+
+@dataclass(frozen=True)
+class Settings:
+    domain: str = "example.com"
+    default_mode: str = status.SERVERLESS
+    resync: float = 10.0
+    file_sd: Path | None = None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The spec rendered: the Deployment of every revision it names, and how they split."""
+
+    deployments: dict[str, Obj]
+    latest: str  # Serverless: the predictor's revision; Standard: the stable one
+    canary_percent: int | None = None  # Serverless
+    canaries: tuple[revisions.Canary, ...] = ()  # Standard
+
+
+class Controller:
+    def __init__(self, api: Api, table: routing.Table, settings: Settings) -> None:
+        self.api, self.table, self.settings = api, table, settings
+        self.queue: queue.Queue[Key | None] = queue.Queue()
+        self._pending: set[Key] = set()
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.isvcs = Informer(api, ISVCS, self._on_isvc, name="inferenceservices")
+        self.runtimes = Informer(api, RUNTIMES, self._on_runtime, name="servingruntimes")
+        self.cluster_runtimes = Informer(api, CLUSTER_RUNTIMES, self._on_runtime, name="clusterservingruntimes")
+        selector = f"{manifests.MANAGED_BY[0]}={manifests.MANAGED_BY[1]}"
+        self.deployments = Informer(api, DEPLOYMENTS, self._on_owned, selector, "deployments")
+        self.pods = Informer(api, PODS, self._on_owned, manifests.REVISION_LABEL, "pods")
+        self.informers = [self.isvcs, self.runtimes, self.cluster_runtimes, self.deployments, self.pods]
+        self._discovered: str | None = None
+
+    # ---- queueing ---------------------------------------------------------------------
+
+    def enqueue(self, key: Key) -> None:
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        self.queue.put(key)
+
+    def _on_isvc(self, obj: Obj) -> None:
+        self.enqueue(key_of(obj))
+
+    def _on_runtime(self, obj: Obj) -> None:
+        namespace = obj["metadata"].get("namespace")  # none for a ClusterServingRuntime
+        for isvc in self.isvcs.items(namespace):
+            self.enqueue(key_of(isvc))
+
+    def _on_owned(self, obj: Obj) -> None:
+        name = (obj["metadata"].get("labels") or {}).get(manifests.ISVC_LABEL)
+        if name:
+            self.enqueue((obj["metadata"].get("namespace", "default"), name))
+
+    # ---- loop -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the informers and wait for their first lists (the CRDs must be installed)."""
+        for informer in self.informers:
+            informer.start()
+        deadline = time.monotonic() + timeout
+        for informer in self.informers:
+            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"no list of {informer.path} within {timeout:.0f}s")
+        threading.Thread(target=self.run, name="reconcile", daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for informer in self.informers:
+            informer.stopping.set()
+        self.queue.put(None)
+
+    def run(self) -> None:
+        next_resync = 0.0
+        while not self.stopping.is_set():
+            if time.monotonic() >= next_resync:
+                for isvc in self.isvcs.items():
+                    self.enqueue(key_of(isvc))
+                next_resync = time.monotonic() + self.settings.resync
+            try:
+                key = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if key is None:
+                continue
+            with self._lock:
+                self._pending.discard(key)
+            self._guarded(f"{key[0]}/{key[1]}", self.reconcile, key)
+            if self.queue.empty():
+                self._guarded("discovery", self.write_discovery)
+
+    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Unavailable as err:
+            log.warning("%s: API unavailable (%s); retried at the next resync", what, err)
+        except Exception:  # one bad InferenceService must not stop the others
+            log.exception("%s: reconcile failed; retried at the next resync", what)
+
+    # ---- one InferenceService ---------------------------------------------------------
+
+    def reconcile(self, key: Key) -> None:
+        namespace, name = key
+        isvc = self.isvcs.get(namespace, name)
+        if isvc is None or isvc["metadata"].get("deletionTimestamp"):
+            self.table.drop(namespace, name)  # its Deployments go with it (owner references)
+            return
+        mode = status.mode_of(isvc, self.settings.default_mode)
+        owned = [d for d in self.deployments.items(namespace) if pods.revision_of(d) and _owner(d) == name]
+        owned_pods = [p for p in self.pods.items(namespace) if _owner(p) == name]
+        states = pods.states(owned, owned_pods)
+        try:
+            desired = self._desired(isvc, mode)
+        except manifests.RuntimeProblem as problem:
+            # KServe leaves what is served alone and reports the spec it cannot serve.
+            routes = self.table.routes()
+            routable = any(r.namespace == namespace and r.name == name and r.live() for r in routes)
+            health = status.Health(status.FALSE, problem.reason, str(problem), routable)
+            self._write_status(isvc, status.build(isvc, mode, None, health, self.settings.domain))
+            return
+        plan = self._plan(isvc, mode, desired, states)
+        self._converge(isvc, desired, plan, owned)
+        backends = [
+            routing.Backend(t.revision, t.percent, tuple(e for _, e in states[t.revision].endpoints))
+            for t in plan.traffic
+            if t.revision in states
+        ]
+        u = status.urls(isvc, mode, self.settings.domain)
+        hosts = routing.hosts(name, namespace, [u.url, u.address, u.predictor_url, u.predictor_address])
+        route = routing.Route(namespace, name, hosts, tuple(backends))
+        self.table.put(route)
+        required = [plan.latest_created, *(t.revision for t in plan.traffic if t.percent > 0)]
+        if mode == status.STANDARD:
+            required = [desired.latest, *(c.revision for c in desired.canaries)]
+        failures = {r: s.failure for r, s in states.items() if s.failure is not None}
+        ready = pods.ready_set(states)
+        health = status.health_of(list(dict.fromkeys(required)), ready, failures, bool(route.live()))
+        self._write_status(isvc, status.build(isvc, mode, plan, health, self.settings.domain, ready))
+
+    def _desired(self, isvc: Obj, mode: str) -> Desired:
+        spec, namespace = isvc.get("spec") or {}, isvc["metadata"].get("namespace", "default")
+        namespaced, cluster = self.runtimes.items(namespace), self.cluster_runtimes.items()
+
+        def render(predictor: Obj) -> tuple[str, Obj]:
+            # canaryTrafficPercent routes revisions; it is not part of any (Knative's neither).
+            predictor = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
+            return manifests.revision(isvc, predictor, manifests.find_runtime(predictor, namespaced, cluster))
+
+        latest, deployment = render(spec.get("predictor") or {})
+        deployments = {latest: deployment}
+        if mode == status.SERVERLESS:
+            percent = (spec.get("predictor") or {}).get("canaryTrafficPercent")
+            return Desired(deployments, latest, int(percent) if percent is not None else None)
+        canaries = []
+        for entry in spec.get("canary") or []:
+            rev, dep = render(entry.get("predictor") or {})
+            deployments[rev] = dep
+            name = (entry.get("predictor") or {}).get("name") or rev
+            canaries.append(revisions.Canary(rev, int(entry.get("trafficPercent") or 0), name))
+        return Desired(deployments, latest, canaries=tuple(canaries))
+
+    def _plan(self, isvc: Obj, mode: str, desired: Desired, states: dict[str, pods.RevisionState]) -> revisions.Plan:
+        prior = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+        existing, ready = set(states), pods.ready_set(states)
+        if mode == status.STANDARD:
+            return revisions.standard(desired.latest, desired.canaries, prior, existing, ready)
+        tags = (isvc["metadata"].get("annotations") or {}).get(TAG_ROUTING) == "true"
+        return revisions.serverless(desired.latest, desired.canary_percent, prior, existing, ready, tags)
+
+    def _converge(self, isvc: Obj, desired: Desired, plan: revisions.Plan, owned: list[Obj]) -> None:
+        """Create the kept revisions' Deployments that are missing, delete the others."""
+        namespace = isvc["metadata"].get("namespace", "default")
+        present = {pods.revision_of(d) for d in owned}
+        for rev in sorted(plan.keep - present):
+            if rev in desired.deployments:  # a kept revision from before has no spec any more
+                log.info("%s/%s: creating revision %s", namespace, isvc["metadata"]["name"], rev)
+                created = self._call(
+                    "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", desired.deployments[rev]
+                )
+                if created:
+                    self.deployments.put(created)
+        for d in owned:
+            if pods.revision_of(d) not in plan.keep and not d["metadata"].get("deletionTimestamp"):
+                log.info(
+                    "%s/%s: deleting revision %s (not served)",
+                    namespace,
+                    isvc["metadata"]["name"],
+                    d["metadata"]["name"],
+                )
+                body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+                self._call("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/{d['metadata']['name']}", body)
+
+    def _call(self, method: str, path: str, body: Obj) -> Obj | None:
+        """An API write; None when it conflicts with what exists (the caches will catch up)."""
+        try:
+            result = self.api.call(method, path, body)
+        except ApiError as err:
+            if isinstance(err, Unavailable) or err.status not in (404, 409):
+                raise
+            return None
+        return result if isinstance(result, dict) else None
+
+    def _write_status(self, isvc: Obj, new: Obj) -> None:
+        if _same(new, isvc.get("status") or {}):
+            return
+        meta = isvc["metadata"]
+        path = f"{ISVC_GROUP}/namespaces/{meta['namespace']}/inferenceservices/{meta['name']}/status"
+        # A PUT carries the resourceVersion: a status computed from a stale object is refused (409).
+        updated = self._call("PUT", path, {**isvc, "status": new})
+        if updated is None:
+            self.enqueue(key_of(isvc))
+            time.sleep(0.05)  # let the watch deliver the newer object first
+            return
+        self.isvcs.put(updated)
+
+    # ---- Prometheus discovery -----------------------------------------------------------
+
+    def write_discovery(self) -> None:
+        if self.settings.file_sd is None:
+            return
+        content = discovery.render(discovery.targets(self.pods.items()))
+        if content != self._discovered:
+            discovery.write(self.settings.file_sd, content)
+            self._discovered = content
+
+
+def _owner(obj: Obj) -> str | None:
+    return (obj["metadata"].get("labels") or {}).get(manifests.ISVC_LABEL)
+
+
+def _same(a: Obj, b: Obj) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
