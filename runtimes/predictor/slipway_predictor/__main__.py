@@ -1,0 +1,5 @@
+import sys
+
+from slipway_predictor.server import main
+
+sys.exit(main())
