@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+# kserve parses sys.argv when it is imported (kserve.model_server), abbreviations included: pytest's `--co`
+# would be taken for its `--configure_logging` and end the run. Import it first, with an empty command line.
+_argv, sys.argv = sys.argv, sys.argv[:1]
 try:  # the runtime has its own dependencies: `pip install -e 'runtimes/predictor[test]'`
     import joblib
     import kserve  # noqa: F401
@@ -33,6 +36,8 @@ except ImportError as e:
 
     def pytest_report_header() -> str:
         return _MISSING
+finally:
+    sys.argv = _argv
 
 
 def free_port() -> int:
