@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     from slipway_predictor.model import SlipwayModel
 
     args = build_parser().parse_args(argv)
-    if args.configure_logging:
-        configure_logging(args.log_config_file)
     if args.workers != 1:
         print("slipway_predictor: --workers must be 1 (one process per pod; scale with replicas)", file=sys.stderr)
         return 2
+    if args.configure_logging:
+        configure_logging(args.log_config_file)
     # The downloaded artifact goes under TMPDIR: the image's root file system is read-only, /tmp an emptyDir.
     with tempfile.TemporaryDirectory(prefix="slipway-model-") as tmp:
         try:
