@@ -20,10 +20,10 @@ help:
 	@echo "make generate   regenerate crds/ from the pydantic models"
 
 # One environment holds the operator, its test tools and the runtimes the local executor runs.
-$(VENV)/.installed: pyproject.toml runtimes/trainer/pyproject.toml
+$(VENV)/.installed: pyproject.toml runtimes/trainer/pyproject.toml runtimes/predictor/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -e runtimes/trainer
+	$(PY) -m pip install -q -e '.[dev]' -e runtimes/trainer -e 'runtimes/predictor[test,dev]'
 	touch $@
 
 deps: $(VENV)/.installed
@@ -45,6 +45,7 @@ lint: deps check-generated
 	$(VENV)/bin/ruff format --check operator runtimes tests hack bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict runtimes/trainer/slipway_trainer
+	$(VENV)/bin/mypy --strict runtimes/predictor/slipway_predictor
 
 unit: deps
 	$(VENV)/bin/pytest tests/unit
