@@ -192,10 +192,14 @@ class Cluster:
         return all(pid is not None for pid in self.procs.running(self.start_order).values()) and self._readyz()
 
     def status(self) -> dict[str, Any]:
-        """Readiness is the control plane's; the optional processes' pids are listed (None
-        when not running, which `up --no-executor` intends), whatever this Cluster's options,
-        and the URLs of the gateway and Prometheus when they run."""
+        """Readiness is the control plane's; the executor's pid is listed (None when it is
+        not running, which `up --no-executor` intends), whatever this Cluster's option; the
+        gateway's and Prometheus' when they run or this Cluster asks for them, and their URLs
+        when they run."""
         processes = self.procs.running((*START_ORDER, *OPTIONAL))
+        processes = {
+            n: pid for n, pid in processes.items() if pid or n not in (GATEWAY, PROMETHEUS) or n in self.start_order
+        }
         up = all(processes[name] is not None for name in START_ORDER)
         out: dict[str, Any] = {
             "state_dir": str(self.state_dir),
@@ -207,9 +211,9 @@ class Cluster:
             "logs": str(self.state.logs),
             "container_logs": str(self.executor_logs),
         }
-        if processes[GATEWAY]:
+        if processes.get(GATEWAY):
             out["gateway_url"] = self.gateway_url
-        if processes[PROMETHEUS]:
+        if processes.get(PROMETHEUS):
             out["prometheus_url"] = self.prometheus_url
         return out
 

@@ -40,6 +40,7 @@ def predictions(payload: Any) -> list[float]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40ms delayed-ACK wait
     model = ""
     version = ""
 

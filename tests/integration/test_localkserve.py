@@ -1,0 +1,300 @@
+"""The local KServe gateway (hack/localkserve) and Prometheus against a real control plane.
+
+A private cluster (own state dir, free ports) runs with `kserve=True, prometheus=True`. The
+predictor pods run a stand-in predictor (hack/localkserve/standin.py) through the local
+executor, as image ghcr.io/slipway-dev/predictor:0.1.0 with the ServingRuntime's command
+pointing at it: two pods of one InferenceService both listen on container port 8080, each
+on its own host port.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from localcluster import Cluster
+from localcluster.components import GATEWAY
+
+from tests.conftest import REPO, Kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+IMAGE = "ghcr.io/slipway-dev/predictor:0.1.0"
+REVISION_LABEL = "localkserve.slipway.dev/revision"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("localkserve"), free_ports=True, kserve=True, prometheus=True)
+    timings = c.up()
+    print("localcluster start-up:", {k: round(v, 1) for k, v in timings.items()})
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+def runtime(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": "slipway-predictor", "namespace": namespace},
+        "spec": {
+            "supportedModelFormats": [{"name": "slipway", "autoSelect": True}],
+            "protocolVersions": ["v1", "v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": IMAGE,
+                    "command": ["python", str(REPO / "hack" / "localkserve" / "standin.py")],
+                    "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
+                    "env": [{"name": "STANDIN_STARTUP_SECONDS", "value": "0.5"}],  # listens late: probes matter
+                    "ports": [{"containerPort": 8080, "name": "h2c", "protocol": "TCP"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def predictor(version: str, **env: str) -> dict[str, Any]:
+    variables = [
+        {"name": "SLIPWAY_MODEL_VERSION", "value": version},
+        *({"name": k, "value": v} for k, v in env.items()),
+    ]
+    model = {
+        "name": "kserve-container",  # the v0.20 CRD requires it in spec.canary[].predictor.model
+        "modelFormat": {"name": "slipway"},
+        "runtime": "slipway-predictor",
+        "protocolVersion": "v2",
+        "storageUri": f"s3://models/{version}/model.joblib",
+        "env": variables,
+    }
+    return {"name": version, "minReplicas": 1, "model": model}
+
+
+def create(kubectl: Kubectl, name: str, mode: str, spec: dict[str, Any]) -> None:
+    kubectl.apply(json.dumps(runtime(kubectl.namespace)))
+    isvc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "annotations": {"serving.kserve.io/deploymentMode": mode}},
+        "spec": spec,
+    }
+    kubectl.apply(json.dumps(isvc))
+
+
+def patch(kubectl: Kubectl, name: str, spec: dict[str, Any]) -> None:
+    kubectl("patch", "inferenceservice", name, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def isvc_status(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return dict(((kubectl.get("inferenceservice", name) or {}).get("status")) or {})
+
+
+def traffic(st: dict[str, Any]) -> list[tuple[str, int, bool]]:
+    entries = ((st.get("components") or {}).get("predictor") or {}).get("traffic") or []
+    return [(t["revisionName"], t["percent"], t["latestRevision"]) for t in entries]
+
+
+def ready_with(kubectl: Kubectl, name: str, generation_traffic: int) -> Any:
+    """A check: the status is Ready and lists `generation_traffic` traffic entries for the
+    current generation."""
+
+    def check() -> dict[str, Any] | None:
+        obj = kubectl.get("inferenceservice", name) or {}
+        st = obj.get("status") or {}
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
+        current = st.get("observedGeneration") == obj["metadata"]["generation"]
+        return st if ready and current and len(traffic(st)) == generation_traffic else None
+
+    return check
+
+
+def revisions_running(kubectl: Kubectl, name: str) -> dict[str, dict[str, Any]]:
+    listing = kubectl.json("deployments", "-l", f"serving.kserve.io/inferenceservice={name}")
+    return {d["metadata"]["name"]: d for d in listing["items"]}
+
+
+def pods_of(kubectl: Kubectl, name: str) -> list[dict[str, Any]]:
+    return list(kubectl.json("pods", "-l", f"serving.kserve.io/inferenceservice={name}")["items"])
+
+
+def versions(cluster: Cluster, host: str, model: str, n: int) -> Counter[str]:
+    """`n` v1 predictions through the gateway (one keep-alive connection); count by the
+    version that answered."""
+    url = urllib.parse.urlsplit(cluster.gateway_url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    seen: Counter[str] = Counter()
+    body = json.dumps({"instances": [[1.0, 2.0]]}).encode()  # bytes: sent with the headers in one segment
+    for _ in range(n):
+        conn.request("POST", f"/v1/models/{model}:predict", body=body, headers={"Host": host})
+        resp = conn.getresponse()
+        payload = resp.read()
+        seen[json.loads(payload)["model_version"] if resp.status == 200 else f"HTTP {resp.status}"] += 1
+    conn.close()
+    return seen
+
+
+def host_of(st: dict[str, Any]) -> str:
+    return urllib.parse.urlsplit(st["url"]).hostname or ""
+
+
+def prometheus(cluster: Cluster, path: str, **params: str) -> Any:
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{cluster.prometheus_url}{path}?{query}", timeout=5) as resp:
+        return json.loads(resp.read())["data"]
+
+
+def up_pods(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """pod -> revision of the predictor pods Prometheus scrapes successfully."""
+    result = prometheus(cluster, "/api/v1/query", query=f'up{{namespace="{namespace}"}} == 1')["result"]
+    return {r["metric"]["pod"]: r["metric"]["revision"] for r in result}
+
+
+def active_targets(cluster: Cluster, namespace: str) -> set[str]:
+    targets = prometheus(cluster, "/api/v1/targets", state="active")["activeTargets"]
+    return {t["labels"]["pod"] for t in targets if t["labels"].get("namespace") == namespace}
+
+
+def test_standard_canary_split_promotion_and_prometheus(cluster: Cluster, kubectl: Kubectl) -> None:
+    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": predictor("iris-v2"), "trafficPercent": 20}]}
+    create(kubectl, "iris", "Standard", spec)
+    st = wait_for("iris Ready with stable and canary", ready_with(kubectl, "iris", 2), timeout=60)
+    running = revisions_running(kubectl, "iris")
+    (stable, _, _), (canary, _, _) = traffic(st)
+    assert traffic(st) == [(stable, 80, False), (canary, 20, True)]
+    assert set(running) == {stable, canary}
+    assert all(d["status"].get("readyReplicas") == 1 for d in running.values())
+    assert st["canaryStatuses"] == [{"name": "iris-v2", "ready": True, "trafficPercent": 20}]
+    assert st["url"] == f"http://iris-{kubectl.namespace}.example.com" and st["deploymentMode"] == "Standard"
+
+    # Both pods listen on container port 8080, each on its own host port.
+    pods = pods_of(kubectl, "iris")
+    mapped = [json.loads(p["metadata"]["annotations"]["localexec.slipway.dev/ports"]) for p in pods]
+    assert len(pods) == 2 and len({m["8080"] for m in mapped}) == 2
+
+    seen = versions(cluster, host_of(st), "iris", 500)
+    assert set(seen) == {"iris-v1", "iris-v2"} and sum(seen.values()) == 500, seen
+    assert 0.13 <= seen["iris-v2"] / 500 <= 0.27, seen
+
+    # Prometheus scrapes both pods, labelled by revision, and sees the requests they served.
+    by_pod = wait_for(
+        "Prometheus scraping both pods",
+        lambda: len(up_pods(cluster, kubectl.namespace)) == 2 and up_pods(cluster, kubectl.namespace),
+    )
+    assert set(by_pod.values()) == {stable, canary}
+    served = f'sum by (version) (slipway_predictor_requests_total{{namespace="{kubectl.namespace}",outcome="ok"}})'
+
+    def scraped() -> dict[str, float] | None:
+        result = {
+            r["metric"]["version"]: float(r["value"][1])
+            for r in prometheus(cluster, "/api/v1/query", query=served)["result"]
+        }
+        return result if sum(result.values()) == 500 else None
+
+    assert wait_for("Prometheus seeing the 500 requests", scraped) == {k: float(v) for k, v in seen.items()}
+
+    # Promotion: the canary's predictor becomes spec.predictor, the canary entry goes.
+    canary_pod = next(p["metadata"]["uid"] for p in pods if p["metadata"]["labels"][REVISION_LABEL] == canary)
+    patch(kubectl, "iris", {"predictor": predictor("iris-v2"), "canary": None})
+    st = wait_for("iris promoted", ready_with(kubectl, "iris", 1))
+    assert traffic(st) == [(canary, 100, True)]
+    predictor_status = st["components"]["predictor"]
+    assert (predictor_status["latestRolledoutRevision"], predictor_status["previousRolledoutRevision"]) == (
+        canary,
+        stable,
+    )
+    assert "canaryStatuses" not in st
+    wait_for("the old revision's Deployment removed", lambda: set(revisions_running(kubectl, "iris")) == {canary})
+    assert [p["metadata"]["uid"] for p in pods_of(kubectl, "iris") if not p["metadata"].get("deletionTimestamp")] == [
+        canary_pod
+    ]
+    assert versions(cluster, host_of(st), "iris", 50) == {"iris-v2": 50}
+    # Discovery follows: the old pod is no longer a target.
+    canary_pod_name = next(p["metadata"]["name"] for p in pods if p["metadata"]["uid"] == canary_pod)
+    wait_for(
+        "the old pod gone from Prometheus' targets",
+        lambda: active_targets(cluster, kubectl.namespace) == {canary_pod_name},
+    )
+
+
+def test_serverless_canary_then_promotion(cluster: Cluster, kubectl: Kubectl) -> None:
+    create(kubectl, "wine", "Serverless", {"predictor": predictor("wine-v1")})
+    st = wait_for("wine Ready", ready_with(kubectl, "wine", 1), timeout=60)
+    [(first, _, _)] = traffic(st)
+    assert traffic(st) == [(first, 100, True)] and st["url"] == f"http://wine.{kubectl.namespace}.example.com"
+    assert st["components"]["predictor"]["latestRolledoutRevision"] == first
+
+    patch(kubectl, "wine", {"predictor": {**predictor("wine-v2"), "canaryTrafficPercent": 30}})
+
+    def split() -> dict[str, Any] | None:
+        s = ready_with(kubectl, "wine", 2)()
+        return s if s and traffic(s)[0][0] != first else None  # the new revision is ready and takes its share
+
+    st = wait_for("wine-v2 taking 30%", split, timeout=60)
+    (latest, _, _), _ = traffic(st)
+    assert traffic(st) == [(latest, 30, True), (first, 70, False)]
+    predictor_status = st["components"]["predictor"]
+    assert (predictor_status["latestCreatedRevision"], predictor_status["latestReadyRevision"]) == (latest, latest)
+    assert predictor_status["latestRolledoutRevision"] == first
+    assert set(revisions_running(kubectl, "wine")) == {first, latest}
+    seen = versions(cluster, host_of(st), "wine", 300)
+    assert 0.2 <= seen["wine-v2"] / 300 <= 0.4 and seen["wine-v1"] + seen["wine-v2"] == 300, seen
+
+    patch(kubectl, "wine", {"predictor": {**predictor("wine-v2"), "canaryTrafficPercent": None}})
+    st = wait_for(
+        "wine-v2 promoted", lambda: (s := ready_with(kubectl, "wine", 1)()) and traffic(s)[0][0] == latest and s
+    )
+    assert traffic(st) == [(latest, 100, True)]
+    predictor_status = st["components"]["predictor"]
+    assert (predictor_status["latestRolledoutRevision"], predictor_status["previousRolledoutRevision"]) == (
+        latest,
+        first,
+    )
+    wait_for("wine-v1's Deployment removed", lambda: set(revisions_running(kubectl, "wine")) == {latest})
+    assert versions(cluster, host_of(st), "wine", 30) == {"wine-v2": 30}
+
+
+def test_failing_canary_is_reported_and_takes_no_traffic(cluster: Cluster, kubectl: Kubectl) -> None:
+    broken = predictor("iris-v3", STANDIN_FAIL="artifact sha256 mismatch")
+    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": broken, "trafficPercent": 50}]}
+    create(kubectl, "iris", "Standard", spec)
+
+    def failed() -> dict[str, Any] | None:
+        st = isvc_status(kubectl, "iris")
+        cond = next((c for c in st.get("conditions") or [] if c["type"] == "PredictorReady"), {})
+        return st if cond.get("status") == "False" and st.get("url") else None
+
+    st = wait_for("PredictorReady False for the broken canary", failed, timeout=60)
+    cond = next(c for c in st["conditions"] if c["type"] == "PredictorReady")
+    assert cond["reason"] == "RevisionFailed" and "artifact sha256 mismatch" in cond["message"]
+    assert st["modelStatus"]["lastFailureInfo"]["message"] == "artifact sha256 mismatch"
+    assert st["canaryStatuses"] == [{"name": "iris-v3", "ready": False, "trafficPercent": 50}]
+    assert versions(cluster, host_of(st), "iris", 40) == {"iris-v1": 40}  # its share goes to the ready stable
+
+
+def test_gateway_restart_keeps_routing_and_status(cluster: Cluster, kubectl: Kubectl) -> None:
+    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": predictor("iris-v2"), "trafficPercent": 50}]}
+    create(kubectl, "iris", "Standard", spec)
+    before = wait_for("iris Ready", ready_with(kubectl, "iris", 2), timeout=60)
+    obj = kubectl.get("inferenceservice", "iris") or {}
+    deployments = {n: d["metadata"]["uid"] for n, d in revisions_running(kubectl, "iris").items()}
+
+    cluster.procs.stop([GATEWAY], 10.0)
+    timings = cluster.up()
+    assert set(timings) >= {"serving", "ready"}  # only the gateway was missing
+    seen = versions(cluster, host_of(before), "iris", 200)
+    assert 0.35 <= seen["iris-v2"] / 200 <= 0.65 and seen["iris-v1"] + seen["iris-v2"] == 200, seen
+    time.sleep(1.0)  # the restarted gateway has reconciled (it routes); nothing to write
+    after = kubectl.get("inferenceservice", "iris") or {}
+    assert after["status"] == before
+    assert after["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]  # no status write
+    assert {n: d["metadata"]["uid"] for n, d in revisions_running(kubectl, "iris").items()} == deployments
