@@ -150,11 +150,20 @@ class Controller:
     def reconcile(self, key: Key) -> None:
         namespace, name = key
         isvc = self.isvcs.get(namespace, name)
-        if isvc is None or isvc["metadata"].get("deletionTimestamp"):
-            self.table.drop(namespace, name)  # its Deployments go with it (owner references)
-            return
-        mode = status.mode_of(isvc, self.settings.default_mode)
         owned = [d for d in self.deployments.items(namespace) if pods.revision_of(d) and _owner(d) == name]
+        if isvc is None or isvc["metadata"].get("deletionTimestamp"):
+            self.table.drop(namespace, name)
+            if isvc is None:
+                # The garbage collector deletes them too (owner references), but it can take
+                # tens of seconds to notice; with the route gone they serve nothing.
+                for d in owned:
+                    self._delete_revision(d)
+            return
+        stale = [d for d in owned if _owner_uid(d) != isvc["metadata"]["uid"]]  # of an earlier isvc of that name
+        for d in stale:
+            self._delete_revision(d)
+        owned = [d for d in owned if d not in stale]
+        mode = status.mode_of(isvc, self.settings.default_mode)
         owned_pods = [p for p in self.pods.items(namespace) if _owner(p) == name]
         states = pods.states(owned, owned_pods)
         try:
@@ -228,15 +237,21 @@ class Controller:
                 if created:
                     self.deployments.put(created)
         for d in owned:
-            if pods.revision_of(d) not in plan.keep and not d["metadata"].get("deletionTimestamp"):
-                log.info(
-                    "%s/%s: deleting revision %s (not served)",
-                    namespace,
-                    isvc["metadata"]["name"],
-                    d["metadata"]["name"],
-                )
-                body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-                self._call("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/{d['metadata']['name']}", body)
+            if pods.revision_of(d) not in plan.keep:
+                self._delete_revision(d)
+
+    def _delete_revision(self, deployment: Obj) -> None:
+        meta = deployment["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        log.info("%s/%s: deleting revision %s (not served)", meta["namespace"], _owner(deployment), meta["name"])
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": meta["uid"]},
+        }
+        self._call("DELETE", f"/apis/apps/v1/namespaces/{meta['namespace']}/deployments/{meta['name']}", body)
 
     def _call(self, method: str, path: str, body: Obj) -> Obj | None:
         """An API write; None when it conflicts with what exists (the caches will catch up)."""
@@ -274,6 +289,11 @@ class Controller:
 
 def _owner(obj: Obj) -> str | None:
     return (obj["metadata"].get("labels") or {}).get(manifests.ISVC_LABEL)
+
+
+def _owner_uid(obj: Obj) -> str | None:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return next((str(r.get("uid")) for r in refs if r.get("controller")), None)
 
 
 def _same(a: Obj, b: Obj) -> bool:

@@ -280,6 +280,11 @@ def test_failing_canary_is_reported_and_takes_no_traffic(cluster: Cluster, kubec
     assert st["canaryStatuses"] == [{"name": "iris-v3", "ready": False, "trafficPercent": 50}]
     assert versions(cluster, host_of(st), "iris", 40) == {"iris-v1": 40}  # its share goes to the ready stable
 
+    # Deleting the InferenceService takes its Deployments (owner references) and its route.
+    kubectl("delete", "inferenceservice", "iris", "--wait=false")
+    wait_for("the Deployments garbage-collected", lambda: not revisions_running(kubectl, "iris"))
+    assert wait_for("no route", lambda: versions(cluster, host_of(st), "iris", 1).get("HTTP 404"))
+
 
 def test_gateway_restart_keeps_routing_and_status(cluster: Cluster, kubectl: Kubectl) -> None:
     spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": predictor("iris-v2"), "trafficPercent": 50}]}
