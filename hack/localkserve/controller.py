@@ -159,33 +159,26 @@ class Controller:
                 for d in owned:
                     self._delete_revision(d)
             return
-        stale = [d for d in owned if _owner_uid(d) != isvc["metadata"]["uid"]]  # of an earlier isvc of that name
+        stale = [d for d in owned if _owner_uid(d) != isvc["metadata"]["uid"]]  # an earlier isvc's of that name
         for d in stale:
             self._delete_revision(d)
         owned = [d for d in owned if d not in stale]
         mode = status.mode_of(isvc, self.settings.default_mode)
-        owned_pods = [p for p in self.pods.items(namespace) if _owner(p) == name]
-        states = pods.states(owned, owned_pods)
+        states = pods.states(owned, [p for p in self.pods.items(namespace) if _owner(p) == name])
         try:
             desired = self._desired(isvc, mode)
         except manifests.RuntimeProblem as problem:
             # KServe leaves what is served alone and reports the spec it cannot serve.
-            routes = self.table.routes()
-            routable = any(r.namespace == namespace and r.name == name and r.live() for r in routes)
-            health = status.Health(status.FALSE, problem.reason, str(problem), routable)
+            route = next((r for r in self.table.routes() if (r.namespace, r.name) == key), None)
+            health = status.Health(status.FALSE, problem.reason, str(problem), bool(route and route.live()))
             self._write_status(isvc, status.build(isvc, mode, None, health, self.settings.domain))
             return
         plan = self._plan(isvc, mode, desired, states)
         self._converge(isvc, desired, plan, owned)
-        backends = [
-            routing.Backend(t.revision, t.percent, tuple(e for _, e in states[t.revision].endpoints))
-            for t in plan.traffic
-            if t.revision in states
-        ]
-        u = status.urls(isvc, mode, self.settings.domain)
-        hosts = routing.hosts(name, namespace, [u.url, u.address, u.predictor_url, u.predictor_address])
-        route = routing.Route(namespace, name, hosts, tuple(backends))
+        route = self._route(isvc, mode, plan, states)
         self.table.put(route)
+        # What PredictorReady waits for: Knative's latest revision and whatever takes traffic;
+        # in Standard mode every revision the spec names.
         required = [plan.latest_created, *(t.revision for t in plan.traffic if t.percent > 0)]
         if mode == status.STANDARD:
             required = [desired.latest, *(c.revision for c in desired.canaries)]
@@ -193,6 +186,19 @@ class Controller:
         ready = pods.ready_set(states)
         health = status.health_of(list(dict.fromkeys(required)), ready, failures, bool(route.live()))
         self._write_status(isvc, status.build(isvc, mode, plan, health, self.settings.domain, ready))
+
+    def _route(
+        self, isvc: Obj, mode: str, plan: revisions.Plan, states: dict[str, pods.RevisionState]
+    ) -> routing.Route:
+        namespace, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
+        backends = [
+            routing.Backend(t.revision, t.percent, tuple(e for _, e in states[t.revision].endpoints))
+            for t in plan.traffic
+            if t.revision in states
+        ]
+        u = status.urls(isvc, mode, self.settings.domain)
+        hosts = routing.hosts(name, namespace, [u.url, u.address, u.predictor_url, u.predictor_address])
+        return routing.Route(namespace, name, hosts, tuple(backends))
 
     def _desired(self, isvc: Obj, mode: str) -> Desired:
         spec, namespace = isvc.get("spec") or {}, isvc["metadata"].get("namespace", "default")

@@ -33,7 +33,9 @@ MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 CONTAINER = "kserve-container"
 DEFAULT_PORT = 8080
 
-# Pod-level fields of a predictor (KServe's PodSpec inline) carried to the pod.
+# Pod-level fields of a ServingRuntime and of a predictor (KServe's PodSpec inline) carried
+# to the pod (volumes are merged by name).
+RUNTIME_POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "imagePullSecrets")
 POD_FIELDS = ("serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName")
 _TEMPLATE = re.compile(r"\{\{\s*\.(Name|Namespace|Labels\.([\w./-]+)|Annotations\.([\w./-]+))\s*\}\}")
 
@@ -104,6 +106,7 @@ def _args(args: Sequence[str], storage_uri: str | None, port: int) -> list[str]:
 
 
 def _merge_env(base: Sequence[Obj], top: Sequence[Obj]) -> list[Obj]:
+    """Merge lists of named items (env vars, volumes): `top` wins by name."""
     names = {e["name"] for e in top}
     return [e for e in base if e["name"] not in names] + list(top)
 
@@ -140,15 +143,19 @@ def revision(isvc: Obj, predictor: Obj, runtime: Obj) -> tuple[str, Obj]:
     Deployment runs (pod template and replicas), nothing else: same spec, same revision."""
     meta = isvc["metadata"]
     runtime_spec = runtime.get("spec") or {}
-    pod: Obj = {
-        k: copy.deepcopy(runtime_spec[k]) for k in ("nodeSelector", "tolerations", "affinity") if k in runtime_spec
-    }
+    # The runtime's pod-level fields first (its volumes back its container's volumeMounts),
+    # the predictor's on top; volumes merged by name.
+    pod: Obj = {k: copy.deepcopy(runtime_spec[k]) for k in RUNTIME_POD_FIELDS if k in runtime_spec}
     pod.update({k: copy.deepcopy(predictor[k]) for k in POD_FIELDS if k in predictor})
+    volumes = _merge_env(runtime_spec.get("volumes") or [], predictor.get("volumes") or [])
+    if volumes:
+        pod["volumes"] = copy.deepcopy(volumes)
     pod["containers"] = [container(isvc, predictor, runtime)]
+    labels = {**(runtime_spec.get("labels") or {}), **(predictor.get("labels") or {})}
     template: Obj = {
         "metadata": {
-            "labels": {**(predictor.get("labels") or {}), COMPONENT_LABEL: "predictor", ISVC_LABEL: meta["name"]},
-            "annotations": dict(predictor.get("annotations") or {}),
+            "labels": {**labels, COMPONENT_LABEL: "predictor", ISVC_LABEL: meta["name"]},
+            "annotations": {**(runtime_spec.get("annotations") or {}), **(predictor.get("annotations") or {})},
         },
         "spec": pod,
     }

@@ -9,6 +9,7 @@ on its own host port.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import time
@@ -303,3 +304,74 @@ def test_gateway_restart_keeps_routing_and_status(cluster: Cluster, kubectl: Kub
     assert after["status"] == before
     assert after["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]  # no status write
     assert {n: d["metadata"]["uid"] for n, d in revisions_running(kubectl, "iris").items()} == deployments
+
+
+def test_the_real_predictor_runtime_behind_the_gateway(
+    cluster: Cluster, kubectl: Kubectl, s3_server: Any, s3_bucket: str, tmp_path: Any
+) -> None:
+    """runtimes/predictor's own ServingRuntime, as is: the gateway drops --model_dir for
+    --storage_uri, the runtime downloads the artifact from S3 and checks its sha256."""
+    pytest.importorskip("kserve")
+    pytest.importorskip("sklearn")
+    import boto3
+    import joblib
+    import yaml
+    from sklearn.linear_model import LogisticRegression
+
+    path = tmp_path / "model.joblib"
+    joblib.dump(LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.2]], [0, 1, 0, 1]), path)
+    env = s3_server.env()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    s3.upload_file(str(path), s3_bucket, "v1/model.joblib")
+    runtime_doc = yaml.safe_load((REPO / "runtimes" / "predictor" / "servingruntime.yaml").read_text())
+    kubectl.apply(json.dumps(runtime_doc))
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"}, "stringData": env}
+    kubectl.apply(json.dumps(secret))
+    signature = {"inputs": [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "float64"}]}
+    model_env = [
+        {"name": "SLIPWAY_MODEL_VERSION", "value": "real-v1"},
+        {"name": "SLIPWAY_FRAMEWORK", "value": "sklearn"},
+        {"name": "SLIPWAY_ARTIFACT_SHA256", "value": hashlib.sha256(path.read_bytes()).hexdigest()},
+        {"name": "SLIPWAY_SIGNATURE", "value": json.dumps(signature)},
+        {"name": "AWS_ENDPOINT_URL", "value": env["AWS_ENDPOINT_URL"]},
+        {"name": "AWS_DEFAULT_REGION", "value": env["AWS_DEFAULT_REGION"]},
+        *(
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": "s3", "key": k}}}
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ),
+    ]
+    model = {
+        "modelFormat": {"name": "slipway"},
+        "runtime": "slipway-predictor",
+        "protocolVersion": "v2",
+        "storageUri": f"s3://{s3_bucket}/v1/model.joblib",
+        "env": model_env,
+    }
+    isvc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "real", "annotations": {"serving.kserve.io/deploymentMode": "Serverless"}},
+        "spec": {"predictor": {"name": "real-v1", "minReplicas": 1, "model": model}},
+    }
+    kubectl.apply(json.dumps(isvc))
+    st = wait_for("the real predictor Ready", ready_with(kubectl, "real", 1), timeout=90)
+    url = urllib.parse.urlsplit(cluster.gateway_url)
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    payload = {
+        "inputs": [
+            {"name": "a", "shape": [1], "datatype": "FP64", "data": [0.0]},
+            {"name": "b", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        ]
+    }
+    headers = {"Host": host_of(st), "Content-Type": "application/json"}
+    conn.request("POST", "/v2/models/real/infer", json.dumps(payload).encode(), headers)
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    assert resp.status == 200 and answer["model_version"] == "real-v1", answer
+    conn.close()

@@ -116,3 +116,18 @@ def test_find_runtime() -> None:
     with pytest.raises(manifests.RuntimeProblem) as err:
         manifests.find_runtime({"model": {"runtime": "slipway-predictor"}}, [disabled], [])
     assert err.value.reason == "RuntimeDisabled"
+
+
+def test_runtime_pod_fields_reach_the_pod() -> None:
+    """As the real runtimes/predictor/servingruntime.yaml: a /tmp volume its container mounts,
+    pod annotations for metrics scraping."""
+    runtime = copy.deepcopy(RUNTIME)
+    runtime["spec"]["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+    runtime["spec"]["annotations"] = {"prometheus.kserve.io/port": "8080"}
+    runtime["spec"]["containers"][0]["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    extra = {"name": "cache", "emptyDir": {"medium": "Memory"}}
+    _, d = manifests.revision(ISVC, predictor(volumes=[extra], annotations={"a": "b"}), runtime)
+    template = d["spec"]["template"]
+    assert template["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {}}, extra]
+    assert template["spec"]["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert template["metadata"]["annotations"] == {"prometheus.kserve.io/port": "8080", "a": "b"}
