@@ -288,9 +288,16 @@ def test_failing_canary_is_reported_and_takes_no_traffic(cluster: Cluster, kubec
 
 
 def test_gateway_restart_keeps_routing_and_status(cluster: Cluster, kubectl: Kubectl) -> None:
-    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": predictor("iris-v2"), "trafficPercent": 50}]}
-    create(kubectl, "iris", "Standard", spec)
-    before = wait_for("iris Ready", ready_with(kubectl, "iris", 2), timeout=60)
+    """Serverless: which revision is the rolled-out one lives only in the status."""
+    create(kubectl, "iris", "Serverless", {"predictor": predictor("iris-v1")})
+    wait_for("iris Ready", ready_with(kubectl, "iris", 1), timeout=60)
+    patch(kubectl, "iris", {"predictor": {**predictor("iris-v2"), "canaryTrafficPercent": 50}})
+
+    def split() -> dict[str, Any] | None:
+        st = ready_with(kubectl, "iris", 2)()
+        return st if st and len({t[0] for t in traffic(st)}) == 2 else None
+
+    before = wait_for("iris-v2 taking 50%", split, timeout=60)
     obj = kubectl.get("inferenceservice", "iris") or {}
     deployments = {n: d["metadata"]["uid"] for n, d in revisions_running(kubectl, "iris").items()}
 
