@@ -42,7 +42,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interva
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from localcluster import Cluster, ClusterError
 
-    c = Cluster(tmp_path_factory.mktemp("cluster"), free_ports=True)
+    # The whole local environment: executor, KServe gateway and a real Prometheus (scraping every second).
+    c = Cluster(tmp_path_factory.mktemp("cluster"), free_ports=True, kserve=True, prometheus=True)
     try:
         c.up()
     except (ClusterError, OSError) as e:
@@ -72,6 +73,17 @@ def s3_bucket(s3_server: Any) -> str:
     name = f"b-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_server.endpoint, **_creds(s3_server)).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def s3(s3_server: Any) -> Any:
+    """A boto3 client on the session's S3 server, with the `models` bucket the examples write to."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint, **_creds(s3_server))
+    if "models" not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket="models")
+    return client
 
 
 def _creds(server: Any) -> dict[str, str]:

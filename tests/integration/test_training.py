@@ -9,7 +9,6 @@ import json
 import uuid
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
@@ -19,21 +18,6 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = REPO / "examples"
 TRAIN_TIMEOUT = 240.0
-
-
-@pytest.fixture
-def s3(s3_server: Any) -> Any:
-    env = s3_server.env()
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
-    if "models" not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
-        client.create_bucket(Bucket="models")
-    return client
 
 
 @pytest.fixture
