@@ -57,7 +57,7 @@ test: lint system-deps controlplane
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
 cluster-up: deps system-deps controlplane
-	$(CLUSTER) up
+	$(CLUSTER) up --kserve --prometheus
 
 cluster-down:
 	@if [ -x $(PY) ]; then $(CLUSTER) down; fi
