@@ -50,9 +50,17 @@ for _ in $(seq 30); do
   [[ -n $mv && $(kubectl -n demo get modelversion "$mv" -o jsonpath='{.status.conditions[?(@.type=="Verified")].status}') == True ]] && break
   sleep 1
 done
-# What builds on the trained version (serving and drift arrive with their own issues).
-kubectl -n demo apply -f examples/rollout.yaml -f examples/driftmonitor.yaml >/dev/null
-sleep 3
+# Serve it: a Rollout puts the version behind a KServe InferenceService (played here by the local gateway).
+kubectl -n demo apply -f runtimes/predictor/servingruntime.yaml -f examples/rollout.yaml -f examples/driftmonitor.yaml >/dev/null
+echo "rolling out $mv..."
+for _ in $(seq 90); do
+  [[ $(kubectl -n demo get rollout cancer-rf -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]] && break
+  sleep 2
+done
+row=$(.venv/bin/python -c "from sklearn.datasets import load_breast_cancer; print(list(load_breast_cancer().data[0]))")
+echo "a prediction through the gateway (Host: cancer-rf.demo.example.com):"
+curl -s -H "Host: cancer-rf.demo.example.com" -H "content-type: application/json" \
+  -d "{\"instances\": [$row]}" http://127.0.0.1:18081/v1/models/cancer-rf:predict; echo
 echo
 kubectl get slipway -A
 if [[ -n $mv ]]; then

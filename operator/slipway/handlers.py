@@ -22,7 +22,14 @@ from slipway.controllers.modelversion import ModelVersionController
 from slipway.controllers.rollout import RolloutController
 from slipway.controllers.trainingjob import TrainingJobController
 from slipway.kube import Conflict, Kube
-from slipway.observability import RECONCILE_SECONDS, RECONCILES, STATUS_PATCHES
+from slipway.observability import (
+    CANARY_WEIGHT,
+    RECONCILE_SECONDS,
+    RECONCILES,
+    ROLLBACKS,
+    STATUS_PATCHES,
+    VERDICTS,
+)
 from slipway.requeue import Requeuer
 from slipway.storage import S3
 
@@ -90,10 +97,25 @@ class Runtime:
         finally:
             RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         RECONCILES.labels(kind, "ok").inc()
+        if kind == "Rollout":
+            rollout_metrics(body, result.fields)
         if result.patched:
             STATUS_PATCHES.labels(kind).inc()
         resync = self.settings.resync_seconds
         return min(result.requeue_after, resync) if result.requeue_after else resync
+
+
+def rollout_metrics(body: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Weight and verdicts as Prometheus metrics, from what this pass decided (fields) over what was there."""
+    ns, name = body["metadata"].get("namespace", ""), body["metadata"]["name"]
+    status = {**(body.get("status") or {}), **fields}
+    CANARY_WEIGHT.labels(ns, name).set(status.get("canaryWeight") or 0)
+    if "lastAnalysisTime" in fields and fields.get("lastVerdict"):
+        VERDICTS.labels(ns, name, fields["lastVerdict"]).inc()
+    if fields.get("rolledBackVersion") and fields.get("rolledBackVersion") != (body.get("status") or {}).get(
+        "rolledBackVersion"
+    ):
+        ROLLBACKS.labels(ns, name).inc()
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:

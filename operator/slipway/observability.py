@@ -19,6 +19,9 @@ RECONCILE_SECONDS = Histogram(
 )
 STATUS_PATCHES = Counter("slipway_status_patches_total", "Status patches sent, by kind.", ["kind"])
 UP = Gauge("slipway_operator_ready", "1 once the operator watches its resources.")
+CANARY_WEIGHT = Gauge("slipway_rollout_canary_weight", "Percent of traffic on the canary.", ["namespace", "rollout"])
+VERDICTS = Counter("slipway_rollout_verdicts_total", "Canary analysis verdicts.", ["namespace", "rollout", "verdict"])
+ROLLBACKS = Counter("slipway_rollout_rollbacks_total", "Canaries rolled back or aborted.", ["namespace", "rollout"])
 
 
 def app(ready: asyncio.Event) -> web.Application:

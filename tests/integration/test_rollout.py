@@ -80,7 +80,7 @@ def rollout_status(kubectl: Kubectl) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["Standard", "Serverless"])
 def test_bad_canary_is_rolled_back_and_good_one_promoted(
-    serving: Kubectl, cluster: Any, s3_server: Any, mode: str
+    serving: Kubectl, cluster: Any, s3_server: Any, operator: Operator, mode: str
 ) -> None:
     v1 = train(serving, "train-1", seed=1)
     prom = cluster.prometheus_url
@@ -109,3 +109,6 @@ def test_bad_canary_is_rolled_back_and_good_one_promoted(
         actions = [d["action"] for d in st["decisions"]]
         assert actions[-1] == "Promote" and "Advance" in actions
     assert load.codes().get(200, 0) > 100, load.codes()
+    assert operator.metric("slipway_rollout_rollbacks_total", rollout="cancer-rf") == 1
+    assert operator.metric("slipway_rollout_verdicts_total", verdict="Regressed") >= 1
+    assert operator.metric("slipway_rollout_canary_weight", rollout="cancer-rf") == 0
