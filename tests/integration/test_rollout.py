@@ -4,8 +4,10 @@ them, the operator judging a good and a deliberately bad version on concurrent t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,10 +26,15 @@ SERVE_TIMEOUT = 180.0
 
 
 @pytest.fixture
-def serving(kubectl: Kubectl, operator: Operator, s3: Any) -> Iterator[Kubectl]:
+def namespace_for_serving(kubectl: Kubectl, s3: Any) -> Kubectl:
     kubectl.apply(EXAMPLES / "s3-credentials.yaml")
     kubectl.apply(REPO / "runtimes" / "predictor" / "servingruntime.yaml")
-    yield kubectl
+    return kubectl
+
+
+@pytest.fixture
+def serving(namespace_for_serving: Kubectl, operator: Operator) -> Iterator[Kubectl]:
+    yield namespace_for_serving
 
 
 def train(kubectl: Kubectl, name: str, seed: int) -> str:
@@ -112,3 +119,85 @@ def test_bad_canary_is_rolled_back_and_good_one_promoted(
     assert operator.metric("slipway_rollout_rollbacks_total", rollout="cancer-rf") == 1
     assert operator.metric("slipway_rollout_verdicts_total", verdict="Regressed") >= 1
     assert operator.metric("slipway_rollout_canary_weight", rollout="cancer-rf") == 0
+
+
+def slow(kubectl: Kubectl, s3_server: Any, base: str, name: str, version: int, delay: float) -> str:
+    """A hand-registered ModelVersion whose artifact answers `delay` seconds late."""
+    good = kubectl.get("modelversion", base) or {}
+    src = good["spec"]["artifact"]["uri"]
+    dst = src.rsplit("/", 1)[0] + f"/slow-{delay}.joblib"
+    argv = [sys.executable, "-m", "slipway_predictor.faults", "slow", "--delay-seconds", str(delay), src, dst]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, **s3_server.env()})
+    return copy_version(kubectl, good, name, version, json.loads(out.stdout))
+
+
+def copy_version(kubectl: Kubectl, good: dict[str, Any], name: str, version: int, art: dict[str, Any] | None) -> str:
+    spec = json.loads(json.dumps(good["spec"]))
+    spec["version"] = version
+    if art:
+        spec["artifact"] |= {"uri": art["uri"], "sha256": art["sha256"], "sizeBytes": art.get("sizeBytes")}
+    doc = {"apiVersion": "slipway.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name}, "spec": spec}
+    kubectl.apply(yaml.safe_dump(doc))
+    wait_for("Ready", lambda: kubectl.condition("modelversion", name, "Ready").get("status") == "True")
+    return name
+
+
+def canary_percent(kubectl: Kubectl) -> int | None:
+    spec = (kubectl.get("inferenceservice", "cancer-rf") or {}).get("spec") or {}
+    return (spec.get("canary") or [{}])[0].get("trafficPercent")
+
+
+def test_manual_gate_restart_retarget_abort_and_a_slow_version(
+    namespace_for_serving: Kubectl, cluster: Any, s3_server: Any, operator_factory: Any
+) -> None:
+    serving, first = namespace_for_serving, operator_factory()
+    v1 = train(serving, "train-1", seed=1)
+    good = serving.get("modelversion", v1) or {}
+    prom = cluster.prometheus_url
+    serving.apply(rollout_doc(v1, prom, [{"weight": 20, "manualGate": True}]))
+    wait_for("serving v1", lambda: serving.condition("rollout", "cancer-rf", "Ready").get("status") == "True",
+             timeout=SERVE_TIMEOUT)  # fmt: skip
+    rows = load_breast_cancer().data.tolist()
+    with Load(cluster.gateway_url, "cancer-rf", serving.namespace, rows, rps=25):
+        # A manual gate holds the canary at 20 %, across an operator crash.
+        v2 = copy_version(serving, good, "cancer-rf-v2", 2, None)
+        serving.apply(rollout_doc(v2, prom, [{"weight": 20, "manualGate": True}]))
+        wait_for("paused at the gate", lambda: rollout_status(serving).get("phase") == "Paused")
+        assert canary_percent(serving) == 20
+        first.stop(kill=True)
+        second = operator_factory()
+        time.sleep(5)
+        st = rollout_status(serving)
+        assert st["phase"] == "Paused" and st["currentStep"] == 0 and st["canaryVersion"] == v2
+        assert canary_percent(serving) == 20
+        serving("annotate", "rollout", "cancer-rf", "slipway.dev/promote=1")
+        wait_for("promotion", lambda: rollout_status(serving).get("stableVersion") == v2, timeout=60)
+
+        # Changing the target mid-rollout starts over from the stable version; abort rolls back by hand.
+        steps = [{"weight": 30, "holdSeconds": 600}]
+        v3 = copy_version(serving, good, "cancer-rf-v3", 3, None)
+        serving.apply(rollout_doc(v3, prom, steps))
+        wait_for("canary v3", lambda: rollout_status(serving).get("canaryVersion") == v3)
+        v4 = copy_version(serving, good, "cancer-rf-v4", 4, None)
+        serving.apply(rollout_doc(v4, prom, steps))
+        st = wait_for(
+            "retarget", lambda: rollout_status(serving).get("canaryVersion") == v4 and rollout_status(serving)
+        )
+        actions = [d["action"] for d in st["decisions"]]
+        retarget = len(actions) - 1 - actions[::-1].index("Retarget")
+        assert actions[retarget + 1] == "CanaryStarted" and v4 in st["decisions"][retarget + 1]["message"]
+        assert st["stableVersion"] == v2 and canary_percent(serving) == 30
+        serving("annotate", "rollout", "cancer-rf", "slipway.dev/abort=now")
+        st = wait_for("abort", lambda: rollout_status(serving).get("phase") == "Aborted" and rollout_status(serving))
+        assert st["rolledBackVersion"] == v4 and canary_percent(serving) is None
+
+        # A version that answers slowly is rolled back on latency.
+        doc = yaml.safe_load(rollout_doc(slow(serving, s3_server, v1, "cancer-rf-v5", 5, 0.3), prom, steps))
+        doc["spec"]["canary"]["analysis"]["latency"] = {"enabled": True, "quantile": 0.9, "maxRatio": 1.5,
+                                                        "minSamples": 20}  # fmt: skip
+        serving.apply(yaml.safe_dump(doc))
+        st = wait_for("latency rollback", lambda: rollout_status(serving).get("rolledBackVersion") == "cancer-rf-v5"
+                      and rollout_status(serving), timeout=SERVE_TIMEOUT)  # fmt: skip
+        latency = next(e for e in st["decisions"][-1]["evidence"] if e["metric"].startswith("latency"))
+        assert latency["verdict"] == "Regressed" and latency["effect"] > 1.5
+        assert second.metric("slipway_rollout_rollbacks_total", rollout="cancer-rf") >= 1

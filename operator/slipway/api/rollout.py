@@ -203,6 +203,7 @@ class RolloutStatus(StatusBase):
     ]
     promote_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/promote value acted on.")]
     retry_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/retry value acted on.")]
+    abort_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/abort value acted on.")]
 
 
 class Rollout(Kind):

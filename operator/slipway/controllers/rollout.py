@@ -175,7 +175,7 @@ class Walk:
         self.events.append(Event("Normal", "CanaryStarted", f"{target} at {weight}%"))
 
     def progress(self) -> Result:
-        if ABORT in self.annotations:
+        if self.token(ABORT, "abortToken"):
             return self.rollback("Abort", f"aborted by the {ABORT} annotation")
         outcome = self.o.analysis
         if outcome is not None:
@@ -185,6 +185,7 @@ class Walk:
                 return self.rollback("Rollback", outcome.message, outcome)
             if outcome.verdict != previous:
                 self.record("Analysis", outcome.message, outcome)
+                self.events.append(Event("Normal", "AnalysisVerdict", f"{outcome.verdict}: {outcome.message}"))
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
         index = self.get("currentStep") or 0
         if not steps:
