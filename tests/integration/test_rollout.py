@@ -143,25 +143,29 @@ def copy_version(kubectl: Kubectl, good: dict[str, Any], name: str, version: int
 
 
 def canary_percent(kubectl: Kubectl) -> int | None:
+    """The canary's share as the InferenceService spec says it, in either deployment mode."""
     spec = (kubectl.get("inferenceservice", "cancer-rf") or {}).get("spec") or {}
-    return (spec.get("canary") or [{}])[0].get("trafficPercent")
+    if "canary" in spec:
+        return (spec["canary"] or [{}])[0].get("trafficPercent")
+    return (spec.get("predictor") or {}).get("canaryTrafficPercent")
 
 
+@pytest.mark.parametrize("mode", ["Standard", "Serverless"])
 def test_manual_gate_restart_retarget_abort_and_a_slow_version(
-    namespace_for_serving: Kubectl, cluster: Any, s3_server: Any, operator_factory: Any
+    namespace_for_serving: Kubectl, cluster: Any, s3_server: Any, operator_factory: Any, mode: str
 ) -> None:
     serving, first = namespace_for_serving, operator_factory()
     v1 = train(serving, "train-1", seed=1)
     good = serving.get("modelversion", v1) or {}
     prom = cluster.prometheus_url
-    serving.apply(rollout_doc(v1, prom, [{"weight": 20, "manualGate": True}]))
+    serving.apply(rollout_doc(v1, prom, [{"weight": 20, "manualGate": True}], mode))
     wait_for("serving v1", lambda: serving.condition("rollout", "cancer-rf", "Ready").get("status") == "True",
              timeout=SERVE_TIMEOUT)  # fmt: skip
     rows = load_breast_cancer().data.tolist()
     with Load(cluster.gateway_url, "cancer-rf", serving.namespace, rows, rps=25):
         # A manual gate holds the canary at 20 %, across an operator crash.
         v2 = copy_version(serving, good, "cancer-rf-v2", 2, None)
-        serving.apply(rollout_doc(v2, prom, [{"weight": 20, "manualGate": True}]))
+        serving.apply(rollout_doc(v2, prom, [{"weight": 20, "manualGate": True}], mode))
         wait_for("paused at the gate", lambda: rollout_status(serving).get("phase") == "Paused")
         assert canary_percent(serving) == 20
         first.stop(kill=True)
@@ -176,10 +180,10 @@ def test_manual_gate_restart_retarget_abort_and_a_slow_version(
         # Changing the target mid-rollout starts over from the stable version; abort rolls back by hand.
         steps = [{"weight": 30, "holdSeconds": 600}]
         v3 = copy_version(serving, good, "cancer-rf-v3", 3, None)
-        serving.apply(rollout_doc(v3, prom, steps))
+        serving.apply(rollout_doc(v3, prom, steps, mode))
         wait_for("canary v3", lambda: rollout_status(serving).get("canaryVersion") == v3)
         v4 = copy_version(serving, good, "cancer-rf-v4", 4, None)
-        serving.apply(rollout_doc(v4, prom, steps))
+        serving.apply(rollout_doc(v4, prom, steps, mode))
         st = wait_for(
             "retarget", lambda: rollout_status(serving).get("canaryVersion") == v4 and rollout_status(serving)
         )
@@ -192,7 +196,7 @@ def test_manual_gate_restart_retarget_abort_and_a_slow_version(
         assert st["rolledBackVersion"] == v4 and canary_percent(serving) is None
 
         # A version that answers slowly is rolled back on latency.
-        doc = yaml.safe_load(rollout_doc(slow(serving, s3_server, v1, "cancer-rf-v5", 5, 0.3), prom, steps))
+        doc = yaml.safe_load(rollout_doc(slow(serving, s3_server, v1, "cancer-rf-v5", 5, 0.3), prom, steps, mode))
         doc["spec"]["canary"]["analysis"]["latency"] = {"enabled": True, "quantile": 0.9, "maxRatio": 1.5,
                                                         "minSamples": 20}  # fmt: skip
         serving.apply(yaml.safe_dump(doc))
