@@ -166,19 +166,22 @@ class Kube:
 
     async def set_finalizers(self, plural: str, namespace: str, name: str, finalizers: list[str], rv: str) -> None:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": rv}}
-        try:
-            await self._custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                body,
+        await self._guarded(
+            self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-            )
+            ),
+            f"{plural}/{namespace}/{name}",
+        )  # fmt: skip
+
+    @staticmethod
+    async def _guarded(call: Any, what: str) -> Any:
+        """A write that carries a resourceVersion: a 409 means the object moved on, reconcile again."""
+        try:
+            return await call
         except ApiException as e:
             if e.status == 409:
-                raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from e
+                raise Conflict(f"{what} changed since it was read") from e
             raise
 
     def _plain(self, obj: Any) -> dict[str, Any]:
@@ -195,30 +198,19 @@ class Kube:
                 return False
             raise
 
-    async def secret_exists(self, namespace: str, name: str) -> bool:
-        # Only existence is looked at; the data never leaves this function.
-        return await self._exists(self._core.read_namespaced_secret(name, namespace))
-
     async def patch_status(
         self, plural: str, namespace: str, name: str, status_patch: dict[str, Any], resource_version: str
     ) -> dict[str, Any]:
         """Apply a status merge patch, guarded by resourceVersion so a stale decision is never written."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status_patch}
-        try:
-            obj: dict[str, Any] = await self._custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                body,
+        obj: dict[str, Any] = await self._guarded(
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-            )
-            return obj
-        except ApiException as e:
-            if e.status == 409:
-                raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from e
-            raise
+            ),
+            f"{plural}/{namespace}/{name}",
+        )  # fmt: skip
+        return obj
 
     async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> bool:
         """Create Kopf's peering object(s) if missing; False when the peering CRDs are not installed."""
