@@ -34,9 +34,6 @@ class Requeuer:
         self.cancel(key)
         self._locks.pop(key, None)
 
-    def pending(self) -> int:
-        return len(self._timers)
-
     def _start(self, key: Hashable, action: Callable[[], Awaitable[None]]) -> None:
         self._timers.pop(key, None)
         task = asyncio.ensure_future(action())

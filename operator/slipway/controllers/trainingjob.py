@@ -6,6 +6,7 @@ back, and the attempt in progress is the larger of status.attempts and the newes
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -86,6 +87,9 @@ class Plan:
     def active(self) -> list[str]:
         return [v.name for v in self.gang if v.state not in ("succeeded", "failed", "terminating")]
 
+    def stop_active(self) -> list[Delete]:
+        return [Delete("Pod", n) for n in self.active()]
+
 
 class TrainingJobController:
     kind = TrainingJob
@@ -131,7 +135,7 @@ class TrainingJobController:
             fields["manifest_problem"] = f"the trainer exited 0 but wrote no {uri}"
         except (StorageError, ValueError) as e:
             fields["manifest_problem"] = f"cannot read {uri}: {e}"
-        return Observed(**{**observed.__dict__, **fields})
+        return dataclasses.replace(observed, **fields)
 
     def access(self, job: TrainingJob, secret: dict[str, str] | None) -> S3Access:
         out = job.spec.output
@@ -151,13 +155,11 @@ class TrainingJobController:
         if phase in ("Succeeded", "Failed") and (phase == "Failed" or plan.status.get("modelVersionRef")):
             return with_actions(finished(plan, now), cleanup)
         if obj.spec.run_policy.suspend:
-            return with_actions(suspended(plan), [*cleanup, *(Delete("Pod", n) for n in plan.active())])
+            return with_actions(suspended(plan), [*cleanup, *plan.stop_active()])
         if observed.secret_exists is False:
             return secret_missing(obj)
         if deadline := deadline_passed(plan, now):
-            return with_actions(
-                failed(plan, "DeadlineExceeded", deadline, now), [Delete("Pod", n) for n in plan.active()]
-            )
+            return with_actions(failed(plan, "DeadlineExceeded", deadline, now), plan.stop_active())
         return with_actions(self.progress(plan, observed, now), cleanup)
 
     def progress(self, plan: Plan, observed: Observed, now: datetime) -> Result:
@@ -167,27 +169,26 @@ class TrainingJobController:
         failed_pods = [v for v in plan.gang if v.state == "failed"]
         if failed_pods:
             return self.after_failure(plan, failed_pods[0], now)
-        missing = self.missing_pods(plan, observed)
+        missing = self.gang(plan.job, plan.attempt, {v.name for v in plan.gang}, observed.service_exists)
         if len(plan.gang) == m.workers(job) and all(v.state == "succeeded" for v in plan.gang):
             return self.register(plan, observed, now)
         return running(plan, missing, now)
 
-    def missing_pods(self, plan: Plan, observed: Observed) -> list[Create]:
-        present = {v.name for v in plan.gang}
+    def gang(self, job: TrainingJob, attempt: int, present: set[str], have_service: bool) -> list[Create]:
+        """The attempt's worker pods not in `present`, and the headless Service a distributed job needs."""
         creates = [
-            Create(m.worker_pod(plan.job, plan.attempt, rank, self.settings))
-            for rank in range(m.workers(plan.job))
-            if m.pod_name(plan.job, plan.attempt, rank) not in present
+            Create(m.worker_pod(job, attempt, rank, self.settings))
+            for rank in range(m.workers(job))
+            if m.pod_name(job, attempt, rank) not in present
         ]
-        if m.distributed(plan.job) and not observed.service_exists:
-            creates.insert(0, Create(m.headless_service(plan.job)))
+        if m.distributed(job) and not have_service:
+            creates.insert(0, Create(m.headless_service(job)))
         return creates
 
     def launch(self, plan: Plan, attempt: int, now: datetime, reason: str, message: str) -> Result:
         job = plan.job
-        actions: list[Any] = [Create(m.worker_pod(job, attempt, r, self.settings)) for r in range(m.workers(job))]
-        if m.distributed(job):
-            actions.insert(0, Create(m.headless_service(job)))
+        # A new attempt has no pods yet; creating its Service again is harmless (an existing one is kept).
+        actions = self.gang(job, attempt, set(), have_service=False)
         fields = {"phase": "Pending", "attempts": attempt, "startTime": plan.status.get("startTime") or rfc3339(now)}
         result = Result(pending_conditions("Launching", f"attempt {attempt}: creating {m.workers(job)} worker pod(s)"),
                         fields, [Event("Normal", reason, message)], WATCH_RUNNING)  # fmt: skip
@@ -196,16 +197,14 @@ class TrainingJobController:
     def after_failure(self, plan: Plan, pod: PodView, now: datetime) -> Result:
         """One worker failed: the gang is restarted whole, unless the input is bad or retries are spent."""
         what = f"worker {pod.name} failed (exit code {pod.exit_code}): {pod.message or pod.reason or 'no message'}"
-        kill = [Delete("Pod", n) for n in plan.active()]
+        kill = plan.stop_active()
         if pod.permanent_failure:
             return with_actions(failed(plan, "InvalidInput", what, now), kill)
         limit = plan.job.spec.run_policy.backoff_limit
         if plan.attempt - 1 >= limit:
             return with_actions(failed(plan, "BackoffLimitExceeded", f"{what}; {limit} retries used", now), kill)
         restart = self.launch(plan, plan.attempt + 1, now, "GangRestart", f"{what}; restarting all workers")
-        return with_actions(
-            restart, [*kill, *(Delete("Pod", v.name) for v in plan.gang if v.name not in plan.active())]
-        )
+        return with_actions(restart, [Delete("Pod", v.name) for v in plan.gang])
 
     def register(self, plan: Plan, observed: Observed, now: datetime) -> Result:
         job = plan.job
