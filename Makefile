@@ -20,10 +20,12 @@ help:
 	@echo "make generate   regenerate crds/ from the pydantic models"
 
 # One environment holds the operator, its test tools and the runtimes the local executor runs.
-$(VENV)/.installed: pyproject.toml runtimes/trainer/pyproject.toml runtimes/predictor/pyproject.toml
+$(VENV)/.installed: pyproject.toml runtimes/trainer/pyproject.toml runtimes/predictor/pyproject.toml \
+                   runtimes/drift/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -e runtimes/trainer -e 'runtimes/predictor[test,dev]'
+	$(PY) -m pip install -q -e '.[dev,report]' -e runtimes/trainer -e 'runtimes/predictor[test,dev]' \
+	  -e 'runtimes/drift[test,dev]'
 	touch $@
 
 deps: $(VENV)/.installed
@@ -46,6 +48,7 @@ lint: deps check-generated
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict runtimes/trainer/slipway_trainer
 	$(VENV)/bin/mypy --strict runtimes/predictor/slipway_predictor
+	$(VENV)/bin/mypy --strict runtimes/drift/slipway_drift
 
 unit: deps
 	$(VENV)/bin/pytest tests/unit
