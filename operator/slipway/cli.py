@@ -80,6 +80,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         marker.cancel()
         UP.set(0)
         await runtime.requeue.close()
+        if runtime.drift is not None:
+            await runtime.drift.close()
         await kube.close()
         if http is not None:
             await http.cleanup()

@@ -33,6 +33,10 @@ class Settings:
     drift_image: str = f"ghcr.io/slipway-dev/drift:{__version__}"  # SLIPWAY_DRIFT_IMAGE
     s3_endpoint: str = ""  # SLIPWAY_S3_ENDPOINT: default S3 endpoint; empty = AWS
     s3_region: str = "us-east-1"  # SLIPWAY_S3_REGION
+    drift_url: str = (
+        ""  # SLIPWAY_DRIFT_URL: the shared drift runtime, e.g. http://slipway-drift.slipway-system.svc:8080
+    )
+    drift_poll_seconds: float = 10.0  # SLIPWAY_DRIFT_POLL_SECONDS: how often a DriftMonitor reads its results
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,6 +55,8 @@ class Settings:
             drift_image=_env("SLIPWAY_DRIFT_IMAGE", d.drift_image),
             s3_endpoint=_env("SLIPWAY_S3_ENDPOINT", d.s3_endpoint),
             s3_region=_env("SLIPWAY_S3_REGION", d.s3_region),
+            drift_url=_env("SLIPWAY_DRIFT_URL", d.drift_url).rstrip("/"),
+            drift_poll_seconds=float(_env("SLIPWAY_DRIFT_POLL_SECONDS", str(d.drift_poll_seconds))),
         )
 
     def validate(self) -> None:
@@ -60,3 +66,7 @@ class Settings:
             raise ValueError(f"SLIPWAY_HTTP_PORT out of range: {self.http_port}")
         if self.resync_seconds <= 0:
             raise ValueError("SLIPWAY_RESYNC_SECONDS must be positive")
+        if self.drift_poll_seconds <= 0:
+            raise ValueError("SLIPWAY_DRIFT_POLL_SECONDS must be positive")
+        if self.drift_url and not self.drift_url.startswith(("http://", "https://")):
+            raise ValueError(f"SLIPWAY_DRIFT_URL must be an http(s) URL, not {self.drift_url!r}")

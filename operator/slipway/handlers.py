@@ -18,9 +18,11 @@ from slipway.api.common import GROUP, VERSION
 from slipway.config import Settings
 from slipway.controllers.base import Controller, reconcile
 from slipway.controllers.driftmonitor import DriftMonitorController
+from slipway.controllers.driftmonitor_plan import MONITOR_LABEL
 from slipway.controllers.modelversion import ModelVersionController
 from slipway.controllers.rollout import RolloutController
 from slipway.controllers.trainingjob import TrainingJobController
+from slipway.drift import DriftRuntime, DriftUnavailable
 from slipway.kube import Conflict, Kube
 from slipway.observability import (
     CANARY_WEIGHT,
@@ -45,15 +47,32 @@ class Runtime:
 
     def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
+        self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.controllers: dict[str, Controller[Any, Any]] = {
             c.kind.kind: c
             for c in (
                 TrainingJobController(settings, s3),
                 ModelVersionController(settings, s3),
                 RolloutController(settings),
-                DriftMonitorController(),
+                DriftMonitorController(settings, self.drift),
             )
         }
+
+    async def monitor_deleted(self, body: dict[str, Any]) -> None:
+        """Forget the monitor's windows in the drift runtime (best effort: no finalizer guards them, they hold no
+        data worth blocking a delete for) and let its Rollout drop the payload logger."""
+        meta = body["metadata"]
+        ref = (body.get("spec") or {}).get("rolloutRef") or {}
+        if ref.get("name"):
+            self.wake("Rollout", meta["namespace"], ref["name"])
+        if self.drift is None:
+            return
+        try:
+            await self.drift.delete(meta["namespace"], meta["name"])
+        except DriftUnavailable as err:
+            log.warning(
+                "could not remove DriftMonitor %s/%s from the drift runtime: %s", meta["namespace"], meta["name"], err
+            )
 
     def wake(self, kind: str, namespace: str, name: str, delay: float = POD_DEBOUNCE_SECONDS) -> None:
         """Reconcile an object soon because something it owns changed (debounced per object)."""
@@ -133,12 +152,26 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, controller.kind.plural, registry=registry, id=f"reconcile-{controller.kind.plural}")
     async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        namespace = body.metadata.namespace or ""
         if event["type"] == "DELETED":
-            runtime.requeue.forget((controller.kind.plural, body.metadata.namespace, body.metadata.name))
+            runtime.requeue.forget((controller.kind.plural, namespace, body.metadata.name))
+            if controller.kind.kind == "DriftMonitor":
+                await runtime.monitor_deleted(dict(event["object"]))
             return
         obj: dict[str, Any] = dict(event["object"])
         await runtime.handle(controller, obj)
-        if controller.kind.kind == "ModelVersion":
-            # Rollouts wait on their ModelVersion's readiness: tell them when it changes.
-            for rollout in (obj.get("status") or {}).get("servedBy") or []:
-                runtime.wake("Rollout", body.metadata.namespace or "", rollout)
+        for kind, name in related(controller.kind.kind, obj):
+            runtime.wake(kind, namespace, name)
+
+
+def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """Objects whose decision depends on this one's status: woken now rather than at their next resync."""
+    if kind == "ModelVersion":  # Rollouts wait on their ModelVersion's readiness
+        return [("Rollout", r) for r in (obj.get("status") or {}).get("servedBy") or []]
+    if kind == "DriftMonitor":  # the Rollout points its service's payload logger at the monitor
+        ref = (obj.get("spec") or {}).get("rolloutRef") or {}
+        return [("Rollout", ref["name"])] if ref.get("name") else []
+    if kind == "TrainingJob":  # a retraining job's outcome moves its monitor
+        monitor = (obj["metadata"].get("labels") or {}).get(MONITOR_LABEL)
+        return [("DriftMonitor", monitor)] if monitor else []
+    return []

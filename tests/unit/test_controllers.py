@@ -4,8 +4,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from slipway.api import DriftMonitor
-from slipway.controllers import driftmonitor
 from slipway.controllers.base import Result, desired_status, invalid, merge_diff
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -13,18 +11,6 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def conds(result: Result) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in result.conditions}
-
-
-def test_driftmonitor_waits_for_target() -> None:
-    dm = DriftMonitor.model_validate(
-        {
-            "metadata": {"namespace": "ns"},
-            "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}},
-        }
-    )
-    result = driftmonitor.DriftMonitorController().decide(dm, driftmonitor.Observed(None), NOW)
-    assert conds(result)["Ready"] == ("False", "InferenceServiceNotFound")
-    assert conds(result)["DriftDetected"][0] == "Unknown"
 
 
 @pytest.mark.parametrize(

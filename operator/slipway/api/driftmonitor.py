@@ -103,6 +103,12 @@ class RetrainRecord(Model):
     job_name: str
     time: Annotated[str, Field(json_schema_extra={"format": "date-time"})]
     reason: Annotated[str, Field(default="", max_length=2048)]
+    model_version: Annotated[
+        str | None, Field(default=None, description="The ModelVersion the job registered, once it has.")
+    ]
+    proposed: Annotated[
+        bool, Field(default=False, description="Whether the new version was proposed to the Rollout (createRollout).")
+    ]
 
 
 DriftState = Literal["Pending", "Monitoring", "Drifting", "Retraining"]
@@ -114,6 +120,12 @@ class DriftMonitorStatus(StatusBase):
     windows_evaluated: Annotated[int, Field(default=0, ge=0)]
     consecutive_drift_windows: Annotated[int, Field(default=0, ge=0)]
     last_window: Annotated[WindowResult | None, Field(default=None)]
+    last_canary_window: Annotated[
+        WindowResult | None, Field(default=None, description="Canary traffic, kept apart from the stable window.")
+    ]
+    last_result_seq: Annotated[
+        int, Field(default=0, ge=0, description="Sequence number of the last detector result taken into account.")
+    ]
     last_check_time: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
     last_retrain: Annotated[RetrainRecord | None, Field(default=None)]
 

@@ -204,6 +204,17 @@ class RolloutStatus(StatusBase):
     promote_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/promote value acted on.")]
     retry_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/retry value acted on.")]
     abort_token: Annotated[str | None, Field(default=None, description="Last slipway.dev/abort value acted on.")]
+    candidate: Annotated[
+        str | None,
+        Field(
+            default=None,
+            description="Who proposed the version being rolled out instead of spec.modelVersionRef "
+            "(slipway.dev/candidate), e.g. DriftMonitor/cancer-rf; unset when the spec decides.",
+        ),
+    ]
+    drift_monitor: Annotated[
+        str | None, Field(default=None, description="DriftMonitor whose detector receives this service's inputs.")
+    ]
 
 
 class Rollout(Kind):

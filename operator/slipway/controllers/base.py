@@ -62,7 +62,16 @@ class Apply:
     patch: dict[str, Any]
 
 
-Action = Create | Delete | SetFinalizers | Apply
+@dataclass(frozen=True)
+class Patch:
+    """Merge-patch an existing object in the reconciled object's namespace, named by `ref`
+    (apiVersion, kind, metadata.name). Only for fields slipway owns there, never a user's spec."""
+
+    ref: dict[str, Any]
+    patch: dict[str, Any]
+
+
+Action = Create | Delete | SetFinalizers | Apply | Patch
 
 
 @dataclass
@@ -158,6 +167,10 @@ async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kub
             meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
             if not await kube.create({**action.manifest, "metadata": meta}):
                 await kube.patch_object(action.manifest, action.patch)
+        elif isinstance(action, Patch):
+            await kube.patch_object(
+                {**action.ref, "metadata": {"namespace": ref.namespace, **action.ref["metadata"]}}, action.patch
+            )
         elif isinstance(action, Delete):
             await kube.delete(action.kind, ref.namespace, action.name, action.grace_seconds)
             deleted_self = deleted_self or (action.kind == kind.kind and action.name == ref.name)

@@ -1,24 +1,43 @@
-"""DriftMonitor controller."""
+"""DriftMonitor controller: keeps the shared drift runtime configured for what the target serves, folds each
+evaluated window into status, and retrains when drift persists.
+
+observe() reads the target, its ModelVersions, the retraining jobs, and the runtime (making its configuration
+match the one built from the spec first: KServe-style, build the desired object purely, then diff); decide()
+is pure.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from slipway import conditions
+from slipway.api.common import API_VERSION
 from slipway.api.driftmonitor import DriftMonitor
-from slipway.conditions import Cond
-from slipway.controllers.base import Result
+from slipway.conditions import Cond, rfc3339
+from slipway.config import Settings
+from slipway.controllers import driftmonitor_plan as plan
+from slipway.controllers import rollout as rollout_ctl
+from slipway.controllers.base import Create, Event, Patch, Result
 from slipway.controllers.references import missing
+from slipway.controllers.rollout_isvc import logger_url
+from slipway.drift import DriftRejected, DriftRuntime, DriftUnavailable
 from slipway.kube import Kube
 
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+DRIFT = "DriftDetected"
 
 
 @dataclass(frozen=True)
 class Observed:
     target: dict[str, Any] | None
+    stable: dict[str, Any] | None = None  # the served version's ModelVersion
+    canary: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None  # the runtime's view of this monitor (config, versions, results)
+    runtime_error: str | None = None
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # retraining jobs of this monitor
+    retrained: dict[str, Any] | None = None  # ModelVersion of status.lastRetrain's job, once registered
 
 
 def target_of(dm: DriftMonitor) -> tuple[str, str, str]:
@@ -29,24 +48,243 @@ def target_of(dm: DriftMonitor) -> tuple[str, str, str]:
     return "InferenceService", dm.spec.inference_service_ref.name, "spec.inferenceServiceRef"
 
 
+def served(dm: DriftMonitor, target: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(stable, canary) version names of what the target serves now."""
+    if dm.spec.rollout_ref is not None:
+        status = target.get("status") or {}
+        return status.get("stableVersion"), status.get("canaryVersion")
+    return (dm.spec.model_version_ref.name if dm.spec.model_version_ref else None), None
+
+
 class DriftMonitorController:
     kind = DriftMonitor
 
+    def __init__(self, settings: Settings, runtime: DriftRuntime | None = None) -> None:
+        self.settings = settings
+        self.runtime = runtime or (DriftRuntime(settings.drift_url) if settings.drift_url else None)
+
     async def observe(self, obj: DriftMonitor, kube: Kube) -> Observed:
-        ns = obj.metadata.get("namespace", "")
-        kind, name, _ = target_of(obj)
+        ns, name = obj.metadata.get("namespace", ""), obj.metadata["name"]
+        kind, target_name, _ = target_of(obj)
         if kind == "Rollout":
-            return Observed(await kube.get("rollouts", ns, name))
-        return Observed(await kube.get_custom(*KSERVE[:2], KSERVE[2], ns, name))
+            target = await kube.get("rollouts", ns, target_name)
+        else:
+            target = await kube.get_custom(*KSERVE[:2], KSERVE[2], ns, target_name)
+        if target is None:
+            return Observed(None)
+        stable_name, canary_name = served(obj, target)
+        stable = await kube.get("modelversions", ns, stable_name) if stable_name else None
+        canary = await kube.get("modelversions", ns, canary_name) if canary_name else None
+        jobs = await kube.list_custom("trainingjobs", ns, f"{plan.MONITOR_LABEL}={name}")
+        retrained = await self._retrained(obj, jobs, kube)
+        runtime, error = await self._sync_runtime(obj, stable, canary)
+        return Observed(target, stable, canary, runtime, error, jobs, retrained)
+
+    async def _retrained(self, dm: DriftMonitor, jobs: list[dict[str, Any]], kube: Kube) -> dict[str, Any] | None:
+        last = dm.status.last_retrain if dm.status else None
+        if last is None:
+            return None
+        job = next((j for j in jobs if j["metadata"]["name"] == last.job_name), None)
+        version = last.model_version or ((job or {}).get("status") or {}).get("modelVersionRef", {}).get("name")
+        return await kube.get("modelversions", dm.metadata.get("namespace", ""), version) if version else None
+
+    async def _sync_runtime(
+        self, dm: DriftMonitor, stable: dict[str, Any] | None, canary: dict[str, Any] | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The runtime's state for this monitor after making its configuration the desired one."""
+        if self.runtime is None or stable is None or plan.reference_problem(stable):
+            return None, None
+        versions = {stable["metadata"]["name"]: ("stable", stable)}
+        if canary is not None and not plan.reference_problem(canary):
+            versions[canary["metadata"]["name"]] = ("canary", canary)
+        desired = plan.detector_config(dm, versions)
+        ns, name = dm.metadata.get("namespace", ""), dm.metadata["name"]
+        try:
+            current = await self.runtime.get(ns, name)
+            if current is None or current.get("config") != desired:
+                current = await self.runtime.put(ns, name, desired)
+        except DriftUnavailable as err:
+            return None, str(err)
+        except DriftRejected as err:
+            return None, f"the drift runtime refused the configuration: {err}"
+        return current, None
 
     def decide(self, obj: DriftMonitor, observed: Observed, now: datetime) -> Result:
-        kind, name, field = target_of(obj)
-        fields: dict[str, Any] = {"state": "Pending"}
-        if observed.target is None:
-            result = missing(kind, name, field, fields)
-        else:
-            result = Result(
-                conditions.progressing("Pending", f"waiting to attach the detector to {kind} {name!r}"), fields
+        return Decision(obj, observed, now, self.settings).run()
+
+
+class Decision:
+    """One decision over a DriftMonitor."""
+
+    def __init__(self, dm: DriftMonitor, observed: Observed, now: datetime, settings: Settings) -> None:
+        self.dm, self.o, self.now, self.settings = dm, observed, now, settings
+        self.status = dm.status.wire() if dm.status else {}
+        self.fields: dict[str, Any] = {}
+        self.events: list[Event] = []
+        self.actions: list[Any] = []
+        self.last_drifted: dict[str, Any] | None = None
+        self.retrain_message = ""
+
+    def get(self, key: str) -> Any:
+        return self.fields[key] if key in self.fields else self.status.get(key)
+
+    def run(self) -> Result:
+        kind, name, field_ = target_of(self.dm)
+        if self.o.target is None:
+            return self.waiting_result(missing(kind, name, field_, {"state": "Pending"}))
+        stable, _ = served(self.dm, self.o.target)
+        if not stable:
+            message = f"{kind} {name!r} serves no version yet"
+            return self.finish(conditions.progressing("WaitingForVersion", message), "Pending")
+        if self.o.stable is None:
+            return self.waiting_result(missing("ModelVersion", stable, f"what {kind} {name!r} serves", {}))
+        if problem := plan.reference_problem(self.o.stable) or self.feature_problem():
+            self.events.append(Event("Warning", "NoReferenceData", problem))
+            return self.finish(conditions.stalled("NoReferenceData", problem), "Pending")
+        if not self.settings.drift_url:
+            message = "the operator has no SLIPWAY_DRIFT_URL: install the drift runtime and point the operator at it"
+            return self.finish(conditions.stalled("DetectorNotConfigured", message), "Pending")
+        self.switch_reference(stable)
+        self.attach_logger(kind, stable)
+        if self.o.runtime_error or self.o.runtime is None:
+            why = self.o.runtime_error or "no answer"
+            return self.finish(conditions.progressing("DetectorUnavailable", why), self.get("state") or "Pending")
+        version = (self.o.runtime.get("versions") or {}).get(stable) or {}
+        if version.get("referenceError"):
+            message = f"reference data of {stable} could not be loaded: {version['referenceError']}"
+            return self.finish(conditions.progressing("ReferenceDataUnavailable", message), "Pending")
+        self.take_windows(stable)
+        self.retrain(stable)
+        self.follow_retrain()
+        return self.finish(conditions.ready("Monitoring", self.monitoring_message(stable, version)), self.state())
+
+    # -- steps ------------------------------------------------------------------------------------------------
+
+    def feature_problem(self) -> str | None:
+        assert self.o.stable is not None
+        unknown = plan.unknown_features(self.dm, self.o.stable)
+        if unknown:
+            return f"spec.detector.features names inputs {self.o.stable['metadata']['name']} does not have: " + (
+                ", ".join(unknown)
             )
-        result.conditions.append(Cond("DriftDetected", "Unknown", "NoWindowYet", "no window has been evaluated"))
+        return None
+
+    def switch_reference(self, stable: str) -> None:
+        previous = self.status.get("modelVersion")
+        if previous == stable:
+            return
+        self.fields |= {"modelVersion": stable, "consecutiveDriftWindows": 0}
+        if previous:
+            message = f"reference data switched from {previous} to {stable}, the version now served"
+            self.events.append(Event("Normal", "ReferenceSwitched", message))
+
+    def attach_logger(self, kind: str, stable: str) -> None:
+        """A Rollout sets its service's logger itself (it knows every revision's version). An InferenceService
+        watched directly gets only the `logger` field patched: the one field the monitor owns there."""
+        if kind != "InferenceService" or self.o.target is None:
+            return
+        url = logger_url(self.settings, self.dm.metadata.get("namespace", ""), self.dm.metadata["name"], stable)
+        want = {"mode": "request", "url": url}
+        have = ((self.o.target.get("spec") or {}).get("predictor") or {}).get("logger")
+        if have != want:
+            ref = {
+                "apiVersion": f"{KSERVE[0]}/{KSERVE[1]}",
+                "kind": "InferenceService",
+                "metadata": {"name": self.o.target["metadata"]["name"]},
+            }
+            self.actions.append(Patch(ref, {"spec": {"predictor": {"logger": want}}}))
+
+    def take_windows(self, stable: str) -> None:
+        results = list((self.o.runtime or {}).get("results") or [])
+        windows = plan.fold({**self.status, **self.fields}, stable, results)
+        self.fields |= windows.fields
+        level = self.dm.spec.detector.p_value
+        for result in windows.drifted:
+            self.events.append(Event("Warning", "DriftDetected", plan.describe_window(plan.window_of(result), level)))
+        self.last_drifted = windows.drifted[-1] if windows.drifted else None
+
+    def retrain(self, stable: str) -> None:
+        verdict = plan.retrain_verdict(self.dm, {**self.status, **self.fields}, self.o.jobs, self.now)
+        self.retrain_message = verdict.message
+        if not verdict.create:
+            return
+        window = self.last_drifted or {
+            "seq": self.get("lastResultSeq"),
+            "version": stable,
+            **(self.get("lastWindow") or {}),
+        }
+        name = plan.job_name(self.dm, int(window.get("seq") or 0))
+        last = plan.describe_window(self.get("lastWindow") or {}, self.dm.spec.detector.p_value)
+        reason = f"{verdict.message} on {stable}; last: {last}"
+        self.actions.append(Create(plan.retrain_job(self.dm, name, window, reason)))
+        self.fields |= {"lastRetrain": {"jobName": name, "time": rfc3339(self.now), "reason": reason[:2048]},
+                        "consecutiveDriftWindows": 0}  # fmt: skip
+        self.events.append(Event("Normal", "RetrainingStarted", f"TrainingJob {name}: {reason}"[:1024]))
+
+    def follow_retrain(self) -> None:
+        """Record the retrained version; with createRollout, propose it to the Rollout once it is Ready."""
+        last = dict(self.get("lastRetrain") or {})
+        mv = self.o.retrained
+        if not last or mv is None or last.get("jobName") != (self.status.get("lastRetrain") or {}).get("jobName"):
+            return
+        version = mv["metadata"]["name"]
+        if last.get("modelVersion") != version:
+            last["modelVersion"] = version
+        retrain = self.dm.spec.retrain
+        ready = conditions.is_true((mv.get("status") or {}).get("conditions") or [], conditions.READY)
+        if retrain and retrain.create_rollout and self.dm.spec.rollout_ref and ready and not last.get("proposed"):
+            self.propose(version)
+            last["proposed"] = True
+        if last != self.status.get("lastRetrain"):
+            self.fields["lastRetrain"] = last
+
+    def propose(self, version: str) -> None:
+        assert self.o.target is not None
+        rollout = self.o.target
+        base = ((rollout.get("spec") or {}).get("modelVersionRef") or {}).get("name", "")
+        source = f"DriftMonitor/{self.dm.metadata['name']}"
+        annotations = {
+            rollout_ctl.CANDIDATE: version,
+            rollout_ctl.CANDIDATE_BASE: base,
+            rollout_ctl.CANDIDATE_SOURCE: source,
+        }
+        ref = {"apiVersion": API_VERSION, "kind": "Rollout", "metadata": {"name": rollout["metadata"]["name"]}}
+        self.actions.append(Patch(ref, {"metadata": {"annotations": annotations}}))
+        message = f"proposed {version} (retrained) to Rollout {rollout['metadata']['name']}"
+        self.events.append(Event("Normal", "CandidateProposed", message))
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    def state(self) -> str:
+        running = [j for j in self.o.jobs if not plan.finished(j)]
+        if running:
+            return "Retraining"
+        window = self.get("lastWindow") or {}
+        return "Drifting" if window.get("drift") else "Monitoring"
+
+    def monitoring_message(self, stable: str, version: dict[str, Any]) -> str:
+        size = self.dm.spec.detector.window_size
+        message = f"watching {stable}: {version.get('samples', 0)}/{size} samples in the current window"
+        if self.dm.spec.retrain and self.get("consecutiveDriftWindows"):
+            message += f"; {self.retrain_message}"
+        return message
+
+    def drift_condition(self) -> Cond:
+        window = self.get("lastWindow")
+        if not window:
+            return Cond(DRIFT, "Unknown", "NoWindowYet", "no window has been evaluated yet")
+        text = plan.describe_window(window, self.dm.spec.detector.p_value)
+        if window.get("drift"):
+            return Cond(DRIFT, "True", "DriftDetected", f"{text}; {self.get('consecutiveDriftWindows') or 0} in a row")
+        return Cond(DRIFT, "False", "NoDrift", text)
+
+    def finish(self, conds: list[Cond], state: str) -> Result:
+        self.fields["state"] = state
+        result = Result([*conds, self.drift_condition()], self.fields, self.events, self.settings.drift_poll_seconds)
+        result.actions.extend(self.actions)
         return result
+
+    def waiting_result(self, waiting: Result) -> Result:
+        waiting.fields = {"state": "Pending", **waiting.fields}
+        waiting.conditions.append(self.drift_condition())
+        return waiting

@@ -23,6 +23,14 @@ from slipway.controllers.references import missing, not_ready
 from slipway.kube import Kube
 
 PROMOTE, ABORT, RETRY = "slipway.dev/promote", "slipway.dev/abort", "slipway.dev/retry"
+# A version proposed by a DriftMonitor's retraining. Metadata, not spec: the operator never writes a user's spec,
+# and GitOps tools do not flag annotations they do not manage. It holds while spec.modelVersionRef still names
+# CANDIDATE_BASE, so a person (or Git) changing the spec always wins.
+CANDIDATE, CANDIDATE_BASE, CANDIDATE_SOURCE = (
+    "slipway.dev/candidate",
+    "slipway.dev/candidate-base",
+    "slipway.dev/candidate-source",
+)
 MAX_DECISIONS = 20
 WATCH_SECONDS = 10.0
 
@@ -33,6 +41,26 @@ class Observed:
     stable: dict[str, Any] | None = None  # status.stableVersion's ModelVersion
     isvc: dict[str, Any] | None = None
     analysis: Outcome | None = None  # present when an analysis was due and ran
+    drift_monitor: str | None = None  # the DriftMonitor watching this Rollout, if any
+
+
+def target_of(rollout: Rollout) -> tuple[str, str | None]:
+    """(the version to roll out, who proposed it when not the spec)."""
+    annotations = rollout.metadata.get("annotations") or {}
+    spec_target = rollout.spec.model_version_ref.name
+    candidate = annotations.get(CANDIDATE)
+    if candidate and annotations.get(CANDIDATE_BASE) == spec_target:
+        return candidate, annotations.get(CANDIDATE_SOURCE) or CANDIDATE
+    return spec_target, None
+
+
+def monitor_of(rollout: Rollout, monitors: list[dict[str, Any]]) -> str | None:
+    """The DriftMonitor the service logs its inputs to: the first by name if several watch it."""
+    name = rollout.metadata.get("name")
+    watching = [
+        m["metadata"]["name"] for m in monitors if ((m.get("spec") or {}).get("rolloutRef") or {}).get("name") == name
+    ]
+    return min(watching) if watching else None
 
 
 def problems(rollout: Rollout) -> list[str]:
@@ -65,13 +93,14 @@ class RolloutController:
     async def observe(self, obj: Rollout, kube: Kube) -> Observed:
         ns = obj.metadata.get("namespace", "")
         status = obj.status.wire() if obj.status else {}
-        target = await kube.get("modelversions", ns, obj.spec.model_version_ref.name)
+        target = await kube.get("modelversions", ns, target_of(obj)[0])
         stable_name = status.get("stableVersion")
         stable = await kube.get("modelversions", ns, stable_name) if stable_name else None
         current = await kube.get_custom(
             isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL, ns, isvc.isvc_name(obj)
         )
-        return Observed(target, stable, current, await self.analysis_if_due(obj, status))
+        monitor = monitor_of(obj, await kube.list_custom("driftmonitors", ns)) if self.settings.drift_url else None
+        return Observed(target, stable, current, await self.analysis_if_due(obj, status), monitor)
 
     async def analysis_if_due(self, obj: Rollout, status: dict[str, Any]) -> Outcome | None:
         analysis = obj.spec.canary.analysis if obj.spec.canary else None
@@ -110,10 +139,12 @@ class Walk:
         return self.fields[key] if key in self.fields else self.status.get(key)
 
     def run(self) -> Result:
-        target = self.r.spec.model_version_ref.name
+        target, proposer = target_of(self.r)
+        self.fields |= {"candidate": proposer, "driftMonitor": self.o.drift_monitor}
         if self.o.model_version is None:
+            field = f"the {CANDIDATE} annotation" if proposer else "spec.modelVersionRef"
             return missing(
-                "ModelVersion", target, "spec.modelVersionRef", {"phase": self.status.get("phase") or "Pending"}
+                "ModelVersion", target, field, {**self.fields, "phase": self.status.get("phase") or "Pending"}
             )
         stable = self.get("stableVersion")
         if target != stable and (waiting := not_ready("ModelVersion", self.o.model_version, {})):
@@ -171,7 +202,8 @@ class Walk:
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
                         "canaryStartedAt": rfc3339(self.now), "stepStartedAt": rfc3339(self.now),
                         "lastAnalysisTime": None, "lastVerdict": None}  # fmt: skip
-        self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)})")
+        proposed = f", proposed by {self.get('candidate')}" if self.get("candidate") else ""
+        self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)}){proposed}")
         self.events.append(Event("Normal", "CanaryStarted", f"{target} at {weight}%"))
 
     def progress(self) -> Result:
@@ -298,4 +330,6 @@ class Walk:
         stable = version_of(by_name[stable_name])
         canary_name = self.get("canaryVersion")
         canary = version_of(by_name[canary_name]) if canary_name in by_name else None
-        return isvc.inference_service(self.r, stable, canary, self.get("canaryWeight") or 0, self.settings)
+        return isvc.inference_service(
+            self.r, stable, canary, self.get("canaryWeight") or 0, self.settings, self.o.drift_monitor
+        )

@@ -24,7 +24,13 @@ def isvc_name(rollout: Rollout) -> str:
     return rollout.spec.inference_service.name or rollout.metadata["name"]
 
 
-def predictor(rollout: Rollout, mv: ModelVersion, settings: Settings) -> dict[str, Any]:
+def logger_url(settings: Settings, namespace: str, monitor: str, version: str) -> str:
+    """Where KServe's payload logger sends a version's requests: the version is in the path, so canary and
+    stable inputs stay apart even though the logger's events do not name the model version."""
+    return f"{settings.drift_url}/v1/events/{namespace}/{monitor}/{version}"
+
+
+def predictor(rollout: Rollout, mv: ModelVersion, settings: Settings, monitor: str | None = None) -> dict[str, Any]:
     tmpl, art = rollout.spec.inference_service.predictor, mv.spec.artifact
     env: list[dict[str, Any]] = [
         {"name": "SLIPWAY_MODEL_VERSION", "value": mv.metadata["name"]},
@@ -59,25 +65,34 @@ def predictor(rollout: Rollout, mv: ModelVersion, settings: Settings) -> dict[st
     spec: dict[str, Any] = {"name": mv.metadata["name"], "minReplicas": tmpl.min_replicas, "model": model}
     if tmpl.max_replicas:
         spec["maxReplicas"] = tmpl.max_replicas
+    if monitor and settings.drift_url:
+        url = logger_url(settings, rollout.metadata.get("namespace", ""), monitor, mv.metadata["name"])
+        spec["logger"] = {"mode": "request", "url": url}
     if tmpl.service_account_name or art.service_account_name:
         spec["serviceAccountName"] = tmpl.service_account_name or art.service_account_name
     return spec
 
 
 def inference_service(
-    rollout: Rollout, stable: ModelVersion, canary: ModelVersion | None, weight: int, settings: Settings
+    rollout: Rollout,
+    stable: ModelVersion,
+    canary: ModelVersion | None,
+    weight: int,
+    settings: Settings,
+    monitor: str | None = None,
 ) -> dict[str, Any]:
-    """The desired InferenceService: `stable` serving, `canary` at `weight` percent when given."""
+    """The desired InferenceService: `stable` serving, `canary` at `weight` percent when given; inputs logged to
+    the drift runtime when a DriftMonitor watches."""
     mode = rollout.spec.inference_service.deployment_mode
     spec: dict[str, Any] = {}
     if canary is None:
-        spec["predictor"] = predictor(rollout, stable, settings)
+        spec["predictor"] = predictor(rollout, stable, settings, monitor)
     elif mode == "Serverless":
         # Knative keeps the previous revision (stable) for 100 - weight; the spec names only the latest.
-        spec["predictor"] = {**predictor(rollout, canary, settings), "canaryTrafficPercent": weight}
+        spec["predictor"] = {**predictor(rollout, canary, settings, monitor), "canaryTrafficPercent": weight}
     else:
-        spec["predictor"] = predictor(rollout, stable, settings)
-        spec["canary"] = [{"predictor": predictor(rollout, canary, settings), "trafficPercent": weight}]
+        spec["predictor"] = predictor(rollout, stable, settings, monitor)
+        spec["canary"] = [{"predictor": predictor(rollout, canary, settings, monitor), "trafficPercent": weight}]
     meta = rollout.metadata
     return {
         "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}",
@@ -112,11 +127,12 @@ def covers(observed: Any, desired: Any) -> bool:
 
 
 def spec_patch(desired: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch that sets slipway's fields and clears the canary fields it owns when it wants none."""
+    """A merge patch that sets slipway's fields and clears the canary and logger fields it owns when it wants
+    none."""
     spec = dict(desired["spec"])
     spec.setdefault("canary", None)
-    if "canaryTrafficPercent" not in spec["predictor"]:
-        spec["predictor"] = {**spec["predictor"], "canaryTrafficPercent": None}
+    owned = {k: None for k in ("canaryTrafficPercent", "logger") if k not in spec["predictor"]}
+    spec["predictor"] = {**spec["predictor"], **owned}
     meta = desired["metadata"]
     return {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": spec}
 
@@ -126,8 +142,9 @@ def needs_update(observed: dict[str, Any] | None, desired: dict[str, Any]) -> bo
         return True
     spec = observed.get("spec") or {}
     stray_canary = "canary" not in desired["spec"] and bool(spec.get("canary"))
-    stray_percent = "canaryTrafficPercent" not in desired["spec"]["predictor"] and (
-        (spec.get("predictor") or {}).get("canaryTrafficPercent") is not None
+    stray_percent = any(
+        key not in desired["spec"]["predictor"] and (spec.get("predictor") or {}).get(key) is not None
+        for key in ("canaryTrafficPercent", "logger")
     )
     meta = {k: desired["metadata"][k] for k in ("labels", "annotations")}
     return (
