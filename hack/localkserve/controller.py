@@ -175,7 +175,7 @@ class Controller:
             return
         plan = self._plan(isvc, mode, desired, states)
         self._converge(isvc, desired, plan, owned)
-        route = self._route(isvc, mode, plan, states)
+        route = self._route(isvc, mode, plan, states, owned)
         self.table.put(route)
         # What PredictorReady waits for: Knative's latest revision and whatever takes traffic;
         # in Standard mode every revision the spec names.
@@ -188,14 +188,18 @@ class Controller:
         self._write_status(isvc, status.build(isvc, mode, plan, health, self.settings.domain, ready))
 
     def _route(
-        self, isvc: Obj, mode: str, plan: revisions.Plan, states: dict[str, pods.RevisionState]
+        self, isvc: Obj, mode: str, plan: revisions.Plan, states: dict[str, pods.RevisionState], owned: list[Obj]
     ) -> routing.Route:
         namespace, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
-        backends = [
-            routing.Backend(t.revision, t.percent, tuple(e for _, e in states[t.revision].endpoints))
-            for t in plan.traffic
-            if t.revision in states
-        ]
+        by_revision = {pods.revision_of(d): d for d in owned}
+        backends = []
+        for t in plan.traffic:
+            if t.revision not in states:
+                continue
+            dep = by_revision.get(t.revision) or {}
+            predictor = ((dep.get("metadata") or {}).get("annotations") or {}).get(manifests.PREDICTOR_ANNOTATION, "")
+            endpoints = tuple(e for _, e in states[t.revision].endpoints)
+            backends.append(routing.Backend(t.revision, t.percent, endpoints, manifests.sink_of(dep), predictor))
         u = status.urls(isvc, mode, self.settings.domain)
         hosts = routing.hosts(name, namespace, [u.url, u.address, u.predictor_url, u.predictor_address])
         return routing.Route(namespace, name, hosts, tuple(backends))

@@ -15,6 +15,7 @@ model's env and resources on top of the runtime's), with two local differences:
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,9 @@ REVISION_LABEL = "localkserve.slipway.dev/revision"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "localkserve")
 COMPONENT_LABEL = "slipway.dev/component"
 PREDICTOR_ANNOTATION = "localkserve.slipway.dev/predictor"
+# The predictor's `logger`, carried on the pod template as KServe carries it in the agent sidecar's args:
+# changing it makes a new revision, and each revision logs where its own spec said.
+LOGGER_ANNOTATION = "localkserve.slipway.dev/logger"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 CONTAINER = "kserve-container"
 DEFAULT_PORT = 8080
@@ -159,9 +163,26 @@ def revision(isvc: Obj, predictor: Obj, runtime: Obj) -> tuple[str, Obj]:
         },
         "spec": pod,
     }
+    logger = predictor.get("logger") or {}
+    if logger.get("url"):
+        sink = {"url": logger["url"], "mode": logger.get("mode") or "all"}
+        template["metadata"]["annotations"][LOGGER_ANNOTATION] = json.dumps(sink, sort_keys=True)
     replicas = max(1, int(predictor.get("minReplicas") or 1))  # no scale to zero here
     name = revisions.revision_name(meta["name"], revisions.digest({"template": template, "replicas": replicas}))
     return name, deployment(isvc, name, template, replicas, predictor.get("name") or "")
+
+
+def sink_of(deployment: Obj) -> tuple[str, str] | None:
+    """(url, mode) of a revision's payload logger, from its Deployment's pod template."""
+    template = (deployment.get("spec") or {}).get("template") or {}
+    raw = ((template.get("metadata") or {}).get("annotations") or {}).get(LOGGER_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        sink = json.loads(raw)
+        return str(sink["url"]), str(sink.get("mode") or "all")
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def deployment(isvc: Obj, name: str, template: Obj, replicas: int, predictor_name: str) -> Obj:

@@ -7,6 +7,9 @@ JSON `{"error": ...}`: 404 no such InferenceService, 400 ambiguous, 503 nothing 
 the pod did not answer. Responses carry `x-localkserve-revision` (the revision that
 answered), which a real ingress would not add. `/_localkserve/routes` shows the table,
 `/_localkserve/healthz` says the gateway is up.
+
+A revision whose predictor spec has a `logger` gets KServe's payload logging (payload_logger.py): each
+POST it serves goes on as a CloudEvent to the logger's URL, after the answer, off the request path.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from .payload_logger import Origin, PayloadLogger, Sink
 from .routing import Table
 
 log = logging.getLogger("localkserve.proxy")
@@ -35,16 +40,24 @@ HOP_BY_HOP = {
 }
 CHUNK = 64 * 1024
 REVISION_HEADER = "x-localkserve-revision"
+CAPTURE_MAX = 4 * 1024 * 1024  # responses kept for the payload logger
 
 
 class Gateway(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], table: Table, upstream_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        table: Table,
+        upstream_timeout: float = 120.0,
+        logger: PayloadLogger | None = None,
+    ) -> None:
         super().__init__(address, Handler)
         self.table = table
         self.upstream_timeout = upstream_timeout
+        self.logger = logger or PayloadLogger()
 
     @property
     def port(self) -> int:
@@ -87,7 +100,12 @@ class Handler(BaseHTTPRequestHandler):
             self._error(503, f"no ready predictor pod for InferenceService {route.namespace}/{route.name} ({waiting})")
             return
         backend, address = picked
-        self._forward(address, backend.revision, body)
+        sink = Sink(*backend.logger) if backend.logger else None
+        captured = self._forward(address, backend.revision, body, capture=bool(sink and sink.wants("response")))
+        if sink is not None:
+            self._log(
+                sink, Origin(route.namespace, route.name, backend.predictor, f"http://{address}/"), body, captured
+            )
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -107,7 +125,17 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length > 0 else b""
 
-    def _forward(self, address: str, revision: str, body: bytes) -> None:
+    def _log(self, sink: Sink, origin: Origin, body: bytes, response: tuple[bytes, str] | None) -> None:
+        """What the agent sidecar does after a call: the request (and response) as CloudEvents, queued."""
+        if self.command != "POST":
+            return  # only inference calls are logged, not metadata reads
+        event_id = str(uuid.uuid4())
+        content_type = self.headers.get("Content-Type") or "application/json"
+        self.server.logger.submit(sink, "request", event_id, origin, body, content_type)
+        if response is not None:
+            self.server.logger.submit(sink, "response", event_id, origin, *response)
+
+    def _forward(self, address: str, revision: str, body: bytes, capture: bool = False) -> tuple[bytes, str] | None:
         host, port = address.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=self.server.upstream_timeout)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -119,13 +147,15 @@ class Handler(BaseHTTPRequestHandler):
         except (OSError, http.client.HTTPException) as err:
             conn.close()
             self._error(502, f"predictor pod of revision {revision} at {address} did not answer: {err}")
-            return
+            return None
         try:
-            self._relay(resp, revision)
+            kept = self._relay(resp, revision, capture)
         finally:
             conn.close()
+        return (kept, resp.getheader("Content-Type") or "application/json") if kept is not None else None
 
-    def _relay(self, resp: http.client.HTTPResponse, revision: str) -> None:
+    def _relay(self, resp: http.client.HTTPResponse, revision: str, capture: bool = False) -> bytes | None:
+        """Stream the answer back; with `capture`, also keep it (up to CAPTURE_MAX) for the payload logger."""
         self.send_response_only(resp.status, resp.reason)
         length = resp.getheader("Content-Length")
         for name, value in resp.getheaders():
@@ -139,11 +169,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", length)
         self.end_headers()
         if self.command == "HEAD":
-            return
+            return None
+        kept: list[bytes] | None = [] if capture else None
+        size = 0
         while chunk := resp.read1(CHUNK):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if kept is not None and size < CAPTURE_MAX:
+                kept.append(chunk)
+                size += len(chunk)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+        return b"".join(kept) if kept is not None else None
 
     # ---- the gateway's own answers ----------------------------------------------------
 

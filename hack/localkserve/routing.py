@@ -37,6 +37,8 @@ class Backend:
     revision: str
     weight: int
     endpoints: tuple[str, ...]  # host:port of its ready pods
+    logger: tuple[str, str] | None = None  # (url, mode) of its payload logger
+    predictor: str = ""  # the predictor's name (ce-endpoint of logged events)
 
 
 @dataclass(frozen=True)

@@ -131,3 +131,13 @@ def test_runtime_pod_fields_reach_the_pod() -> None:
     assert template["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {}}, extra]
     assert template["spec"]["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert template["metadata"]["annotations"] == {"prometheus.kserve.io/port": "8080", "a": "b"}
+
+
+def test_logger_is_part_of_the_revision_and_readable_back() -> None:
+    plain, d0 = manifests.revision(ISVC, predictor(), RUNTIME)
+    logged, d1 = manifests.revision(
+        ISVC, predictor(logger={"url": "http://drift/v1/events/a/b/c", "mode": "request"}), RUNTIME
+    )
+    assert logged != plain  # as the agent sidecar's args are: a new revision
+    assert manifests.sink_of(d1) == ("http://drift/v1/events/a/b/c", "request")
+    assert manifests.sink_of(d0) is None

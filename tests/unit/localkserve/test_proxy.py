@@ -6,6 +6,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -107,3 +108,45 @@ def test_gateway_errors(gateway: tuple[Table, int, int]) -> None:
     assert code == 502 and "did not answer" in json.loads(body)["error"]
     code, _, body = request(port, "GET", "/_localkserve/routes")
     assert code == 200 and json.loads(body)[0]["backends"][0]["endpoints"] == [closed]
+
+
+class Sink(BaseHTTPRequestHandler):
+    """A CloudEvents receiver that keeps what it got."""
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Sink.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize(("mode", "types"), [("request", ["request"]), ("all", ["request", "response"])])
+def test_payload_logger_sends_cloudevents(gateway: tuple[Table, int, int], mode: str, types: list[str]) -> None:
+    table, backend, port = gateway
+    Sink.got = []
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    sink_port = serve(sink)
+    url = f"http://127.0.0.1:{sink_port}/v1/events/ml/dm/iris-v1"
+    table.put(Route("ml", "iris", frozenset(), (Backend("rev-1", 100, (f"127.0.0.1:{backend}",), (url, mode), "p"),)))
+    body = b'{"instances": [[1.0, 2.0]]}'
+    status, _, _ = request(port, "POST", "/v1/models/iris:predict", body, Host="iris.ml.example.com")
+    assert status == 200
+    deadline = time.monotonic() + 5
+    while len(Sink.got) < len(types) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sink.shutdown()
+    got = sorted(Sink.got, key=lambda e: e[0]["ce-type"])
+    assert [h["ce-type"].rsplit(".", 1)[1] for h, _ in got] == types
+    headers, data = got[0]
+    assert data == body
+    assert headers["ce-inferenceservicename"] == "iris" and headers["ce-namespace"] == "ml"
+    assert headers["ce-component"] == "predictor" and headers["ce-endpoint"] == "p"
+    assert headers["ce-specversion"] == "1.0" and len({h["ce-id"] for h, _ in got}) == 1
+    if mode == "all":
+        assert json.loads(got[1][1])["echo"] == body.decode()
