@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
 from loadgen import Load  # noqa: E402
 from localcluster import Cluster  # noqa: E402
-from localcluster.s3 import S3Server  # noqa: E402
+from localcluster.servers import S3Server  # noqa: E402
 
 NS = "bench"
 # Documented defaults of the tools slipway is compared with (reference figures, not measured here).

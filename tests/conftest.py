@@ -58,9 +58,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real S3-compatible server (moto's server mode) on loopback, for the whole session."""
-    from localcluster.s3 import S3Server
+    from localcluster.servers import S3Server
 
     server = S3Server(tmp_path_factory.mktemp("s3") / "s3.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def drift_server(tmp_path_factory: pytest.TempPathFactory, s3_server: Any) -> Iterator[Any]:
+    """slipway's drift runtime, shared like the real one (monitors are keyed by namespace and name)."""
+    from localcluster.servers import DriftServer
+
+    root = tmp_path_factory.mktemp("drift")
+    server = DriftServer(root / "drift.log", root / "state", s3_server).start()
     yield server
     server.stop()
 

@@ -140,15 +140,15 @@ def retrain_verdict(
         return RetrainVerdict(False, "retraining is off (spec.retrain)")
     if consecutive < retrain.consecutive_windows:
         return RetrainVerdict(False, f"{consecutive}/{retrain.consecutive_windows} drifted windows in a row")
-    running = [j["metadata"]["name"] for j in jobs if not finished(j)]
-    if len(running) >= retrain.max_concurrent:
-        return RetrainVerdict(False, f"retraining already running ({', '.join(sorted(running))}; maxConcurrent "
-                              f"{retrain.max_concurrent})")  # fmt: skip
     last = (status.get("lastRetrain") or {}).get("time")
     if last:
         until = datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(seconds=retrain.cooldown_seconds)
         if now < until:
             return RetrainVerdict(False, f"drift persists but retraining is in cooldown until {rfc3339(until)}")
+    running = [j["metadata"]["name"] for j in jobs if not finished(j)]
+    if len(running) >= retrain.max_concurrent:
+        return RetrainVerdict(False, f"retraining already running ({', '.join(sorted(running))}; maxConcurrent "
+                              f"{retrain.max_concurrent})")  # fmt: skip
     return RetrainVerdict(True, f"{consecutive} drifted windows in a row")
 
 

@@ -1,0 +1,145 @@
+"""DriftMonitor on the local control plane with the real drift runtime: inputs go through the KServe gateway,
+its payload logger posts them to the runtime, the operator folds each window into status, retrains once after
+persistent drift (and not again within the cooldown, also after an operator restart), and a promotion
+switches the reference data."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import urllib.request
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+
+from tests.conftest import REPO, Kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+FEATURES = [f"f{i}" for i in range(5)]
+WINDOW = 100
+
+
+def register(kubectl: Kubectl, s3: Any, name: str, version: int, seed: int) -> None:
+    """A real scikit-learn model with its reference sample in S3, registered as a ModelVersion."""
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(600, len(FEATURES))), columns=FEATURES)
+    model = LogisticRegression().fit(x, (x["f0"] + x["f1"] > 0).astype(int))
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    prefix = f"{kubectl.namespace}/{name}"
+    s3.put_object(Bucket="models", Key=f"{prefix}/model.joblib", Body=buf.getvalue())
+    ref = io.BytesIO()
+    x.iloc[:500].to_parquet(ref, index=False)
+    s3.put_object(Bucket="models", Key=f"{prefix}/reference.parquet", Body=ref.getvalue())
+    spec = {
+        "modelName": "drift-demo", "version": version, "framework": "sklearn",
+        "artifact": {"uri": f"s3://models/{prefix}/model.joblib", "format": "joblib",
+                     "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+                     "credentialsSecretRef": {"name": "s3-credentials"}},
+        "signature": {"inputs": [{"name": f, "dtype": "float64"} for f in FEATURES]},
+        "referenceData": {"uri": f"s3://models/{prefix}/reference.parquet"},
+    }  # fmt: skip
+    doc = {"apiVersion": "slipway.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name}, "spec": spec}
+    kubectl.apply(yaml.safe_dump(doc))
+
+
+def predict(gateway: str, namespace: str, rows: np.ndarray[Any, Any], batch: int = 20) -> None:
+    for start in range(0, len(rows), batch):
+        body = json.dumps({"instances": rows[start : start + batch].tolist()}).encode()
+        req = urllib.request.Request(
+            f"{gateway}/v1/models/svc:predict",
+            data=body,
+            headers={"Host": f"svc.{namespace}.example.com", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+
+
+def status(kubectl: Kubectl) -> dict[str, Any]:
+    return (kubectl.get("driftmonitor", "dm") or {}).get("status") or {}
+
+
+def windows_at_least(kubectl: Kubectl, n: int) -> Any:
+    return lambda: (st := status(kubectl)).get("windowsEvaluated", 0) >= n and st
+
+
+def retrain_jobs(kubectl: Kubectl) -> list[str]:
+    out = kubectl.json("get", "trainingjobs", "-l", "slipway.dev/drift-monitor=dm")
+    return sorted(j["metadata"]["name"] for j in out["items"])
+
+
+def test_drift_windows_retraining_cooldown_and_reference_switch(
+    kubectl: Kubectl, s3: Any, cluster: Any, drift_server: Any, operator_factory: Any
+) -> None:
+    kubectl.apply(REPO / "examples" / "s3-credentials.yaml")
+    kubectl.apply(REPO / "runtimes" / "predictor" / "servingruntime.yaml")
+    register(kubectl, s3, "dd-v1", 1, seed=1)
+    register(kubectl, s3, "dd-v2", 2, seed=2)
+    env = {"SLIPWAY_DRIFT_URL": drift_server.url, "SLIPWAY_DRIFT_POLL_SECONDS": "1"}
+    op = operator_factory(**env)
+    rollout = {
+        "apiVersion": "slipway.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "svc"},
+        "spec": {"modelVersionRef": {"name": "dd-v1"},
+                 "inferenceService": {"predictor": {"protocolVersion": "v1"}},
+                 "canary": {"steps": [{"weight": 100, "holdSeconds": 0}]}},
+    }  # fmt: skip
+    template = yaml.safe_load((REPO / "examples" / "driftmonitor.yaml").read_text())["spec"]["retrain"]["template"]
+    template["runPolicy"] = {"suspend": True}  # the job itself is not under test here: keep the CPU free
+    monitor = {
+        "apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "dm"},
+        "spec": {"rolloutRef": {"name": "svc"}, "detector": {"method": "ks", "pValue": 0.05, "windowSize": WINDOW},
+                 "retrain": {"consecutiveWindows": 2, "cooldownSeconds": 3600, "template": template}},
+    }  # fmt: skip
+    kubectl.apply(yaml.safe_dump_all([rollout, monitor]))
+    wait_for("monitor Ready", lambda: kubectl.condition("driftmonitor", "dm", "Ready").get("status") == "True", 120)
+    isvc = kubectl.get("inferenceservice", "svc") or {}
+    assert isvc["spec"]["predictor"]["logger"]["url"] == f"{drift_server.url}/v1/events/{kubectl.namespace}/dm/dd-v1"
+    wait_for("service Ready", lambda: kubectl.condition("rollout", "svc", "Ready").get("status") == "True", 180)
+
+    rng = np.random.default_rng(7)
+    predict(cluster.gateway_url, kubectl.namespace, rng.normal(size=(WINDOW, 5)))
+    st = wait_for("first window", windows_at_least(kubectl, 1))
+    assert st["lastWindow"]["drift"] is False and st["lastWindow"]["modelVersion"] == "dd-v1"
+    assert kubectl.condition("driftmonitor", "dm", "DriftDetected")["status"] == "False"
+    assert retrain_jobs(kubectl) == []
+
+    shifted = rng.normal(size=(2 * WINDOW, 5)) + np.array([1.5, 0, 0, 0, 0])
+    predict(cluster.gateway_url, kubectl.namespace, shifted)
+    st = wait_for("retraining", lambda: (s := status(kubectl)).get("lastRetrain") and s)
+    assert st["windowsEvaluated"] == 3 and st["lastWindow"]["drift"] is True
+    assert st["lastWindow"]["featurePValues"]["f0"] < 1e-3
+    assert kubectl.condition("driftmonitor", "dm", "DriftDetected")["status"] == "True"
+    (job,) = retrain_jobs(kubectl)
+    assert st["lastRetrain"]["jobName"] == job
+    annotations = (kubectl.get("trainingjob", job) or {})["metadata"]["annotations"]
+    assert annotations["slipway.dev/drifted-version"] == "dd-v1"
+    assert "2 drifted windows in a row" in annotations["slipway.dev/retrain-reason"]
+
+    # A second burst within the cooldown retrains nothing, also across an operator crash.
+    predict(cluster.gateway_url, kubectl.namespace, shifted)
+    wait_for("two more windows", windows_at_least(kubectl, 5))
+    assert retrain_jobs(kubectl) == [job]
+    op.stop(kill=True)
+    operator_factory(**env)
+    predict(cluster.gateway_url, kubectl.namespace, shifted)
+    st = wait_for("two more windows after the restart", windows_at_least(kubectl, 7))
+    assert retrain_jobs(kubectl) == [job]
+    assert st["consecutiveDriftWindows"] >= 2
+    assert "cooldown" in kubectl.condition("driftmonitor", "dm", "Ready")["message"]
+
+    # A promotion switches the reference: the runtime and the service's logger follow the new version.
+    kubectl("patch", "rollout", "svc", "--type=merge", "-p", '{"spec": {"modelVersionRef": {"name": "dd-v2"}}}')
+    wait_for("reference switch", lambda: status(kubectl).get("modelVersion") == "dd-v2", 120)
+    assert status(kubectl)["consecutiveDriftWindows"] == 0
+    with urllib.request.urlopen(f"{drift_server.url}/v1/monitors/{kubectl.namespace}/dm", timeout=5) as resp:
+        config = json.load(resp)["config"]
+    assert {v: c["role"] for v, c in config["versions"].items()} == {"dd-v2": "stable"}
+    logger = (kubectl.get("inferenceservice", "svc") or {})["spec"]["predictor"]["logger"]
+    assert logger["url"].endswith("/dm/dd-v2")
