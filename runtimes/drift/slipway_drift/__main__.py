@@ -1,0 +1,5 @@
+import sys
+
+from slipway_drift.server import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""KServe payload-logger CloudEvents in, window rows out. Pure: no I/O.
+
+Error messages name where the problem is, never the offending values: they are logged and returned, and a
+payload may hold personal data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from slipway_drift.config import Column
+
+REQUEST, RESPONSE = "request", "response"
+Value = float | str
+Row = list[Value]
+
+
+class EventError(ValueError):
+    """An event that is refused as a whole; `reason` is the metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _no_constants(name: str) -> Any:
+    raise EventError("malformed", f"body: {name} is not allowed")
+
+
+def loads(body: bytes, where: str = "body") -> Any:
+    """JSON without Python's NaN/Infinity extensions (a NaN would poison a whole window's statistics)."""
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except EventError:
+        raise
+    except (ValueError, UnicodeDecodeError) as e:
+        raise EventError("malformed", f"{where}: invalid JSON ({type(e).__name__})") from None
+
+
+def parse_cloudevent(headers: Mapping[str, str], content_type: str, body: bytes) -> tuple[str, Any]:
+    """(REQUEST or RESPONSE, the inference body) from a binary- or structured-mode CloudEvent."""
+    if content_type.split(";")[0].strip().lower() == "application/cloudevents+json":
+        doc = loads(body)
+        if not isinstance(doc, dict):
+            raise EventError("malformed", "body: a structured CloudEvent must be a JSON object")
+        for key in ("specversion", "type", "id", "source"):
+            if not isinstance(doc.get(key), str):
+                raise EventError("malformed", f"body.{key}: missing")
+        kind = _kind(doc["type"])
+        if kind == RESPONSE:
+            return kind, None
+        if "data" in doc:
+            return kind, doc["data"]
+        if isinstance(doc.get("data_base64"), str):
+            try:
+                raw = base64.b64decode(doc["data_base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise EventError("malformed", "body.data_base64: not base64") from None
+            return kind, loads(raw, "body.data_base64")
+        raise EventError("malformed", "body.data: missing")
+    ce_type = headers.get("ce-type")
+    if ce_type is None:
+        raise EventError("malformed", "ce-type header: missing")
+    for key in ("ce-id", "ce-source", "ce-specversion"):
+        if key not in headers:
+            raise EventError("malformed", f"{key} header: missing")
+    kind = _kind(ce_type)
+    if kind == RESPONSE:
+        return kind, None
+    mime = content_type.split(";")[0].strip().lower()
+    if mime and mime != "application/json" and not mime.endswith("+json"):
+        raise EventError("unsupported_type", f"content-type {mime}: only JSON inference bodies are monitored")
+    return kind, loads(body)
+
+
+def _kind(ce_type: str) -> str:
+    if ce_type.endswith(".inference.request"):
+        return REQUEST
+    if ce_type.endswith(".inference.response"):
+        return RESPONSE
+    raise EventError("unsupported_type", "ce-type: expected an inference request or response event")
+
+
+def extract_rows(data: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> list[Row]:
+    """Rows of `columns` (the monitored features, in order) from a v1 or v2 inference request body.
+
+    `inputs` is the version's whole signature: positional v1 rows and v2 matrices are in its order.
+    """
+    if not isinstance(data, dict):
+        raise EventError("malformed", "data: expected a JSON object")
+    if "instances" in data:
+        rows = _v1(data["instances"], inputs, columns)
+    elif "inputs" in data:
+        rows = _v2(data["inputs"], inputs, columns)
+    else:
+        raise EventError("malformed", "data: expected `instances` (v1) or `inputs` (v2)")
+    if not rows:
+        raise EventError("malformed", "data: no rows")
+    return rows
+
+
+def _v1(instances: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> list[Row]:
+    if not isinstance(instances, list):
+        raise EventError("malformed", "instances: expected a list")
+    index = {c.name: i for i, c in enumerate(inputs)}
+    rows: list[Row] = []
+    for r, inst in enumerate(instances):
+        if isinstance(inst, list):
+            if len(inst) != len(inputs):
+                raise EventError("malformed", f"instances[{r}]: expected {len(inputs)} values")
+            rows.append([convert(inst[index[c.name]], c, f"instances[{r}].{c.name}") for c in columns])
+        elif isinstance(inst, dict):
+            missing = [c.name for c in columns if c.name not in inst]
+            if missing:
+                raise EventError("malformed", f"instances[{r}]: missing {', '.join(missing[:5])}")
+            rows.append([convert(inst[c.name], c, f"instances[{r}].{c.name}") for c in columns])
+        else:
+            raise EventError("malformed", f"instances[{r}]: expected a list or an object")
+    return rows
+
+
+def _v2(tensors: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> list[Row]:
+    if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors) or not tensors:
+        raise EventError("malformed", "inputs: expected a non-empty list of tensors")
+    by_name = {t.get("name"): t for t in tensors}
+    if all(c.name in by_name for c in columns):
+        cols = [_flat(by_name[c.name], f"inputs.{c.name}", None) for c in columns]
+        n = len(cols[0])
+        if any(len(col) != n for col in cols):
+            raise EventError("malformed", "inputs: tensors differ in length")
+        return [
+            [convert(col[i], c, f"inputs.{c.name}[{i}]") for col, c in zip(cols, columns, strict=True)]
+            for i in range(n)
+        ]
+    if len(tensors) == 1:
+        flat = _flat(tensors[0], "inputs[0]", len(inputs))
+        width = len(inputs)
+        index = {c.name: i for i, c in enumerate(inputs)}
+        return [
+            [convert(flat[r * width + index[c.name]], c, f"inputs[0][{r}].{c.name}") for c in columns]
+            for r in range(len(flat) // width)
+        ]
+    missing = [c.name for c in columns if c.name not in by_name]
+    raise EventError("malformed", f"inputs: no tensor for {', '.join(missing[:5])}")
+
+
+def _flat(tensor: dict[str, Any], where: str, width: int | None) -> list[Any]:
+    """A tensor's elements, row-major; its shape must be [N] or [N, 1] (width None) or [N, width]."""
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        raise EventError("malformed", f"{where}.shape: expected a list of integers")
+    ok = (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) if width is None else shape[1:] == [width]
+    if not ok or len(shape) < 1 or shape[0] < 0:
+        expected = "[N] or [N, 1]" if width is None else f"[N, {width}]"
+        raise EventError("malformed", f"{where}.shape: expected {expected}")
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise EventError("malformed", f"{where}.data: expected a list")
+    flat: list[Any] = []
+    _flatten(data, flat, where)
+    if len(flat) != math.prod(shape):
+        raise EventError("malformed", f"{where}.data: {len(flat)} elements for shape {shape}")
+    return flat
+
+
+def _flatten(data: list[Any], out: list[Any], where: str, depth: int = 0) -> None:
+    if depth > 2:
+        raise EventError("malformed", f"{where}.data: nested too deeply")
+    for item in data:
+        if isinstance(item, list):
+            _flatten(item, out, where, depth + 1)
+        else:
+            out.append(item)
+
+
+def convert(value: Any, column: Column, where: str) -> Value:
+    """One cell as stored in a window: a finite float, or a string for string columns."""
+    if column.dtype == "string":
+        if not isinstance(value, str):
+            raise EventError("malformed", f"{where}: expected a string")
+        return value
+    if column.dtype == "bool":
+        if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
+            return float(value)
+        raise EventError("malformed", f"{where}: expected a boolean")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            f = float(value)
+        except OverflowError:  # an integer literal too large for a double
+            f = math.inf
+        if math.isfinite(f):
+            return f
+        raise EventError("malformed", f"{where}: not a finite number")
+    raise EventError("malformed", f"{where}: expected a number")
