@@ -1,0 +1,1 @@
+"""The whole loop on one machine: the scenario `make demo` plays and the end-to-end test asserts."""

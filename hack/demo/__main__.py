@@ -1,0 +1,68 @@
+"""`make demo`: the whole loop on the local cluster (which `make cluster-up` started), then the report.
+
+PYTHONPATH=hack .venv/bin/python -m demo [--namespace demo] [--rps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from localcluster import Cluster
+
+from . import services
+from .scenario import REPO, Env, Kubectl, Scenario
+from .timeline import Timeline
+
+
+def fresh_namespace(kubectl: Kubectl, namespace: str) -> None:
+    """A re-run starts clean (version numbers begin at 1 again); the operator releases the old finalizers."""
+    if kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip():
+        print(f"deleting the previous run's namespace {namespace}...", file=sys.stderr)
+        kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s")
+    kubectl("create", "namespace", namespace)
+
+
+def timeline_lines(tl: Timeline) -> list[str]:
+    return [f"  {m.t - tl.started:6.1f}s  {m.action:<14} {m.message[:160]}" for m in tl.marks]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--namespace", default="demo")
+    parser.add_argument("--rps", type=float, default=40.0)
+    parser.add_argument("--state", type=Path, default=REPO / ".demo")
+    args = parser.parse_args()
+    cluster = Cluster(Path(os.environ.get("SLIPWAY_CLUSTER_DIR") or REPO / ".cluster"), kserve=True, prometheus=True)
+    kubeconfig = str(cluster.kubeconfig)
+    s3, _, _ = services.start_all(args.state, kubeconfig)
+    env = Env(args.namespace, kubeconfig, cluster.gateway_url, cluster.prometheus_url, s3.env(),
+              args.state / "report", rps=args.rps)  # fmt: skip
+    fresh_namespace(Kubectl(Env("default", kubeconfig, "", "", {}, Path())), args.namespace)
+    started = time.monotonic()
+    outcome = Scenario(env).run()
+    kubectl = Kubectl(env)
+    print("\n$ kubectl get slipway -A")
+    print(kubectl("get", "slipway", "-A"))
+    print("Decisions, with their evidence:")
+    print("\n".join(timeline_lines(outcome.timeline)))
+    if outcome.v3:
+        lineage = (kubectl.get("modelversion", outcome.v3) or {}).get("spec", {}).get("lineage", {})
+        print(f"\nLineage of {outcome.v3}: {json.dumps(lineage)}")
+    print(f"\nReport: {outcome.report} (chart: {outcome.report.with_suffix('.png')})")
+    print(f"Done in {(time.monotonic() - started) / 60:.1f} min. The environment stays up:")
+    print(f"  export KUBECONFIG={kubeconfig} PATH={env.bin_dir}:$PATH; kubectl get slipway -A   (stop: make demo-down)")
+    return 0 if outcome.v3 and outcome.rollout.get("status", {}).get("stableVersion") == outcome.v3 else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (TimeoutError, RuntimeError, subprocess.CalledProcessError) as err:
+        print(f"demo failed: {err}", file=sys.stderr)
+        sys.exit(1)

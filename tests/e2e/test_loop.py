@@ -1,0 +1,53 @@
+"""The whole loop, as `make demo` plays it (hack/demo/scenario.py), asserted: v2 rolled back with its evidence,
+exactly one retraining after the drift, v3 promoted, and lineage from v3 back to its job and its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from demo.scenario import Env, Scenario
+
+from tests.conftest import Kubectl
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def test_train_rollback_drift_retrain_promote(
+    kubectl: Kubectl, cluster: Any, s3_server: Any, drift_server: Any, operator_factory: Any, tmp_path: Path
+) -> None:
+    operator_factory(SLIPWAY_DRIFT_URL=drift_server.url, SLIPWAY_DRIFT_POLL_SECONDS="1")
+    env = Env(kubectl.namespace, str(cluster.kubeconfig), cluster.gateway_url, cluster.prometheus_url,
+              s3_server.env(), tmp_path / "report")  # fmt: skip
+    out = Scenario(env, say=print).run()
+
+    # v2 was canaried and rolled back on the Prometheus evidence, recorded in status.
+    decisions = out.rollout["status"]["decisions"]
+    actions = [(d["action"], d["message"]) for d in decisions]
+    started = next(i for i, (a, m) in enumerate(actions) if a == "CanaryStarted" and m.startswith("cancer-v2"))
+    rollback = next(d for d in decisions[started:] if d["action"] == "Rollback")
+    assert rollback["verdict"] == "Regressed"
+    evidence = {e["metric"]: e for e in rollback["evidence"]}
+    assert evidence["errorRate"]["verdict"] == "Regressed"
+    assert evidence["errorRate"]["canary"]["samples"] > 0
+
+    # Drift retrained exactly once, and the retrained version went out through the Rollout and was promoted.
+    assert out.retrain_jobs == [out.monitor["status"]["lastRetrain"]["jobName"]]
+    assert out.v3 is not None and out.rollout["status"]["stableVersion"] == out.v3
+    assert out.rollout["status"].get("candidate") == "DriftMonitor/cancer"
+    assert any(d["action"] == "Promote" and out.v3 in d["message"] for d in decisions)
+    assert out.monitor["status"]["modelVersion"] == out.v3
+
+    # Lineage: v3 → the retraining job → the recent data it was trained on.
+    v3 = kubectl.get("modelversion", out.v3) or {}
+    lineage = v3["spec"]["lineage"]
+    assert lineage["trainingJobRef"]["name"] == out.retrain_jobs[0]
+    assert lineage["dataset"]["uri"] == "s3://models/demo/data/cancer-recent.parquet"
+    assert len(lineage["dataset"]["sha256"]) == 64
+    job = kubectl.get("trainingjob", out.retrain_jobs[0]) or {}
+    assert job["metadata"]["annotations"]["slipway.dev/drifted-version"] == "cancer-v1"
+
+    # The report a person reads.
+    assert out.report.exists() and out.report.with_suffix(".png").stat().st_size > 10_000
+    assert "Rollback" in out.report.read_text()
