@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 from alibi_detect.cd import ChiSquareDrift, KSDrift, LSDDDrift, MMDDrift, TabularDrift
-
 from slipway_drift.config import Column, DetectorConfig, parse_monitor
 from slipway_drift.detect import SEED, Detector, Reference, corrected_p
+
 from tests.unit.drift.conftest import Drift, columns, monitor_body, normal, v2_matrix, version
 
 NAMES = columns(5)
@@ -109,7 +109,7 @@ async def test_multivariate_equals_alibi(drift: Drift, upload: Callable[[pd.Data
 
 
 def test_false_positive_rate_ks() -> None:
-    """200 windows of 1,000 × 20 from the reference's own distribution: drift in about pValue of them."""
+    """200 windows of 1,000 x 20 from the reference's own distribution: drift in about pValue of them."""
     config = parse_monitor(monitor_body({"v": version("s3://b/k", columns(20))}, windowSize=1000)).detector
     rng = np.random.default_rng(7)
     cols = tuple(Column(n, "float64") for n in columns(20))
