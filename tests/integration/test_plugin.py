@@ -104,6 +104,13 @@ def test_get_watch_promote_and_history_on_a_live_rollout(serving: Kubectl, clust
     for action in ("Deploy", "CanaryStarted", "Advance", "Promote"):
         assert action in history, history
 
+    # A DriftMonitor as the operator leaves it without a drift runtime: the tree still reads.
+    serving.apply(EXAMPLES / "driftmonitor.yaml")
+    wait_for("a DriftMonitor status", lambda: ((serving.get("driftmonitor", "cancer-rf") or {}).get("status") or {})
+             .get("state"))  # fmt: skip
+    monitor = slipway(cluster, ns, "get", "dm", "cancer-rf").stdout
+    assert "Target        Rollout cancer-rf" in monitor and "DriftDetected" in monitor, monitor
+
     again = slipway(cluster, ns, "promote", "cancer-rf", check=False)
     assert again.returncode == 1 and "no canary in progress" in again.stderr
     missing = slipway(cluster, ns, "get", "rollout", "nope", check=False)

@@ -178,6 +178,14 @@ MONITORS = {
     "retraining": obj("DriftMonitor", "cancer-rf", DM_SPEC | {"retrain": None}, {
         "state": "Retraining", "consecutiveDriftWindows": 2, "windowsEvaluated": 41,
         "lastRetrain": {"jobName": "cancer-rf-drift-20261122", "time": ts(60), "reason": LONG}}),
+    "canary window and a proposed version": obj("DriftMonitor", "cancer-rf", DM_SPEC, {
+        "state": "Monitoring", "modelVersion": "cancer-rf-v1", "windowsEvaluated": 3,
+        "lastWindow": {"time": ts(4), "samples": 500, "drift": False, "pValue": 0.41},
+        "lastCanaryWindow": {"time": ts(2), "modelVersion": "cancer-rf-v2", "samples": 50, "drift": True,
+                             "pValue": 0.0001},
+        "lastRetrain": {"jobName": "cancer-rf-drift-9", "time": ts(600), "reason": "2 drifted windows",
+                        "modelVersion": "cancer-rf-v2", "proposed": True},
+        "conditions": conds("True", "Monitoring")}),
 }  # fmt: skip
 
 RENDERINGS = (
@@ -263,6 +271,9 @@ def test_driftmonitor_tree_shows_target_windows_top_features_and_retraining() ->
     assert len(lowest) == 5 and "feature number 29" in lowest[0] and "25 more feature(s)" in out
     retraining = text(render_driftmonitor(MONITORS["retraining"], NOW, PLAIN))
     assert "cancer-rf-drift-20261122, 60s ago" in retraining and "(retraining off)" in retraining
+    closing = text(render_driftmonitor(MONITORS["canary window and a proposed version"], NOW, PLAIN))
+    assert "Canary window 2s ago  50 samples  drift  p 1.0e-04  (cancer-rf-v2)" in closing
+    assert "cancer-rf-drift-9, 10m ago" in closing and "registered cancer-rf-v2, proposed to the Rollout" in closing
 
 
 def test_clip_keeps_escapes_and_closes_colour() -> None:
@@ -355,6 +366,41 @@ def test_watch_without_a_tty_prints_a_frame_per_change(monkeypatch: pytest.Monke
     with pytest.raises(KeyboardInterrupt):
         cli.watch(Frame(), out)  # type: ignore[arg-type]
     assert out.getvalue() == "frame 1\n\nframe 2\n\nframe 3\n"
+
+
+def test_watch_on_a_tty_redraws_in_place_every_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = iter(range(3))
+
+    class Frame:
+        def fetch(self) -> tuple[str, Any]:
+            try:
+                n = next(polls)
+            except StopIteration:
+                raise KeyboardInterrupt from None
+            return "same", lambda now, style: [f"poll {n}"]
+
+    out = FakeStream(True)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        cli.watch(Frame(), out)  # type: ignore[arg-type]
+    assert out.getvalue() == "".join(f"{cli.CLEAR}poll {n}\n" for n in range(3))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "rollout", "x", "-n", "ml", "--context", "c", "--kubeconfig", "k"],
+        ["-n", "ml", "--context", "c", "--kubeconfig", "k", "get", "rollout", "x"],
+        ["-n", "ml", "get", "rollout", "x", "--context", "c", "--kubeconfig", "k"],
+    ],
+)
+def test_connection_flags_pass_through_wherever_they_are_given(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLIPWAY_KUBECTL", "kubectl")
+    args = cli.parser().parse_args(argv)
+    client = cli.Client(args.kubeconfig, args.context, args.namespace)
+    assert client.argv("get")[1:] == ["--kubeconfig=k", "--context=c", "--namespace=ml", "get"]
 
 
 def test_errors_are_one_line_and_exit_non_zero(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -124,12 +124,18 @@ def refusal(action: str, status: dict[str, Any]) -> str:
     return ""
 
 
+def connection_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+    parser.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's)")
+    parser.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument("--context", default=default, help="kubeconfig context")
+    return parser
+
+
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    common.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    common.add_argument("--context", help="kubeconfig context")
+    # Accepted before or after the command; SUPPRESS keeps a command's unset flag from erasing one given before.
+    common = connection_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
     p = argparse.ArgumentParser(prog="kubectl slipway", description="Inspect and steer slipway resources.")
+    connection_flags(p, None)
     sub = p.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", parents=[common], help="show a rollout, trainingjob or driftmonitor as a tree")
     get.add_argument("kind", choices=sorted(KINDS), metavar="KIND", help="rollout | trainingjob | driftmonitor")

@@ -124,11 +124,11 @@ def target_text(obj: dict[str, Any]) -> str:
     return "-"
 
 
-def window_node(window: dict[str, Any], style: Style, now: datetime) -> Node:
+def window_node(window: dict[str, Any], style: Style, now: datetime, label: str = "Last window") -> Node:
     drift = style.paint("drift", "red") if window.get("drift") else style.paint("no drift", "green")
     distance = f"  distance {num(window.get('distance'))}" if window.get("distance") is not None else ""
     head = (
-        f"{pad('Last window', 14)}{age(window.get('time'), now)} ago  {num(window.get('samples'))} samples"
+        f"{pad(label, 14)}{age(window.get('time'), now)} ago  {num(window.get('samples'))} samples"
         f"  {drift}  p {pvalue(window.get('pValue'))}{distance}"
     )
     features = sorted(
@@ -139,6 +139,16 @@ def window_node(window: dict[str, Any], style: Style, now: datetime) -> Node:
     if len(features) > TOP_FEATURES:
         children.append(Node(style.paint(f"{len(features) - TOP_FEATURES} more feature(s)", "dim")))
     return Node(head, children)
+
+
+def retrain_node(last: dict[str, Any], style: Style, now: datetime) -> Node:
+    """The last retraining: its job, why, the version it registered and whether that went to the Rollout."""
+    head = f"{pad('Last retrain', 14)}{last.get('jobName', '?')}, {age(last.get('time'), now)} ago"
+    lines = [line for line in wrap(str(last.get("reason", "")), style.width - 20, 2) if line]
+    if last.get("modelVersion"):
+        proposed = ", proposed to the Rollout" if last.get("proposed") else ""
+        lines.append(f"registered {style.paint(str(last['modelVersion']), 'cyan')}{proposed}")
+    return Node(head, extra=[" " * 14 + line for line in lines])
 
 
 def render_driftmonitor(obj: dict[str, Any], now: datetime, style: Style) -> list[str]:
@@ -170,13 +180,11 @@ def render_driftmonitor(obj: dict[str, Any], now: datetime, style: Style) -> lis
         )
     if isinstance(status.get("lastWindow"), dict):
         children.append(window_node(status["lastWindow"], style, now))
-    last = status.get("lastRetrain")
-    if isinstance(last, dict):
-        lines = wrap(str(last.get("reason", "")), style.width - 20, 2)
-        children.append(
-            Node(
-                f"{pad('Last retrain', 14)}{last.get('jobName', '?')}, {age(last.get('time'), now)} ago",
-                extra=[" " * 14 + line for line in lines if line],
-            )
-        )
+    canary = status.get("lastCanaryWindow")
+    if isinstance(canary, dict):  # canary traffic is judged apart from stable's
+        node = window_node(canary, style, now, "Canary window")
+        node.text += f"  ({canary.get('modelVersion') or '?'})"
+        children.append(node)
+    if isinstance(status.get("lastRetrain"), dict):
+        children.append(retrain_node(status["lastRetrain"], style, now))
     return fit(tree(Node(header("DriftMonitor", obj, status.get("state"), style), children), style), style)
