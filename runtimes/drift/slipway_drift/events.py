@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from slipway_drift.config import Column
 
 REQUEST, RESPONSE = "request", "response"
@@ -108,6 +110,10 @@ def _v1(instances: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...])
     if not isinstance(instances, list):
         raise EventError("malformed", "instances: expected a list")
     index = {c.name: i for i, c in enumerate(inputs)}
+    if instances and isinstance(instances[0], list):
+        fast = numeric(instances, (len(instances), len(inputs)), columns)
+        if fast is not None:
+            return fast[:, [index[c.name] for c in columns]].tolist()  # type: ignore[no-any-return]
     rows: list[Row] = []
     for r, inst in enumerate(instances):
         if isinstance(inst, list):
@@ -129,28 +135,36 @@ def _v2(tensors: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -
         raise EventError("malformed", "inputs: expected a non-empty list of tensors")
     by_name = {t.get("name"): t for t in tensors}
     if all(c.name in by_name for c in columns):
-        cols = [_flat(by_name[c.name], f"inputs.{c.name}", None) for c in columns]
-        n = len(cols[0])
-        if any(len(col) != n for col in cols):
+        shaped = [_tensor(by_name[c.name], f"inputs.{c.name}", None) for c in columns]
+        n = shaped[0][0][0]
+        if any(shape[0] != n for shape, _ in shaped):
             raise EventError("malformed", "inputs: tensors differ in length")
+        blocks = [numeric(data, (n, 1), (c,)) for (_, data), c in zip(shaped, columns, strict=True)]
+        if not any(b is None for b in blocks):
+            return np.hstack(blocks).tolist()  # type: ignore[arg-type,no-any-return]
+        cols = [_flat(shape, data, f"inputs.{c.name}") for (shape, data), c in zip(shaped, columns, strict=True)]
         return [
             [convert(col[i], c, f"inputs.{c.name}[{i}]") for col, c in zip(cols, columns, strict=True)]
             for i in range(n)
         ]
     if len(tensors) == 1:
-        flat = _flat(tensors[0], "inputs[0]", len(inputs))
         width = len(inputs)
+        shape, data = _tensor(tensors[0], "inputs[0]", width)
         index = {c.name: i for i, c in enumerate(inputs)}
+        fast = numeric(data, (shape[0], width), columns)
+        if fast is not None:
+            return fast[:, [index[c.name] for c in columns]].tolist()  # type: ignore[no-any-return]
+        flat = _flat(shape, data, "inputs[0]")
         return [
             [convert(flat[r * width + index[c.name]], c, f"inputs[0][{r}].{c.name}") for c in columns]
-            for r in range(len(flat) // width)
+            for r in range(shape[0])
         ]
     missing = [c.name for c in columns if c.name not in by_name]
     raise EventError("malformed", f"inputs: no tensor for {', '.join(missing[:5])}")
 
 
-def _flat(tensor: dict[str, Any], where: str, width: int | None) -> list[Any]:
-    """A tensor's elements, row-major; its shape must be [N] or [N, 1] (width None) or [N, width]."""
+def _tensor(tensor: dict[str, Any], where: str, width: int | None) -> tuple[list[int], list[Any]]:
+    """A tensor's shape, which must be [N] or [N, 1] (width None) or [N, width], and its data, flat or nested."""
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
         raise EventError("malformed", f"{where}.shape: expected a list of integers")
@@ -161,6 +175,11 @@ def _flat(tensor: dict[str, Any], where: str, width: int | None) -> list[Any]:
     data = tensor.get("data")
     if not isinstance(data, list):
         raise EventError("malformed", f"{where}.data: expected a list")
+    return shape, data
+
+
+def _flat(shape: list[int], data: list[Any], where: str) -> list[Any]:
+    """The elements, row-major, whether `data` came flat or nested."""
     flat: list[Any] = []
     _flatten(data, flat, where)
     if len(flat) != math.prod(shape):
@@ -176,6 +195,25 @@ def _flatten(data: list[Any], out: list[Any], where: str, depth: int = 0) -> Non
             _flatten(item, out, where, depth + 1)
         else:
             out.append(item)
+
+
+def numeric(values: list[Any], shape: tuple[int, int], columns: tuple[Column, ...]) -> np.ndarray[Any, Any] | None:
+    """The fast path for all-numeric columns: one numpy conversion instead of a check per cell.
+
+    None whenever anything is off (a string, a null, a ragged row, a NaN); the per-cell path then finds it
+    and says where.
+    """
+    if any(c.categorical for c in columns):
+        return None
+    try:
+        arr = np.array(values)
+    except (ValueError, TypeError):
+        return None
+    # Kinds: float, signed and unsigned integers, booleans; strings ("U") and mixtures ("O") are checked per cell.
+    if arr.dtype.kind not in "fiub" or arr.size != shape[0] * shape[1]:
+        return None
+    arr = arr.astype(np.float64, copy=False).reshape(shape)
+    return arr if bool(np.isfinite(arr).all()) else None
 
 
 def convert(value: Any, column: Column, where: str) -> Value:
