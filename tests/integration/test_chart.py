@@ -356,3 +356,39 @@ def exercise(kubectl: Kubectl) -> None:
         "finalizer released",
         lambda: not ((kubectl.get("modelversion", trained) or {}).get("metadata", {}).get("finalizers")),
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Kopf pauses every peer when priorities are equal, and SLIPWAY_PRIORITY defaults to 0 in every replica "
+    "(operator/slipway/config.py); needs a per-replica priority (see docs/install.md, 'High availability')",
+)
+def test_two_replicas_of_the_chart_leave_exactly_one_active(
+    helm: Helm, cluster: Any, namespaced_install: Install, tmp_path: Path
+) -> None:
+    """Both replicas with the environment the chart gives them (replicas: 2): Kopf peering pauses exactly one."""
+    inst = namespaced_install
+    rendered = helm(
+        "template", inst.release, str(CHART), "--namespace", inst.namespace, "--set", "replicas=2",
+        "--set", "watch.clusterWide=false", "--set", f"watch.namespaces={{{inst.watched}}}",
+    ).stdout  # fmt: skip
+    deploy = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
+    env = {e["name"]: e["value"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    env = {
+        k: v for k, v in env.items() if k.startswith("SLIPWAY_") and k not in ("SLIPWAY_HTTP_HOST", "SLIPWAY_HTTP_PORT")
+    }
+    env.pop("SLIPWAY_DRIFT_URL", None)
+    kubeconfig = token_kubeconfig(cluster, inst, tmp_path / "sa.kubeconfig")
+    ops = [OperatorAs(cluster, tmp_path, kubeconfig, **env).start() for _ in range(2)]
+    try:
+        wait_for(
+            "peering to settle",
+            lambda: any("Pausing" in op.log_path.read_text() for op in ops),
+            timeout=30,
+        )
+    finally:
+        for op in ops:
+            op.stop()
+    logs = [op.log_path.read_text() for op in ops]
+    assert not any("Pausing all operators" in log for log in logs), "both replicas paused"
+    assert sum("Pausing operations in favour of" in log for log in logs) == 1
