@@ -14,7 +14,7 @@ DEMO_DIR := .demo
         cluster-up cluster-down demo demo-down clean
 
 help:
-	@echo "make demo       local control plane + operator + examples, then 'kubectl get slipway -A'"
+	@echo "make demo       the whole loop on the local cluster (train, canary, rollback, drift, retrain) + report"
 	@echo "make demo-down  stop everything 'make demo' started"
 	@echo "make test       lint, generated-file check, unit and integration tests"
 	@echo "make generate   regenerate crds/ from the pydantic models"
@@ -41,6 +41,7 @@ generate: deps
 
 check-generated: deps
 	$(PY) -m slipway.api.crdgen --check crds
+	$(PY) hack/argocd_cm.py --check
 
 lint: deps check-generated
 	$(VENV)/bin/ruff check operator runtimes tests hack bench
@@ -66,7 +67,7 @@ cluster-down:
 	@if [ -x $(PY) ]; then $(CLUSTER) down; fi
 
 demo: cluster-up
-	bash hack/demo.sh
+	PYTHONPATH=hack $(PY) -m demo
 
 demo-down:
 	@for f in $(DEMO_DIR)/*.pid; do [ -f "$$f" ] || continue; \

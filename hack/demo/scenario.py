@@ -146,9 +146,9 @@ class Scenario:
         argv = [sys.executable, "-m", "slipway_predictor.faults", "flaky", "--fail-fraction", "0.3", src, dst]
         out = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, **self.env.s3_env})
         art = json.loads(out.stdout)
-        text = (FILES / "04-modelversion-v2.yaml").read_text()
-        text = text.replace("ARTIFACT_URI", art["uri"]).replace("ARTIFACT_SHA256", art["sha256"])
-        self.kubectl.apply([yaml.safe_load(text)])
+        (doc,) = self.docs("04-modelversion-v2.yaml")
+        doc["spec"]["artifact"] |= {"uri": art["uri"], "sha256": art["sha256"]}
+        self.kubectl.apply([doc])
         self.wait(
             "cancer-v2 verified",
             lambda: condition(self.kubectl.get("modelversion", "cancer-v2"), "Ready").get("status") == "True",

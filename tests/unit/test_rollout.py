@@ -234,3 +234,14 @@ def test_needs_update_ignores_fields_others_add_but_not_stray_canaries() -> None
     assert isvc.needs_update({**observed, "spec": {**observed["spec"], "canary": [{"trafficPercent": 5}]}}, desired)
     patch = isvc.spec_patch(desired)
     assert patch["spec"]["canary"] is None and patch["spec"]["predictor"]["canaryTrafficPercent"] is None
+
+
+def test_promote_or_abort_without_a_canary_is_taken_as_seen() -> None:
+    """Otherwise the next canary would act on a stale token: skip a step or abort at once."""
+    tokens = {"slipway.dev/promote": "p1", "slipway.dev/abort": "a1"}
+    r = rollout("m-v1", {"stableVersion": "m-v1", "phase": "Promoted"}, annotations=tokens)
+    result = decide(r, "m-v1")
+    assert result.fields["promoteToken"] == "p1" and result.fields["abortToken"] == "a1"
+    status = {"stableVersion": "m-v1", "promoteToken": "p1", "abortToken": "a1"}
+    started = decide(rollout("m-v2", status, annotations=tokens), "m-v2", stable="m-v1")
+    assert started.fields["phase"] == "Progressing" and started.fields["currentStep"] == 0

@@ -175,6 +175,7 @@ class Walk:
 
     def steady(self) -> Result:
         stable = self.get("stableVersion")
+        self.absorb_tokens()
         self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": "Promoted",
                         "canaryStartedAt": None, "stepStartedAt": None}  # fmt: skip
         if ready_isvc(self.o.isvc):
@@ -193,6 +194,7 @@ class Walk:
             f"Point spec.modelVersionRef elsewhere or annotate {RETRY} to try again"
         )
         reason = "Aborted" if last.get("action") == "Abort" else "RolledBack"
+        self.absorb_tokens()
         self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": reason}
         return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)])
 
@@ -288,6 +290,12 @@ class Walk:
             return False
         self.fields[field] = value
         return True
+
+    def absorb_tokens(self) -> None:
+        """A promote or abort asked for while no canary runs applies to nothing: take it as seen, so it cannot
+        skip a step or abort the next canary."""
+        self.token(PROMOTE, "promoteToken")
+        self.token(ABORT, "abortToken")
 
     def flags(
         self, promoted: bool = False, rolled_back: bool = False, progressing: tuple[str, str] | None = None
