@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from slipway_drift.config import MULTIVARIATE, Column, DetectorConfig
-from slipway_drift.events import Row
+from slipway_drift.events import Batch, Row
 
 SEED = 0
 N_PERMUTATIONS = 100
@@ -52,8 +52,10 @@ class Reference:
         return cls(columns, matrix, codes)
 
 
-def encode(rows: Sequence[Row], columns: tuple[Column, ...], codes: dict[str, dict[str, int]]) -> Matrix:
+def encode(rows: Batch | Sequence[Row], columns: tuple[Column, ...], codes: dict[str, dict[str, int]]) -> Matrix:
     """Window rows as a float matrix; a category the reference never had gets a fresh code of its own."""
+    if isinstance(rows, np.ndarray):
+        return rows.astype(np.float64, copy=False)
     strings = [j for j, c in enumerate(columns) if c.dtype == "string"]
     if not strings:
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
@@ -104,7 +106,7 @@ class Detector:
                 seed()  # LSDD draws its kernel centres at construction
                 self.cd = cls(x_ref.astype(np.float32), backend="pytorch", p_val=p, n_permutations=N_PERMUTATIONS)
 
-    def matrix(self, rows: Sequence[Row]) -> npt.NDArray[Any]:
+    def matrix(self, rows: Batch | Sequence[Row]) -> npt.NDArray[Any]:
         x = encode(rows, self.reference.columns, self.reference.codes)
         return x.astype(np.float32) if self.multivariate else x
 
@@ -115,7 +117,7 @@ class Detector:
             seed()
             return dict(self.cd.predict(x, return_p_val=True, return_distance=True)["data"])
 
-    def run(self, rows: Sequence[Row]) -> dict[str, Any]:
+    def run(self, rows: Batch | Sequence[Row]) -> dict[str, Any]:
         """The result fields of one window (without seq, time, version and role)."""
         start = time.perf_counter()
         data = self.predict(self.matrix(rows))

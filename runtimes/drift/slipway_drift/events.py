@@ -20,6 +20,8 @@ from slipway_drift.config import Column
 REQUEST, RESPONSE = "request", "response"
 Value = float | str
 Row = list[Value]
+# A float matrix when no monitored column is a string (numpy all the way to the detector), else rows.
+Batch = np.ndarray[Any, Any] | list[Row]
 
 
 class EventError(ValueError):
@@ -88,7 +90,7 @@ def _kind(ce_type: str) -> str:
     raise EventError("unsupported_type", "ce-type: expected an inference request or response event")
 
 
-def extract_rows(data: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> list[Row]:
+def extract_rows(data: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> Batch:
     """Rows of `columns` (the monitored features, in order) from a v1 or v2 inference request body.
 
     `inputs` is the version's whole signature: positional v1 rows and v2 matrices are in its order.
@@ -101,19 +103,21 @@ def extract_rows(data: Any, inputs: tuple[Column, ...], columns: tuple[Column, .
         rows = _v2(data["inputs"], inputs, columns)
     else:
         raise EventError("malformed", "data: expected `instances` (v1) or `inputs` (v2)")
-    if not rows:
+    if not len(rows):
         raise EventError("malformed", "data: no rows")
+    if isinstance(rows, list) and not any(c.dtype == "string" for c in columns):
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
     return rows
 
 
-def _v1(instances: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> list[Row]:
+def _v1(instances: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> Batch:
     if not isinstance(instances, list):
         raise EventError("malformed", "instances: expected a list")
     index = {c.name: i for i, c in enumerate(inputs)}
     if instances and isinstance(instances[0], list):
         fast = numeric(instances, (len(instances), len(inputs)), columns)
         if fast is not None:
-            return fast[:, [index[c.name] for c in columns]].tolist()  # type: ignore[no-any-return]
+            return _select(fast, [index[c.name] for c in columns])
     rows: list[Row] = []
     for r, inst in enumerate(instances):
         if isinstance(inst, list):
@@ -130,7 +134,7 @@ def _v1(instances: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...])
     return rows
 
 
-def _v2(tensors: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> list[Row]:
+def _v2(tensors: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -> Batch:
     if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors) or not tensors:
         raise EventError("malformed", "inputs: expected a non-empty list of tensors")
     by_name = {t.get("name"): t for t in tensors}
@@ -141,7 +145,7 @@ def _v2(tensors: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -
             raise EventError("malformed", "inputs: tensors differ in length")
         blocks = [numeric(data, (n, 1), (c,)) for (_, data), c in zip(shaped, columns, strict=True)]
         if not any(b is None for b in blocks):
-            return np.hstack(blocks).tolist()  # type: ignore[arg-type,no-any-return]
+            return np.hstack(blocks)  # type: ignore[arg-type]
         cols = [_flat(shape, data, f"inputs.{c.name}") for (shape, data), c in zip(shaped, columns, strict=True)]
         return [
             [convert(col[i], c, f"inputs.{c.name}[{i}]") for col, c in zip(cols, columns, strict=True)]
@@ -153,7 +157,7 @@ def _v2(tensors: Any, inputs: tuple[Column, ...], columns: tuple[Column, ...]) -
         index = {c.name: i for i, c in enumerate(inputs)}
         fast = numeric(data, (shape[0], width), columns)
         if fast is not None:
-            return fast[:, [index[c.name] for c in columns]].tolist()  # type: ignore[no-any-return]
+            return _select(fast, [index[c.name] for c in columns])
         flat = _flat(shape, data, "inputs[0]")
         return [
             [convert(flat[r * width + index[c.name]], c, f"inputs[0][{r}].{c.name}") for c in columns]
@@ -195,6 +199,11 @@ def _flatten(data: list[Any], out: list[Any], where: str, depth: int = 0) -> Non
             _flatten(item, out, where, depth + 1)
         else:
             out.append(item)
+
+
+def _select(matrix: np.ndarray[Any, Any], index: list[int]) -> np.ndarray[Any, Any]:
+    # A copy only when the monitored columns are not all of them, in order.
+    return matrix if index == list(range(matrix.shape[1])) else matrix[:, index]
 
 
 def numeric(values: list[Any], shape: tuple[int, int], columns: tuple[Column, ...]) -> np.ndarray[Any, Any] | None:

@@ -19,9 +19,10 @@ from typing import Any
 from slipway_drift import reference
 from slipway_drift.config import Column, MonitorConfig, VersionConfig
 from slipway_drift.detect import Detector, Reference
-from slipway_drift.events import Row
+from slipway_drift.events import Batch
 from slipway_drift.metrics import Metrics
-from slipway_drift.store import KEEP_RESULTS, MonitorStore
+from slipway_drift.store import KEEP_RESULTS, MonitorStore, read_rows
+from slipway_drift.window import Window, as_batch, split
 
 log = logging.getLogger("slipway_drift")
 # Full windows waiting for a reference that does not load are kept up to this many per version, oldest dropped.
@@ -32,14 +33,14 @@ MAX_PENDING = 5
 class Pending:
     version: str
     n: int  # the version's window number
-    rows: list[Row]
+    rows: Batch
 
 
 @dataclass
 class VersionState:
     config: VersionConfig
     columns: tuple[Column, ...]
-    rows: list[Row] = field(default_factory=list)
+    window: Window = field(default_factory=Window)
     reference: Reference | None = None
     reference_error: str | None = None
     loading: bool = False
@@ -84,19 +85,18 @@ class Monitor:
             if (v, n) in done:  # the result was written, the crash came before the pending file went
                 self._count_evaluated(v, n)
                 self.store.drop_pending(v, n)
-            else:
-                from slipway_drift.store import read_rows
-
-                self.pending.append(Pending(v, n, read_rows(path)[: self.window_size]))
+            elif v in self.versions:
+                rows = read_rows(path)[: self.window_size]
+                self.pending.append(Pending(v, n, as_batch(rows, self.versions[v].columns)))
         self.store.write_counters(self.counters)
         for v, vs in self.versions.items():
             rows = self.store.read_window(v)
             if len(rows) > self.window_size:
                 self.store.replace_window(v, rows[: self.window_size])
-            vs.rows = rows[: self.window_size]
-            if len(vs.rows) >= self.window_size:
+            vs.window = Window([as_batch(rows[: self.window_size], vs.columns)])
+            if len(vs.window) >= self.window_size:
                 self._seal(v)  # killed after filling a window and before sealing it
-            self.metrics.window_samples.labels(self.namespace, self.name, v).set(len(vs.rows))
+            self.metrics.window_samples.labels(self.namespace, self.name, v).set(len(vs.window))
 
     def start(self) -> None:
         for v in self.versions:
@@ -146,7 +146,7 @@ class Monitor:
         self.metrics.forget(self.namespace, self.name, v)
 
     def _reset_window(self, v: str) -> None:
-        self.versions[v].rows = []
+        self.versions[v].window = Window()
         self.store.reset_window(v)
         for p in [p for p in self.pending if p.version == v]:
             self.store.drop_pending(v, p.n)
@@ -154,18 +154,17 @@ class Monitor:
         self.metrics.window_samples.labels(self.namespace, self.name, v).set(0)
 
     # events
-    def ingest(self, v: str, rows: list[Row]) -> None:
+    def ingest(self, v: str, rows: Batch) -> None:
         """Rows of one accepted event: fill the window, seal it when full, carry the rest into the next."""
         vs = self.versions[v]
         total = len(rows)
-        while rows:
-            space = self.window_size - len(vs.rows)
-            head, rows = rows[:space], rows[space:]
+        while len(rows):
+            head, rows = split(rows, self.window_size - len(vs.window))
             self.store.append_window(v, head)
-            vs.rows.extend(head)
-            if len(vs.rows) >= self.window_size:
+            vs.window.add(head)
+            if len(vs.window) >= self.window_size:
                 self._seal(v)
-        self.metrics.accepted(self.namespace, self.name, v, total, len(vs.rows))
+        self.metrics.accepted(self.namespace, self.name, v, total, len(vs.window))
 
     def _seal(self, v: str) -> None:
         c = self.counters.setdefault(v, {"sealed": 0, "evaluated": 0, "lastWindow": -1})
@@ -174,8 +173,8 @@ class Monitor:
         self.store.write_counters(self.counters)
         self.store.seal_window(v, n)
         vs = self.versions[v]
-        self.pending.append(Pending(v, n, vs.rows))
-        vs.rows = []
+        self.pending.append(Pending(v, n, vs.window.rows()))
+        vs.window = Window()
         waiting = [p for p in self.pending if p.version == v]
         for p in waiting[:-MAX_PENDING]:
             log.warning("dropping window %d of %s/%s/%s: reference still not loaded", p.n, self.namespace, self.name, v)
@@ -268,7 +267,7 @@ class Monitor:
         self._count_evaluated(job.version, job.n)
         self.store.write_counters(self.counters)
         self.results.append(result)
-        self.metrics.result(self.namespace, self.name, result, len(vs.rows))
+        self.metrics.result(self.namespace, self.name, result, len(vs.window))
 
     # views
     def document(self) -> dict[str, Any]:
@@ -279,7 +278,7 @@ class Monitor:
                 "referenceLoaded": vs.reference is not None,
                 "referenceRows": 0 if vs.reference is None else int(vs.reference.matrix.shape[0]),
                 "referenceError": vs.reference_error,
-                "samples": len(vs.rows),
+                "samples": len(vs.window),
                 "windowsEvaluated": self.counters.get(v, {}).get("evaluated", 0),
                 "pendingWindows": sum(1 for p in self.pending if p.version == v),
             }

@@ -26,8 +26,11 @@ STATUS = {"malformed": 400, "unsupported_type": 400, "unknown_monitor": 404, "un
 
 
 class Service:
-    def __init__(self, state_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY, retry_seconds: float = 30.0) -> None:
+    def __init__(
+        self, state_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY, retry_seconds: float = 30.0, warm_up: bool = True
+    ) -> None:
         self.state_dir, self.max_body_bytes, self.retry_seconds = state_dir, max_body_bytes, retry_seconds
+        self.warm_up = warm_up
         self.metrics = Metrics()
         self.pools = Pools(ThreadPoolExecutor(4, "drift-io"), ThreadPoolExecutor(2, "drift-detect"))
         self.monitors: dict[tuple[str, str], Monitor] = {}
@@ -180,11 +183,12 @@ def make_app(service: Service) -> web.Application:
         await service.load()
         loop = asyncio.get_running_loop()
         # alibi-detect takes seconds to import: do it now, off the loop, not when the first window fills.
-        warm = loop.run_in_executor(service.pools.detect, detect.warm_up)
+        warm = loop.run_in_executor(service.pools.detect, detect.warm_up) if service.warm_up else None
         retry = loop.create_task(service._retry_loop())
         yield
         retry.cancel()
-        warm.cancel()
+        if warm is not None:
+            warm.cancel()
         await service.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -205,6 +209,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=float(os.environ.get("SLIPWAY_DRIFT_RETRY_SECONDS", "30")),
         help="how often references that failed to load are tried again",
     )
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="import alibi-detect when the first window fills, not at start (benchmarks of ingestion alone)",
+    )
     p.add_argument("--log-level", default=os.environ.get("SLIPWAY_DRIFT_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -213,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    service = Service(args.state_dir, args.max_body_bytes, args.retry_seconds)
+    service = Service(args.state_dir, args.max_body_bytes, args.retry_seconds, args.warm_up)
     # No access log: at thousands of events per second it would drown everything else.
     web.run_app(make_app(service), host=args.host, port=args.port, access_log=None, print=None)
     return 0

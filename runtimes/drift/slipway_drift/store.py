@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from slipway_drift.events import Row
+from slipway_drift.events import Batch, Row
+from slipway_drift.window import as_rows
 
 KEEP_RESULTS = 100
 _PENDING = re.compile(r"^pending-(?P<version>.+)\.(?P<n>\d+)\.ndjson$")
@@ -131,12 +132,12 @@ class MonitorStore:
     def reference_path(self, version: str) -> Path:
         return self.root / f"reference-{version}.parquet"
 
-    def append_window(self, version: str, rows: list[Row]) -> None:
+    def append_window(self, version: str, rows: Batch) -> None:
         f = self._windows.get(version)
         if f is None:
             f = self._windows[version] = self.window_path(version).open("a")
         # Flushed to the kernel before the event is acknowledged: survives a killed process (not a power cut).
-        f.write(json.dumps(rows, separators=(",", ":")) + "\n")
+        f.write(json.dumps(as_rows(rows), separators=(",", ":")) + "\n")
         f.flush()
 
     def read_window(self, version: str) -> list[Row]:

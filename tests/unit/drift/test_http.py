@@ -85,8 +85,8 @@ async def test_payload_shapes(drift: Drift, upload: Callable[[pd.DataFrame], str
         assert await drift.raw(f"/v1/events/{NS}/{MON}/v1", _dump(doc), headers) == (202, {"accepted": 2})
     assert (await drift.get())["versions"]["v1"]["samples"] == 16
     # Every shape gave the same rows, in feature order.
-    window = drift.service.monitors[(NS, MON)].versions["v1"].rows
-    assert all(window[i : i + 2] == rows.tolist() for i in range(0, 16, 2))
+    window = drift.service.monitors[(NS, MON)].versions["v1"].window.rows()
+    assert all(window[i : i + 2].tolist() == rows.tolist() for i in range(0, 16, 2))
 
 
 async def test_response_events_ignored(drift: Drift, upload: Callable[[pd.DataFrame], str]) -> None:
