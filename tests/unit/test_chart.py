@@ -60,9 +60,9 @@ USED: dict[str, set[str]] = {
     "slipway.dev/rollouts/finalizers": {"update"},
     # Rollout: Apply (create, else merge-patch) its InferenceService, read it back; DriftMonitor reads it.
     "serving.kserve.io/inferenceservices": {"create", "get", "patch"},
-    # cli.ensure_peering creates the peering object; Kopf's peering watches and patches it.
-    "kopf.dev/clusterkopfpeerings": {"create", "get", "list", "patch", "watch"},
-    "kopf.dev/kopfpeerings": {"create", "get", "list", "patch", "watch"},
+    # cli.ensure_peering creates the peering object; Kopf's peering lists, watches and patches it (never gets).
+    "kopf.dev/clusterkopfpeerings": {"create", "list", "patch", "watch"},
+    "kopf.dev/kopfpeerings": {"create", "list", "patch", "watch"},
     # Kopf's observation of CRDs and (when watching listed namespaces) namespaces: read-only.
     "apiextensions.k8s.io/customresourcedefinitions": {"list", "watch"},
     "/namespaces": {"list", "watch"},
