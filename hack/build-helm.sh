@@ -6,7 +6,7 @@
 # Like hack/build-controlplane.sh: a stamp file next to the binary records
 # sha256(go.mod + go.sum + `go version` + ldflags); when it matches and helm is present the build
 # is skipped without asking go. Go's build cache stays in its default place under $HOME, so a
-# rebuild after a pin change only recompiles what changed. A cold build takes 3-6 minutes on 2 cores.
+# rebuild after a pin change only recompiles what changed. A cold build takes 2-5 minutes on 2 cores.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
