@@ -207,13 +207,22 @@ async def test_features_subset_and_categorical(drift: Drift, upload: Callable[[p
     sig = {"inputs": [{"name": "a", "dtype": "float64"}, {"name": "colour", "dtype": "string"}]}
     sig["inputs"].append({"name": "ok", "dtype": "bool"})
     v = {"role": "stable", "referenceUri": upload(ref), "signature": sig}
-    body = monitor_body({"v1": v}, method="tabular", windowSize=4, features=["ok", "colour"])
+    body = monitor_body({"v1": v}, method="tabular", windowSize=5, features=["ok", "colour"])
     assert (await drift.put(body))[0] == 200
     await drift.loaded()
-    rows = [[1.0, "red", True], [2.0, "green", False], [1.0, "green", True], [2.0, "red", False]]
-    assert await drift.event({"instances": rows}) == (202, {"accepted": 4})
+    rows = [[1.0, "red", True], [2.0, "green", False], [1.0, "green", True]]
+    assert await drift.event({"instances": rows}) == (202, {"accepted": 3})
+    # v2 per-column with a BYTES tensor; the unmonitored column `a` may be absent.
+    v2 = {"inputs": [{"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["red"]},
+                     {"name": "ok", "shape": [1, 1], "datatype": "BOOL", "data": [[False]]}]}  # fmt: skip
+    assert await drift.event(v2) == (202, {"accepted": 1})
+    window = drift.service.monitors[(NS, MON)].versions["v1"].window.rows()
+    assert window == [[1.0, "red"], [0.0, "green"], [1.0, "green"], [0.0, "red"]]
+    bad = {"inputs": [{"name": "colour", "shape": [1], "datatype": "BYTES", "data": [3]}, v2["inputs"][1]]}
+    assert (await drift.event(bad))[0] == 400
+    assert await drift.event({"instances": [[1.0, "red", True]]}) == (202, {"accepted": 1})
     (result,) = await drift.results(1)
-    assert list(result["featurePValues"]) == ["ok", "colour"]
+    assert list(result["featurePValues"]) == ["ok", "colour"] and result["samples"] == 5
 
 
 def _dump(doc: Any) -> bytes:
