@@ -204,7 +204,7 @@ class Monitor:
             if fut.cancelled():
                 return
             if (exc := fut.exception()) is not None:
-                vs.reference_error = str(exc) if isinstance(exc, reference.ReferenceError_) else repr(exc)
+                vs.reference_error = str(exc) if isinstance(exc, reference.ReferenceUnavailable) else repr(exc)
                 log.warning("reference of %s/%s/%s: %s", self.namespace, self.name, v, vs.reference_error)
                 return
             vs.reference, vs.reference_error, vs.detector = fut.result(), None, None

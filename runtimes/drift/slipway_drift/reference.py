@@ -14,7 +14,7 @@ from slipway_drift.config import Column, VersionConfig
 from slipway_drift.detect import Reference
 
 
-class ReferenceError_(RuntimeError):
+class ReferenceUnavailable(RuntimeError):
     """The reference cannot be used; the message is shown in GET as `referenceError`."""
 
 
@@ -45,9 +45,9 @@ def ensure_cached(version: VersionConfig, path: Path) -> None:
         client.download_file(bucket, obj, str(tmp))
     except botocore.exceptions.ClientError as e:
         code = e.response.get("Error", {}).get("Code", "error")
-        raise ReferenceError_(f"cannot read {version.reference_uri}: {code}") from None
+        raise ReferenceUnavailable(f"cannot read {version.reference_uri}: {code}") from None
     except (botocore.exceptions.BotoCoreError, OSError) as e:
-        raise ReferenceError_(f"cannot read {version.reference_uri}: {type(e).__name__}: {e}") from None
+        raise ReferenceUnavailable(f"cannot read {version.reference_uri}: {type(e).__name__}: {e}") from None
     os.replace(tmp, path)
     _atomic_write(meta, json.dumps(key))
 
@@ -61,16 +61,16 @@ def load(path: Path, columns: tuple[Column, ...]) -> Reference:
         schema = pq.read_schema(path)
         missing = [c.name for c in columns if c.name not in schema.names]
         if missing:
-            raise ReferenceError_(f"reference lacks column(s) {', '.join(missing[:10])}")
+            raise ReferenceUnavailable(f"reference lacks column(s) {', '.join(missing[:10])}")
         frame = pq.read_table(path, columns=[c.name for c in columns]).to_pandas().dropna()
     except (pa.ArrowException, OSError) as e:
-        raise ReferenceError_(f"reference is not a readable parquet file: {type(e).__name__}") from None
+        raise ReferenceUnavailable(f"reference is not a readable parquet file: {type(e).__name__}") from None
     if len(frame) < 2:
-        raise ReferenceError_(f"reference has {len(frame)} complete row(s); at least 2 are needed")
+        raise ReferenceUnavailable(f"reference has {len(frame)} complete row(s); at least 2 are needed")
     data: dict[str, Any] = {c.name: frame[c.name].to_numpy() for c in columns}
     for c in columns:
         if not c.categorical and data[c.name].dtype.kind not in "biuf":
-            raise ReferenceError_(f"reference column {c.name} is not numeric")
+            raise ReferenceUnavailable(f"reference column {c.name} is not numeric")
     return Reference.from_columns(columns, data)
 
 
