@@ -10,7 +10,7 @@ CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 DEMO_DIR := .demo
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
-.PHONY: help deps system-deps controlplane generate check-generated lint unit integration test \
+.PHONY: help deps system-deps controlplane helm generate check-generated lint unit integration test \
         cluster-up cluster-down demo demo-down clean
 
 help:
@@ -36,11 +36,16 @@ system-deps:
 controlplane:
 	bash hack/build-controlplane.sh
 
-generate: deps
-	$(PY) -m slipway.api.crdgen crds
+helm:
+	bash hack/build-helm.sh
 
-check-generated: deps
+generate: deps helm
+	$(PY) -m slipway.api.crdgen crds
+	$(PY) hack/chart_crds.py  # the chart's crds/ and deploy/ follow crds/
+
+check-generated: deps helm
 	$(PY) -m slipway.api.crdgen --check crds
+	$(PY) hack/chart_crds.py --check
 	$(PY) hack/argocd_cm.py --check
 
 lint: deps check-generated
@@ -50,14 +55,15 @@ lint: deps check-generated
 	$(VENV)/bin/mypy --strict runtimes/trainer/slipway_trainer
 	$(VENV)/bin/mypy --strict runtimes/predictor/slipway_predictor
 	$(VENV)/bin/mypy --strict runtimes/drift/slipway_drift
+	$(VENV)/bin/shellcheck hack/*.sh
 
-unit: deps
+unit: deps helm
 	$(VENV)/bin/pytest tests/unit
 
-integration: deps system-deps controlplane
+integration: deps system-deps controlplane helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
 
-test: lint system-deps controlplane
+test: lint system-deps controlplane helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
 cluster-up: deps system-deps controlplane

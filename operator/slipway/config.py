@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 
 from slipway import __version__
@@ -16,6 +17,12 @@ def _list(name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
 
 
+def _priority(raw: str) -> int:
+    """Kopf pauses every peer when the highest priorities tie, and a Deployment cannot give its replicas
+    different numbers: unset, each process draws its own, so exactly one replica of several is active."""
+    return int(raw.strip()) if raw.strip() else random.SystemRandom().randrange(1, 2**31)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, its environment variable and default. Documented in README ("Configuration")."""
@@ -26,7 +33,7 @@ class Settings:
     log_format: str = "text"  # SLIPWAY_LOG_FORMAT: text | json
     log_level: str = "INFO"  # SLIPWAY_LOG_LEVEL
     peering: str = "slipway"  # SLIPWAY_PEERING: Kopf peering name for HA; empty = standalone
-    priority: int = 0  # SLIPWAY_PRIORITY: Kopf peering priority of this replica
+    priority: int = 0  # SLIPWAY_PRIORITY: Kopf peering priority of this replica; unset = random (see _priority)
     resync_seconds: float = 60.0  # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object
     trainer_image: str = f"ghcr.io/slipway-dev/trainer:{__version__}"  # SLIPWAY_TRAINER_IMAGE
     predictor_image: str = f"ghcr.io/slipway-dev/predictor:{__version__}"  # SLIPWAY_PREDICTOR_IMAGE
@@ -48,7 +55,7 @@ class Settings:
             log_format=_env("SLIPWAY_LOG_FORMAT", d.log_format).lower(),
             log_level=_env("SLIPWAY_LOG_LEVEL", d.log_level).upper(),
             peering=_env("SLIPWAY_PEERING", d.peering),
-            priority=int(_env("SLIPWAY_PRIORITY", str(d.priority))),
+            priority=_priority(os.environ.get("SLIPWAY_PRIORITY", "")),
             resync_seconds=float(_env("SLIPWAY_RESYNC_SECONDS", str(d.resync_seconds))),
             trainer_image=_env("SLIPWAY_TRAINER_IMAGE", d.trainer_image),
             predictor_image=_env("SLIPWAY_PREDICTOR_IMAGE", d.predictor_image),

@@ -359,11 +359,6 @@ def exercise(kubectl: Kubectl) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Kopf pauses every peer when priorities are equal, and SLIPWAY_PRIORITY defaults to 0 in every replica "
-    "(operator/slipway/config.py); needs a per-replica priority (see docs/install.md, 'High availability')",
-)
 def test_two_replicas_of_the_chart_leave_exactly_one_active(
     helm: Helm, cluster: Any, namespaced_install: Install, tmp_path: Path
 ) -> None:
