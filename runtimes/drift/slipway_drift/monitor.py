@@ -43,6 +43,7 @@ class VersionState:
     window: Window = field(default_factory=Window)
     reference: Reference | None = None
     reference_error: str | None = None
+    detection_error: str | None = None  # the last window's, if it failed (that window has no result)
     loading: bool = False
     detector: Detector | None = None
 
@@ -238,12 +239,14 @@ class Monitor:
                     if vs.reference is ref and self.config.detector is cfg:
                         vs.detector = detector
                 out = await loop.run_in_executor(self.pools.detect, detector.run, job.rows)
-            except Exception:  # a detector failing on odd data must not stop the monitor; the window is dropped
+            except Exception as e:  # a detector failing on odd data must not stop the monitor; the window is dropped
                 log.exception("detection failed for %s/%s/%s", self.namespace, self.name, job.version)
+                vs.detection_error = f"window {job.n}: {type(e).__name__}: {e}"
             if job not in self.pending or self.versions.get(job.version) is not vs or vs.reference is not ref:
                 continue  # reset or dropped while it ran
             self.pending.remove(job)
             if out is not None:
+                vs.detection_error = None
                 self._record(job, vs, out)
             self.store.drop_pending(job.version, job.n)
 
@@ -281,6 +284,7 @@ class Monitor:
                 "samples": len(vs.window),
                 "windowsEvaluated": self.counters.get(v, {}).get("evaluated", 0),
                 "pendingWindows": sum(1 for p in self.pending if p.version == v),
+                "detectionError": vs.detection_error,
             }
         return {
             "namespace": self.namespace,

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+import pytest
+from slipway_drift.detect import Detector
 
 from tests.unit.drift.conftest import (
     MON,
@@ -55,6 +57,7 @@ async def test_put_get_list_delete(drift: Drift, upload: Callable[[pd.DataFrame]
         "samples": 0,
         "windowsEvaluated": 0,
         "pendingWindows": 0,
+        "detectionError": None,
     }
     assert doc["results"] == [] and doc["rejected"] == {}
     r = await drift.client.get("/v1/monitors")
@@ -227,3 +230,24 @@ async def test_features_subset_and_categorical(drift: Drift, upload: Callable[[p
 
 def _dump(doc: Any) -> bytes:
     return json.dumps(doc).encode()
+
+
+async def test_detection_failure_drops_the_window_only(
+    drift: Drift, upload: Callable[[pd.DataFrame], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(drift, upload, window=10)
+    real = Detector.run
+
+    def failing(self: Detector, rows: Any) -> dict[str, Any]:
+        raise FloatingPointError("boom")
+
+    monkeypatch.setattr(Detector, "run", failing)
+    assert (await drift.event(v2_matrix(normal(10, 3).to_numpy())))[0] == 202
+    doc = await drift.wait("the error", lambda d: d["versions"]["v1"]["detectionError"])
+    assert doc["versions"]["v1"]["detectionError"] == "window 0: FloatingPointError: boom"
+    assert doc["results"] == [] and doc["versions"]["v1"]["pendingWindows"] == 0
+    monkeypatch.setattr(Detector, "run", real)
+    assert (await drift.event(v2_matrix(normal(10, 3).to_numpy())))[0] == 202
+    (result,) = await drift.results(1)
+    assert (result["seq"], result["window"]) == (1, 1)
+    assert (await drift.get())["versions"]["v1"]["detectionError"] is None
