@@ -32,3 +32,39 @@ def test_desired_status_is_stable_when_nothing_changed() -> None:
     first = desired_status({}, invalid(["spec.x: bad"]), 4, NOW)
     again = desired_status(first, invalid(["spec.x: bad"]), 4, datetime(2027, 1, 1, tzinfo=UTC))
     assert again == first and first["observedGeneration"] == 4
+
+
+async def test_a_forbidden_read_becomes_a_stalled_condition_not_a_crash() -> None:
+    """The reconcile shape with a stand-in for the one API layer: a 403 while observing is reported on the
+    object (Stalled, reason Forbidden, an Event) instead of failing the pass."""
+    from slipway.api import DriftMonitor
+    from slipway.controllers.base import reconcile
+    from slipway.kube import Forbidden
+
+    class Denied:
+        kind = DriftMonitor
+
+        async def observe(self, obj: Any, kube: Any) -> Any:
+            raise Forbidden("the operator may not read Secret ns/s3")
+
+        def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
+            raise AssertionError("not reached")
+
+    class Api:
+        patches: list[dict[str, Any]] = []
+        events: list[str] = []
+
+        async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
+            self.patches.append(patch)
+            return {"metadata": {"resourceVersion": "2"}}
+
+        async def event(self, ref: Any, type_: str, reason: str, message: str, now: Any = None) -> None:
+            self.events.append(reason)
+
+    body = {"apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor",
+            "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
+            "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}}}  # fmt: skip
+    api = Api()
+    result = await reconcile(Denied(), body, api, NOW)  # type: ignore[arg-type]
+    assert conds(result)["Stalled"] == ("True", "Forbidden")
+    assert api.events == ["Forbidden"] and api.patches

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from slipway import conditions
 from slipway.api.kind import Kind
 from slipway.conditions import Cond
-from slipway.kube import Kube, ObjectRef
+from slipway.kube import Forbidden, Kube, ObjectRef
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,13 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
     except ValidationError as e:
         result = invalid(describe(e))
     else:
-        observed = await controller.observe(obj, kube)
-        result = controller.decide(obj, observed, now)
+        try:
+            observed = await controller.observe(obj, kube)
+        except Forbidden as e:
+            # Not the object's fault and not the operator's to fix: say so where its owner looks.
+            result = Result(conditions.stalled("Forbidden", str(e)), events=[Event("Warning", "Forbidden", str(e))])
+        else:
+            result = controller.decide(obj, observed, now)
     ref = ObjectRef.of(body)
     if await act(controller.kind, ref, result.actions, kube):
         return result  # the object itself was deleted: there is no status left to write

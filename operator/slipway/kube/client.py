@@ -29,6 +29,10 @@ class Conflict(Exception):
     """The object changed since it was read (HTTP 409); reconcile again from a fresh read."""
 
 
+class Forbidden(Exception):
+    """The operator's RBAC does not allow a read it needs (HTTP 403); the message says which."""
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     """Enough of an object to name it in an Event."""
@@ -111,6 +115,9 @@ class Kube:
         except ApiException as e:
             if e.status == 404:
                 return None
+            if e.status == 403:
+                raise Forbidden(f"the operator may not read Secret {namespace}/{name}: grant it get on that Secret "
+                                "(the chart's rbac.secretNames)") from e  # fmt: skip
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
