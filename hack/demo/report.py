@@ -5,6 +5,7 @@ with the timeline of decisions and their evidence."""
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import matplotlib
@@ -12,10 +13,19 @@ import matplotlib
 matplotlib.use("Agg")  # no display here
 import matplotlib.pyplot as plt
 
-from .timeline import Timeline
+from .timeline import Mark, Timeline
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 MARK_COLOURS = {"Rollback": "#d62728", "Abort": "#d62728", "Promote": "#2ca02c", "Retrain": "#9467bd"}
+LABELS = {"Deploy": "deploy", "CanaryStarted": "canary", "Rollback": "rollback", "Abort": "abort",
+          "Retrain": "retrain", "Promote": "promote", "Advance": "step"}  # fmt: skip
+
+
+def label(m: Mark) -> str:
+    """A short name for a decision line: the version where the decision names one first (canary, promotion)."""
+    version = re.search(r"\b[a-z0-9-]+-v\d+\b", m.message)
+    named = m.action in ("CanaryStarted", "Promote", "Deploy") and version
+    return f"{LABELS[m.action]} {version.group(0)}" if named and version else LABELS[m.action]
 
 
 def chart(tl: Timeline, path: Path) -> None:
@@ -32,22 +42,25 @@ def chart(tl: Timeline, path: Path) -> None:
     weight.set_ylabel("traffic (%)")
     weight.set_ylim(-5, 105)
     weight.legend(loc="center left", fontsize=8)
-    weight.set_title("slipway demo: who served the traffic, how it went, and what the inputs looked like")
+    weight.set_title("slipway demo: who served the traffic, how it went, and what the inputs looked like", pad=46)
     errors.set_ylabel("error rate (%)")
     errors.legend(loc="upper left", fontsize=8)
     if tl.p_values:
         drift.semilogy([t - t0 for t, _, _ in tl.p_values], [max(p, 1e-12) for _, p, _ in tl.p_values], "o-",
-                       color="#444444", label="p-value per window (corrected)")  # fmt: skip
+                       color="#444444", label="p-value per window (corrected; shown down to 1e-12)")  # fmt: skip
     drift.axhline(tl.drift_level, color="#d62728", linestyle="--", linewidth=1, label=f"drift below {tl.drift_level}")
     drift.set_ylabel("drift p-value")
     drift.set_xlabel("seconds since the demo started")
     drift.legend(loc="lower left", fontsize=8)
+    labelled = [m for m in tl.marks if m.action in LABELS]
     for m in tl.marks:
         c = MARK_COLOURS.get(m.action, "#999999")
         for ax in (weight, errors, drift):
             ax.axvline(m.t - t0, color=c, linestyle=":", linewidth=1.2)
-        if m.action in MARK_COLOURS or m.action == "CanaryStarted":
-            weight.annotate(m.action, (m.t - t0, 102), fontsize=7, rotation=90, va="bottom", ha="right", color=c)
+    for i, m in enumerate(labelled):  # staggered above the top panel so neighbours do not overlap
+        tint = MARK_COLOURS.get(m.action, "#555555")
+        where = {"xycoords": ("data", "axes fraction"), "xytext": (0, 4 + 11 * (i % 3)), "textcoords": "offset points"}
+        weight.annotate(label(m), (m.t - t0, 1.0), fontsize=7, ha="center", color=tint, **where)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -179,6 +179,9 @@ class Scenario:
         self.wait(f"{v3} canaried and promoted", lambda: self.rollout_status().get("stableVersion") == v3
                   or self.rollout_status().get("rolledBackVersion") == v3, 420)  # fmt: skip
         self.wait("the monitor to switch its reference", lambda: self.monitor_status().get("modelVersion") == v3, 60)
+        self.say(f"   PROMOTED {v3}; the monitor now compares the inputs with {v3}'s reference data")
+        seen = self.windows()
+        self.wait(f"two windows against {v3}'s reference", lambda: self.windows() >= seen + 2, 120)
         return str(v3)
 
     def finish(self, v1: str, v2: str, v3: str | None) -> Outcome:
