@@ -16,9 +16,10 @@ import matplotlib.pyplot as plt
 from .timeline import Mark, Timeline
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-MARK_COLOURS = {"Rollback": "#d62728", "Abort": "#d62728", "Promote": "#2ca02c", "Retrain": "#9467bd"}
+MARK_COLOURS = {"Rollback": "#d62728", "Abort": "#d62728", "Promote": "#2ca02c", "Retrain": "#9467bd",
+                "InputsShift": "#ff7f0e"}  # fmt: skip
 LABELS = {"Deploy": "deploy", "CanaryStarted": "canary", "Rollback": "rollback", "Abort": "abort",
-          "Retrain": "retrain", "Promote": "promote", "Advance": "step"}  # fmt: skip
+          "Retrain": "retrain", "Promote": "promote", "Advance": "step", "InputsShift": "inputs shift"}  # fmt: skip
 
 
 def label(m: Mark) -> str:
@@ -80,7 +81,8 @@ tr:nth-child(even){{background:#f4f4f4}}pre{{background:#f8f8f8;padding:1em;over
 <p>Train v1, serve it; a regressed v2 is canaried and rolled back on its error rate; the inputs drift, the
 DriftMonitor retrains, and the retrained version is canaried and promoted. Top: share of traffic per version.
 Middle: error rate per version (Prometheus). Bottom: the drift detector's corrected p-value per window (below the
-dashed line = drift). Dotted lines: decisions (red rollback, green promotion, purple retraining).</p>
+dashed line = drift). Dotted lines: decisions (red rollback, green promotion, purple retraining; orange: the inputs
+start to shift).</p>
 <img src="{html.escape(png.name)}" width="100%" alt="traffic, error rate and drift over time">
 <h2>Decisions and their evidence</h2><table>{rows}</table>
 <h2>At the end</h2><pre>{html.escape(summary)}</pre></body></html>

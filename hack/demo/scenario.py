@@ -165,6 +165,7 @@ class Scenario:
     def drift(self, load: Load) -> str | None:
         self.say("4. the inputs drift: a recalibrated scanner now reads sizes 25% larger (radius, perimeter, area)")
         load.rows = data.rows(shifted=True)
+        self.timeline.note("InputsShift", "the load generator sends the shifted measurements", "load generator")
         st = self.wait("drift to persist and retraining to start", lambda: (self.monitor_status().get("lastRetrain")
                        or None), 240)  # fmt: skip
         self.say(f"   RETRAINING: {st['jobName']}: {st.get('reason', '')}")

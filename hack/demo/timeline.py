@@ -56,6 +56,10 @@ class Timeline:
                 self._mark(epoch(last["time"]), "Retrain", f"TrainingJob {last.get('jobName')}: "
                            f"{last.get('reason', '')}", "DriftMonitor")  # fmt: skip
 
+    def note(self, action: str, message: str, source: str) -> None:
+        """Something the scenario did itself (not a decision of slipway's), marked now."""
+        self._mark(time.time(), action, message, source)
+
     def _mark(self, t: float | None, action: str, message: str, source: str) -> None:
         if t is None or t < self.started - 1:
             return
