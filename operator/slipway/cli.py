@@ -57,7 +57,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(runtime.settings, settings)
         if runtime.settings.peering and not await ensure_peering(kube, runtime.settings):
-            settings.peering.standalone = True
+            settings.peering.standalone = runtime.leadership.standalone = True
 
     ready, kopf_ready = asyncio.Event(), asyncio.Event()
     http = await serve(settings.http_host, settings.http_port, ready) if settings.http_port else None

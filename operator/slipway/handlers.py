@@ -32,6 +32,7 @@ from slipway.observability import (
     STATUS_PATCHES,
     VERDICTS,
 )
+from slipway.peering import Leadership
 from slipway.requeue import Requeuer
 from slipway.storage import S3
 
@@ -48,6 +49,7 @@ class Runtime:
     def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
+        self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {
             c.kind.kind: c
             for c in (
@@ -88,6 +90,11 @@ class Runtime:
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
     async def _refetch(self, controller: Controller[Any, Any], key: tuple[str, str, str]) -> None:
+        if not await self.leadership.active():
+            # Paused by Kopf's peering: the active replica owns this object now; Kopf re-lists everything
+            # (and so restarts our timers) when this replica resumes.
+            self.requeue.forget(key)
+            return
         try:
             body = await self.kube.get(*key)
         except Exception:

@@ -58,7 +58,7 @@ def wait_all_converged(kubectl: Kubectl) -> None:
         ("trainingjobs", "digits-mlp-ddp", "Suspended"),
         ("modelversions", "cancer-rf-v1", "ArtifactNotFound"),
         ("rollouts", "cancer-rf", "ModelVersionNotReady"),
-        ("driftmonitors", "cancer-rf", "Pending"),
+        ("driftmonitors", "cancer-rf", "WaitingForVersion"),
     ]:
         wait_for(f"{kind}/{name} Ready reason {reason}", converged(kubectl, kind, name, reason))
 
@@ -191,3 +191,19 @@ def test_operator_survives_garbage_it_cannot_parse(kubectl: Kubectl, operator: O
     assert operator.alive()
     wait_for("headline restored", lambda: (kubectl.get("modelversions", "cancer-rf-v1") or {})["status"]
              .get("headline") == "accuracy=0.965")  # fmt: skip
+
+
+def test_a_paused_replica_stops_its_own_timers(kubectl: Kubectl, operator_factory: Callable[..., Operator]) -> None:
+    """Kopf pauses the lower-priority replica's watches; the requeue timers it scheduled before must stop too,
+    or two replicas would go on reconciling the same objects."""
+    first = operator_factory(SLIPWAY_PRIORITY="1")
+    apply_all(kubectl)
+    wait_all_converged(kubectl)
+    second = operator_factory(SLIPWAY_PRIORITY="2")
+    wait_for("the first replica to pause", lambda: "Pausing operations in favour of" in first.log_path.read_text())
+    time.sleep(3)  # a timer already running when the pause came may finish its pass
+    before = first.metric("slipway_reconcile_total")
+    second_before = second.metric("slipway_reconcile_total")
+    time.sleep(8)  # four resync periods (SLIPWAY_RESYNC_SECONDS=2)
+    assert first.metric("slipway_reconcile_total") == before
+    assert second.metric("slipway_reconcile_total") > second_before

@@ -241,6 +241,21 @@ class Kube:
             raise
         return True
 
+    async def peers(self, name: str, namespaces: tuple[str, ...]) -> dict[str, Any] | None:
+        """The status of Kopf's peering object (peer id → priority, lifetime, lastseen), or None if there is
+        none. Listed rather than read: list/watch is what Kopf itself needs, so no extra RBAC."""
+        selector = f"metadata.name={name}"
+        if namespaces:
+            res = await self._custom.list_namespaced_custom_object(
+                "kopf.dev", "v1", namespaces[0], "kopfpeerings", field_selector=selector
+            )
+        else:
+            res = await self._custom.list_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", field_selector=selector
+            )
+        items = res.get("items") or []
+        return dict(items[0].get("status") or {}) if items else None
+
     @staticmethod
     async def _create_if_missing(call: Any) -> None:
         try:
