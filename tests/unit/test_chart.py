@@ -87,6 +87,7 @@ CUSTOM_CALLS: dict[str, str] = {
     "list_namespaced_custom_object": "list",
     "create_namespaced_custom_object": "create",
     "create_cluster_custom_object": "create",
+    "list_cluster_custom_object": "list",  # the peering object, read by the requeue timers (peering.py)
     "patch_namespaced_custom_object": "patch",
     "patch_namespaced_custom_object_status": "patch",
     "delete_namespaced_custom_object": "delete",
