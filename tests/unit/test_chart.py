@@ -229,7 +229,7 @@ def test_pods_are_restricted_and_the_operator_is_wired(helm: str, values: Path |
         assert d["automountServiceAccountToken"] is False  # the runtime never calls the API
         assert d["containers"][0]["image"] == f"ghcr.io/slipway-dev/drift:{chart['appVersion']}"
         state = next(v for v in d["volumes"] if v["name"] == "state")
-        persistent = vals.get("drift", {}).get("persistence", {}).get("enabled", False)
+        persistent = vals.get("drift", {}).get("persistence", {}).get("enabled", True)
         assert ("persistentVolumeClaim" in state) == persistent and ("emptyDir" in state) != persistent
         assert one(docs, "Service", "slipway-drift")["spec"]["ports"][0]["port"] == 8080
 
