@@ -79,6 +79,7 @@ def test_sklearn_example_ends_in_a_verified_model_version_with_lineage(training:
     assert lineage["seed"] == 42 and lineage["image"].endswith("/trainer:0.1.0")
     assert mv["spec"]["artifact"]["sha256"] == st["artifact"]["sha256"]
     assert len(mv["spec"]["signature"]["inputs"]) == 30 and mv["spec"]["referenceData"]["uri"].endswith(".parquet")
+    assert mv["spec"]["classes"] == [0, 1]  # int-or-string labels, as the manifest has them
     assert not mv["metadata"].get("ownerReferences")  # it outlives the job
     assert mv["status"]["headline"].startswith("accuracy=")
 

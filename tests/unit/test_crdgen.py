@@ -26,7 +26,9 @@ def test_schema_is_structural(kind: Any) -> None:
     schema = crdgen.schema_for(kind)
     for path, node in walk(schema):
         assert not {"$ref", "anyOf", "allOf", "oneOf", "title", "$defs"} & node.keys(), path
-        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+        # Kubernetes' structural rule: a type, or one of the two extensions that stand in for it.
+        untyped_ok = node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string")
+        assert "type" in node or untyped_ok, path
         free = node.get("type") == "object" and "properties" not in node and "additionalProperties" not in node
         if free and path != ".metadata":  # the apiserver owns metadata's schema
             assert node.get("x-kubernetes-preserve-unknown-fields"), path

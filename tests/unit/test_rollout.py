@@ -245,3 +245,16 @@ def test_promote_or_abort_without_a_canary_is_taken_as_seen() -> None:
     status = {"stableVersion": "m-v1", "promoteToken": "p1", "abortToken": "a1"}
     started = decide(rollout("m-v2", status, annotations=tokens), "m-v2", stable="m-v1")
     assert started.fields["phase"] == "Progressing" and started.fields["currentStep"] == 0
+
+
+@pytest.mark.parametrize(("framework", "classes", "env"), [
+    ("pytorch", ["benign", "malignant"], '["benign","malignant"]'),
+    ("pytorch", [], None),  # unset: the predictor labels by column index
+    ("sklearn", [0, 1], None),  # a scikit-learn model carries its own classes_
+])  # fmt: skip
+def test_torchscript_classes_reach_the_predictor(framework: str, classes: list[Any], env: str | None) -> None:
+    body = mv("m-v1")
+    body["spec"] |= {"framework": framework, "classes": classes}
+    spec = isvc.predictor(rollout("m-v1"), version_of(body), CTRL.settings)
+    values = {e["name"]: e.get("value") for e in spec["model"]["env"]}
+    assert values.get("SLIPWAY_CLASSES") == env

@@ -173,6 +173,7 @@ MANIFEST = {
     "signature": {"inputs": [{"name": "x", "dtype": "float64"}]},
     "referenceData": {"uri": "s3://bucket/m/j-01234567/reference.parquet", "rows": 5},
     "libraries": {"scikit-learn": "1.9.1"},
+    "classes": ["benign", "malignant"],
 }
 
 
@@ -188,6 +189,7 @@ def test_success_registers_a_model_version_with_lineage() -> None:
     assert lineage["seed"] == 0 and lineage["hyperparameters"] == {"C": 1.0} and lineage["image"]
     assert mv["spec"]["artifact"]["credentialsSecretRef"] == {"name": "s3"}
     assert mv["spec"]["gates"] == [{"metric": "accuracy", "min": 0.9}]
+    assert mv["spec"]["classes"] == ["benign", "malignant"]
     assert r.fields["modelVersionRef"] == {"name": "m-v3"} and r.fields["phase"] == "Succeeded"
     assert conds(r)["Ready"] == ("True", "Succeeded") and conds(r)["Succeeded"][0] == "True"
 

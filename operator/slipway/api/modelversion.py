@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from slipway.api.common import DNS_LABEL, Gate, LocalObjectReference, Model, S3Location, StatusBase, cel
 from slipway.api.kind import AGE_COLUMN, READY_COLUMN, Kind, PrinterColumn, condition_column
@@ -58,6 +58,10 @@ class Signature(Model):
     inputs: Annotated[list[SignatureColumn], Field(min_length=1, max_length=4096)]
 
 
+# A class label as the trainer's manifest has it: an integer or a string (int-or-string in the CRD).
+ClassLabel = Annotated[int | str, WithJsonSchema({"x-kubernetes-int-or-string": True})]
+
+
 class ModelVersionSpec(Model):
     """An immutable record of one trained artifact."""
 
@@ -78,6 +82,15 @@ class ModelVersionSpec(Model):
     ]
     lineage: Annotated[Lineage, Field(default_factory=Lineage)]
     signature: Annotated[Signature | None, Field(default=None)]
+    classes: Annotated[
+        list[ClassLabel],
+        Field(
+            default_factory=list,
+            max_length=10000,
+            description="A classifier's labels in the order of its outputs (from the trainer's manifest); the "
+            "predictor answers with these for TorchScript models (scikit-learn models carry their own).",
+        ),
+    ]
     reference_data: Annotated[
         S3Location | None, Field(default=None, description="A sample of training inputs: the drift baseline.")
     ]

@@ -39,6 +39,8 @@ def predictor(rollout: Rollout, mv: ModelVersion, settings: Settings, monitor: s
     ]
     if mv.spec.signature:
         env.append({"name": "SLIPWAY_SIGNATURE", "value": json.dumps(mv.spec.signature.wire(), separators=(",", ":"))})
+    if mv.spec.classes and mv.spec.framework == "pytorch":  # a TorchScript module knows output columns, not labels
+        env.append({"name": "SLIPWAY_CLASSES", "value": json.dumps(mv.spec.classes, separators=(",", ":"))})
     endpoint = art.endpoint or settings.s3_endpoint
     if endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})

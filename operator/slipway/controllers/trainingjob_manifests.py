@@ -252,6 +252,7 @@ def model_version(job: TrainingJob, manifest: dict[str, Any], version: int, sett
             "libraries": manifest.get("libraries") or {},
         },
         "signature": {"inputs": inputs} if inputs else None,
+        "classes": manifest.get("classes") or None,
         "referenceData": {"uri": manifest["referenceData"]["uri"], **connection}
         if manifest.get("referenceData")
         else None,
