@@ -19,13 +19,12 @@ from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers import driftmonitor_plan as plan
 from slipway.controllers import rollout as rollout_ctl
+from slipway.controllers import rollout_isvc as isvc
 from slipway.controllers.base import Create, Event, Patch, Result
 from slipway.controllers.references import missing
-from slipway.controllers.rollout_isvc import logger_url
 from slipway.drift import DriftRejected, DriftRuntime, DriftUnavailable
 from slipway.kube import Kube
 
-KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 DRIFT = "DriftDetected"
 
 
@@ -69,7 +68,7 @@ class DriftMonitorController:
         if kind == "Rollout":
             target = await kube.get("rollouts", ns, target_name)
         else:
-            target = await kube.get_custom(*KSERVE[:2], KSERVE[2], ns, target_name)
+            target = await kube.get_custom(isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL, ns, target_name)
         if target is None:
             return Observed(None)
         stable_name, canary_name = served(obj, target)
@@ -81,8 +80,11 @@ class DriftMonitorController:
         return Observed(target, stable, canary, runtime, error, jobs, retrained)
 
     async def _retrained(self, dm: DriftMonitor, jobs: list[dict[str, Any]], kube: Kube) -> dict[str, Any] | None:
+        """The last retraining's ModelVersion, read only while the decision still needs it: until it is recorded,
+        and with createRollout until it is proposed."""
         last = dm.status.last_retrain if dm.status else None
-        if last is None:
+        proposing = bool(dm.spec.retrain and dm.spec.retrain.create_rollout and dm.spec.rollout_ref)
+        if last is None or last.proposed or (last.model_version and not proposing):
             return None
         job = next((j for j in jobs if j["metadata"]["name"] == last.job_name), None)
         version = last.model_version or ((job or {}).get("status") or {}).get("modelVersionRef", {}).get("name")
@@ -183,12 +185,12 @@ class Decision:
         watched directly gets only the `logger` field patched: the one field the monitor owns there."""
         if kind != "InferenceService" or self.o.target is None:
             return
-        url = logger_url(self.settings, self.dm.metadata.get("namespace", ""), self.dm.metadata["name"], stable)
+        url = isvc.logger_url(self.settings, self.dm.metadata.get("namespace", ""), self.dm.metadata["name"], stable)
         want = {"mode": "request", "url": url}
         have = ((self.o.target.get("spec") or {}).get("predictor") or {}).get("logger")
         if have != want:
             ref = {
-                "apiVersion": f"{KSERVE[0]}/{KSERVE[1]}",
+                "apiVersion": f"{isvc.KSERVE_GROUP}/{isvc.KSERVE_VERSION}",
                 "kind": "InferenceService",
                 "metadata": {"name": self.o.target["metadata"]["name"]},
             }
