@@ -176,8 +176,10 @@ def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
     if kind == "ModelVersion":  # Rollouts wait on their ModelVersion's readiness
         return [("Rollout", r) for r in (obj.get("status") or {}).get("servedBy") or []]
     if kind == "DriftMonitor":  # the Rollout points its service's payload logger at the monitor
+        # Only a new or changed spec matters to the Rollout, not the status written at every window.
+        unseen = (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation")
         ref = (obj.get("spec") or {}).get("rolloutRef") or {}
-        return [("Rollout", ref["name"])] if ref.get("name") else []
+        return [("Rollout", ref["name"])] if ref.get("name") and unseen else []
     if kind == "TrainingJob":  # a retraining job's outcome moves its monitor
         monitor = (obj["metadata"].get("labels") or {}).get(MONITOR_LABEL)
         return [("DriftMonitor", monitor)] if monitor else []

@@ -263,3 +263,14 @@ def test_monitor_of_picks_the_first_watching_monitor() -> None:
                 (("z", "r"), ("b", "r"), ("a", "other"))]  # fmt: skip
     assert monitor_of(rollout({}), monitors) == "b"
     assert monitor_of(rollout({}), []) is None
+
+
+def test_a_monitor_wakes_its_rollout_only_for_a_spec_the_operator_has_not_seen() -> None:
+    from slipway.handlers import related
+
+    new = {"metadata": {"name": "dm", "generation": 1}, "spec": {"rolloutRef": {"name": "r"}}}
+    assert related("DriftMonitor", new) == [("Rollout", "r")]
+    windows_moved = {**new, "status": {"observedGeneration": 1, "windowsEvaluated": 9}}
+    assert related("DriftMonitor", windows_moved) == []  # every window's status write would wake it otherwise
+    retargeted = {**windows_moved, "metadata": {"name": "dm", "generation": 2}}
+    assert related("DriftMonitor", retargeted) == [("Rollout", "r")]
