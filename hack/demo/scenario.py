@@ -86,6 +86,7 @@ class Scenario:
     def __init__(self, env: Env, say: Callable[[str], None] = print) -> None:
         self.env, self.kubectl, self.say_ = env, Kubectl(env), say
         self.timeline, self.t0 = Timeline(drift_level=0.01), time.monotonic()
+        self.seen: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)  # see look()
         self.s3 = boto3.client("s3", endpoint_url=env.s3_env["AWS_ENDPOINT_URL"],
                                aws_access_key_id=env.s3_env["AWS_ACCESS_KEY_ID"],
                                aws_secret_access_key=env.s3_env["AWS_SECRET_ACCESS_KEY"],
@@ -136,7 +137,7 @@ class Scenario:
         )
         self.kubectl.apply([*self.docs("02-rollout.yaml"), *self.docs("03-driftmonitor.yaml")])
         self.wait(
-            "the InferenceService to serve v1", lambda: condition(self.rollout(), "Ready").get("status") == "True", 240
+            "the InferenceService to serve v1", lambda: condition(self.seen[0], "Ready").get("status") == "True", 240
         )
 
     def bad_version(self, v1: str) -> str:
@@ -181,6 +182,7 @@ class Scenario:
                   or self.rollout_status().get("rolledBackVersion") == v3, 420)  # fmt: skip
         self.wait("the monitor to switch its reference", lambda: self.monitor_status().get("modelVersion") == v3, 60)
         self.say(f"   PROMOTED {v3}; the monitor now compares the inputs with {v3}'s reference data")
+        self.look()
         seen = self.windows()
         self.wait(f"two windows against {v3}'s reference", lambda: self.windows() >= seen + 2, 120)
         return str(v3)
@@ -210,11 +212,16 @@ class Scenario:
     def rollout(self) -> dict[str, Any] | None:
         return self.kubectl.get("rollout", ROLLOUT)
 
+    def look(self) -> None:
+        """Read the Rollout and the DriftMonitor once; the poll's check, progress line and timeline share it."""
+        self.seen = (self.rollout(), self.kubectl.get("driftmonitor", MONITOR))
+        self.timeline.sample(*self.seen)
+
     def rollout_status(self) -> dict[str, Any]:
-        return (self.rollout() or {}).get("status") or {}
+        return (self.seen[0] or {}).get("status") or {}
 
     def monitor_status(self) -> dict[str, Any]:
-        return (self.kubectl.get("driftmonitor", MONITOR) or {}).get("status") or {}
+        return (self.seen[1] or {}).get("status") or {}
 
     def windows(self) -> int:
         return int(self.monitor_status().get("windowsEvaluated") or 0)
@@ -249,7 +256,7 @@ class Scenario:
         show = show or self.show_state
         deadline, last, said_at = time.monotonic() + timeout, "", 0.0
         while time.monotonic() < deadline:
-            self.timeline.sample(self.rollout(), self.kubectl.get("driftmonitor", MONITOR))
+            self.look()
             found = check()
             if found:
                 return found

@@ -39,7 +39,7 @@ def running(pid_file: Path) -> bool:
     return True
 
 
-def ensure(server: ChildServer, state: Path, key: str, say: object = print) -> None:
+def ensure(server: ChildServer, state: Path, key: str) -> None:
     pid_file = state / f"{key}.pid"
     if running(pid_file):
         print(f"{server.name} already running (pid {pid_file.read_text().strip()})", file=sys.stderr)
