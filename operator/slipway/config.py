@@ -44,6 +44,9 @@ class Settings:
         ""  # SLIPWAY_DRIFT_URL: the shared drift runtime, e.g. http://slipway-drift.slipway-system.svc:8080
     )
     drift_poll_seconds: float = 10.0  # SLIPWAY_DRIFT_POLL_SECONDS: how often a DriftMonitor reads its results
+    # SLIPWAY_GATEWAY: <namespace>/<name> of the Gateway API Gateway a Standard-mode Rollout's HTTPRoute attaches
+    # to (KServe's ingress.kserveIngressGateway); empty = leave ingress to KServe, and the canary gets no requests.
+    gateway: str = "kserve/kserve-ingress-gateway"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -64,6 +67,7 @@ class Settings:
             s3_region=_env("SLIPWAY_S3_REGION", d.s3_region),
             drift_url=_env("SLIPWAY_DRIFT_URL", d.drift_url).rstrip("/"),
             drift_poll_seconds=float(_env("SLIPWAY_DRIFT_POLL_SECONDS", str(d.drift_poll_seconds))),
+            gateway=_env("SLIPWAY_GATEWAY", d.gateway),
         )
 
     def validate(self) -> None:
@@ -75,5 +79,7 @@ class Settings:
             raise ValueError("SLIPWAY_RESYNC_SECONDS must be positive")
         if self.drift_poll_seconds <= 0:
             raise ValueError("SLIPWAY_DRIFT_POLL_SECONDS must be positive")
+        if self.gateway and len(self.gateway.split("/")) != 2:
+            raise ValueError(f"SLIPWAY_GATEWAY must be <namespace>/<name>, not {self.gateway!r}")
         if self.drift_url and not self.drift_url.startswith(("http://", "https://")):
             raise ValueError(f"SLIPWAY_DRIFT_URL must be an http(s) URL, not {self.drift_url!r}")

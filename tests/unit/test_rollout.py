@@ -10,6 +10,7 @@ from slipway.analysis import Outcome
 from slipway.api import Rollout
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
+from slipway.controllers import rollout_route as route
 from slipway.controllers.base import Apply, Result
 from slipway.controllers.rollout import Observed, RolloutController, version_of
 
@@ -48,7 +49,20 @@ def rollout(
     return Rollout.model_validate({"metadata": meta, "spec": spec, "status": status})  # fmt: skip
 
 
-READY_ISVC = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}, "spec": {}}
+def served(*canaries: tuple[str, int, bool]) -> dict[str, Any]:
+    """A live InferenceService as KServe reports it: Ready, its URL, and (name, trafficPercent, ready) per canary."""
+    status: dict[str, Any] = {"url": "http://r-ns.example.com", "conditions": [{"type": "Ready", "status": "True"}]}
+    if canaries:
+        every = all(ok for _, _, ok in canaries)
+        status["conditions"].append({"type": "CanaryPredictorReady", "status": "True" if every else "False"})
+        status["canaryStatuses"] = [{"name": n, "trafficPercent": p, "ready": ok} for n, p, ok in canaries]
+    meta = {"name": "r", "namespace": "ns", "uid": "isvc-uid"}
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": meta,
+            "spec": {}, "status": status}  # fmt: skip
+
+
+# KServe reports both canaries the tests use ready (at a weight that is not the last stage's 100 %).
+READY_ISVC = served(("m-v2", 10, True), ("m-v3", 10, True))
 
 
 def decide(
@@ -58,16 +72,29 @@ def decide(
     stable: str | None = None,
     outcome: Outcome | None = None,
     isvc_obj: dict[str, Any] | None = READY_ISVC,
+    route_obj: dict[str, Any] | None = None,
 ) -> Result:
-    return CTRL.decide(r, Observed(mv(target), mv(stable) if stable else None, isvc_obj, outcome), now)  # fmt: skip
+    observed = Observed(mv(target), mv(stable) if stable else None, isvc_obj, outcome, route=route_obj)
+    return CTRL.decide(r, observed, now)
+
+
+def live_route(weights: dict[str, int], accepted: bool = True) -> dict[str, Any]:
+    """The Rollout's HTTPRoute as the API server returns it once the gateway has looked at it."""
+    backends = [{"group": "", "kind": "Service", "name": n, "port": 80, "weight": w} for n, w in weights.items()]
+    status = "True" if accepted else "False"
+    parent = {"parentRef": {"name": "kserve-ingress-gateway", "namespace": "kserve"},
+              "conditions": [{"type": "Accepted", "status": status, "observedGeneration": 2}]}  # fmt: skip
+    return {"metadata": {"name": "r", "namespace": "ns", "generation": 2},
+            "spec": {"hostnames": ["r-ns.example.com"], "rules": [{"backendRefs": backends}]},
+            "status": {"parents": [parent]}}  # fmt: skip
 
 
 def conds(result: Result) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in result.conditions}
 
 
-def applied(result: Result) -> dict[str, Any]:
-    [a] = [a for a in result.actions if isinstance(a, Apply)]
+def applied(result: Result, kind: str = "InferenceService") -> dict[str, Any]:
+    [a] = [a for a in result.actions if isinstance(a, Apply) and a.manifest["kind"] == kind]
     return a.manifest
 
 
@@ -91,23 +118,38 @@ def test_first_version_is_deployed_without_a_canary() -> None:
     assert [d["action"] for d in r.fields["decisions"]] == ["Deploy"]
 
 
-def test_steady_state_is_ready_and_writes_nothing_when_the_service_matches() -> None:
+def test_steady_state_is_ready_and_writes_nothing_when_the_intent_is_unchanged() -> None:
     status = {"stableVersion": "m-v1", "phase": "Promoted"}
-    desired = isvc.inference_service(rollout("m-v1"), version_of(mv("m-v1")), None, 0, CTRL.settings)
-    observed = {**desired, "status": READY_ISVC["status"]}
-    r = decide(rollout("m-v1", status), "m-v1", stable="m-v1", isvc_obj=observed)
+    first = decide(rollout("m-v1", status), "m-v1", stable="m-v1", route_obj=live_route({"r-m-v1-predictor": 100}))
+    assert {a.manifest["kind"] for a in first.actions if isinstance(a, Apply)} == {"HTTPRoute", "InferenceService"}
+    # What KServe's webhooks did to the live object (canonical quantities, Knative for Serverless...) does not
+    # matter: the intent's digest in status does, and the fields that decide what is served.
+    desired = applied(first)
+    live = {**desired, "metadata": {**desired["metadata"], "uid": "isvc-uid"},
+            "spec": {**desired["spec"], "predictor": {**desired["spec"]["predictor"], "timeout": 60,
+                                                     "automountServiceAccountToken": False}},
+            "status": READY_ISVC["status"]}  # fmt: skip
+    again = rollout("m-v1", {**status, "applied": first.fields["applied"]})
+    r = decide(again, "m-v1", stable="m-v1", isvc_obj=live, route_obj=live_route({"r-m-v1-predictor": 100}))
     assert conds(r)["Ready"] == ("True", "Serving") and conds(r)["Promoted"][0] == "True"
-    assert r.actions == []
+    assert r.actions == [] and "applied" not in r.fields
+    # Someone moved what is served: slipway puts its intent back.
+    moved = {**live, "spec": {**live["spec"], "predictor": {**live["spec"]["predictor"], "name": "other"}}}
+    assert applied(decide(again, "m-v1", stable="m-v1", isvc_obj=moved, route_obj=live_route({"x": 100})))
 
 
 def test_new_target_starts_a_canary_at_the_first_weight() -> None:
-    r = decide(rollout("m-v2", {"stableVersion": "m-v1", "phase": "Promoted"}), "m-v2", stable="m-v1")
+    status = {"stableVersion": "m-v1", "phase": "Promoted"}
+    r = decide(rollout("m-v2", status), "m-v2", stable="m-v1", isvc_obj=served())
     assert r.fields["canaryVersion"] == "m-v2" and r.fields["canaryWeight"] == 10 and r.fields["currentStep"] == 0
     spec = applied(r)["spec"]
     assert spec["predictor"]["name"] == "m-v1"
     assert spec["canary"] == [{"predictor": spec["canary"][0]["predictor"], "trafficPercent": 10}]
     assert spec["canary"][0]["predictor"]["name"] == "m-v2"
     assert conds(r)["Progressing"][0] == "True" and "CanaryStarted" in [e.reason for e in r.events]
+    # Not ready yet: no request goes to it and its clocks have not started.
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 100}
+    assert r.fields["stepStartedAt"] is None and conds(r)["Ready"] == ("False", "CanaryNotReady")
 
 
 def test_serverless_canary_uses_canary_traffic_percent() -> None:
@@ -146,13 +188,29 @@ def test_no_data_rollback_when_asked() -> None:
     assert res.fields["rolledBackVersion"] == "m-v2" and conds(res)["Stalled"] == ("True", "RolledBack")
 
 
-def test_last_step_promotes() -> None:
+def test_last_step_sends_everything_to_the_canary_then_promotes_once_that_is_served() -> None:
     status = progressing(step=1, weight=50, lastVerdict="Healthy")
     r = decide(rollout("m-v2", status), "m-v2", T0 + timedelta(seconds=61), stable="m-v1")
+    assert r.fields["currentStep"] == 2 and r.fields["canaryWeight"] == 100 and "stableVersion" not in r.fields
+    assert applied(r)["spec"]["canary"][0]["trafficPercent"] == 100 and conds(r)["Ready"][1] == "Promoting"
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 0, "r-m-v2-predictor": 100}
+    full = progressing(step=2, weight=100, lastVerdict="Healthy")
+    at_100 = live_route({"r-m-v1-predictor": 0, "r-m-v2-predictor": 100})
+    # KServe has not resized the canary for 100 % yet, or the gateway has not taken the route: wait.
+    for isvc_obj, route_obj in (
+        (READY_ISVC, at_100),
+        (served(("m-v2", 100, True)), live_route({"r-m-v1-predictor": 100})),
+    ):
+        wait = decide(rollout("m-v2", full), "m-v2", T0 + timedelta(seconds=62), stable="m-v1", isvc_obj=isvc_obj,
+                      route_obj=route_obj)  # fmt: skip
+        assert "stableVersion" not in wait.fields and conds(wait)["Ready"][1] == "CanaryNotReady"
+    r = decide(rollout("m-v2", full), "m-v2", T0 + timedelta(seconds=62), stable="m-v1",
+               isvc_obj=served(("m-v2", 100, True)), route_obj=at_100)  # fmt: skip
     assert r.fields["stableVersion"] == "m-v2" and r.fields["canaryVersion"] is None and r.fields["phase"] == "Promoted"
     spec = applied(r)["spec"]
     assert spec["predictor"]["name"] == "m-v2" and "canary" not in spec
     assert conds(r)["Promoted"][0] == "True" and r.fields["decisions"][-1]["action"] == "Promote"
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v2-predictor": 100}
 
 
 def test_regression_rolls_back_in_the_same_pass_with_evidence() -> None:
@@ -197,7 +255,8 @@ def test_abort() -> None:
 
 
 def test_retarget_mid_rollout_starts_over_from_stable() -> None:
-    r = decide(rollout("m-v3", progressing(step=1, weight=50)), "m-v3", T0 + timedelta(seconds=5), stable="m-v1")
+    r = decide(rollout("m-v3", progressing(step=1, weight=50)), "m-v3", T0 + timedelta(seconds=5), stable="m-v1",
+               isvc_obj=served(("m-v2", 50, True)))  # fmt: skip
     assert r.fields["canaryVersion"] == "m-v3" and r.fields["currentStep"] == 0 and r.fields["canaryWeight"] == 10
     assert [d["action"] for d in r.fields["decisions"]][-2:] == ["Retarget", "CanaryStarted"]
     spec = applied(r)["spec"]
@@ -226,14 +285,13 @@ def test_predictor_env_carries_version_signature_and_secret_refs() -> None:
     )
 
 
-def test_needs_update_ignores_fields_others_add_but_not_stray_canaries() -> None:
+def test_stray_canary_and_logger_fields_are_cleared_by_merge_patch() -> None:
+    """Fields an older slipway (or someone else) wrote are co-owned: leaving them out of the apply keeps them."""
     desired = isvc.inference_service(rollout("m-v1"), version_of(mv("m-v1")), None, 0, CTRL.settings)
-    observed = {"metadata": {**desired["metadata"], "labels": {**desired["metadata"]["labels"], "other": "x"}},
-                "spec": {**desired["spec"], "predictor": {**desired["spec"]["predictor"], "timeout": 60}}}  # fmt: skip
-    assert not isvc.needs_update(observed, desired)
-    assert isvc.needs_update({**observed, "spec": {**observed["spec"], "canary": [{"trafficPercent": 5}]}}, desired)
-    patch = isvc.spec_patch(desired)
-    assert patch["spec"]["canary"] is None and patch["spec"]["predictor"]["canaryTrafficPercent"] is None
+    spec = {**desired["spec"], "predictor": {**desired["spec"]["predictor"], "timeout": 60}}
+    assert isvc.stray_patch({"spec": spec}, desired) is None
+    stray = {**spec, "canary": [{"trafficPercent": 5}], "predictor": {**spec["predictor"], "logger": {"url": "x"}}}
+    assert isvc.stray_patch({"spec": stray}, desired) == {"spec": {"canary": None, "predictor": {"logger": None}}}
 
 
 def test_promote_or_abort_without_a_canary_is_taken_as_seen() -> None:

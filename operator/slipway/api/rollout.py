@@ -32,11 +32,22 @@ class Predictor(Model):
     ]
 
 
+# KServe's InferenceService name format (its validating webhook's IsvcNameFmt): a DNS-1035 label.
+ISVC_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
 class InferenceServiceTemplate(Model):
     """The KServe InferenceService this Rollout owns."""
 
     name: Annotated[
-        str | None, Field(default=None, max_length=45, pattern=DNS_LABEL, description="Defaults to the Rollout's name.")
+        str | None,
+        Field(
+            default=None,
+            max_length=45,
+            pattern=ISVC_NAME,
+            description="Defaults to the Rollout's name. Starts with a letter; in Standard mode at most 37 "
+            "characters, so that <name>-<predictor>-predictor and KServe's app label fit in 63.",
+        ),
     ]
     deployment_mode: Annotated[
         Literal["Serverless", "Standard"],
@@ -139,6 +150,16 @@ class Canary(Model):
 
     steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=20)]
     analysis: Annotated[Analysis | None, Field(default=None)]
+    progress_deadline_seconds: Annotated[
+        int,
+        Field(
+            default=600,
+            ge=30,
+            le=86400,
+            description="How long the canary's predictor may take to become ready (Standard mode: KServe's "
+            "status.canaryStatuses[].ready) before it is rolled back. Step clocks start when it is ready.",
+        ),
+    ]
 
 
 class RolloutSpec(Model):
@@ -196,6 +217,22 @@ class RolloutStatus(StatusBase):
     canary_started_at: Annotated[
         str | None,
         Field(default=None, json_schema_extra={"format": "date-time"}, description="Evidence counts from here."),
+    ]
+    canary_deployed_at: Annotated[
+        str | None,
+        Field(
+            default=None,
+            json_schema_extra={"format": "date-time"},
+            description="When the canary's predictor was asked for; progressDeadlineSeconds counts from here.",
+        ),
+    ]
+    applied: Annotated[
+        dict[str, str] | None,
+        Field(
+            default=None,
+            description="Digest of what the operator last applied, per object it owns (InferenceService, "
+            "HTTPRoute, storage ServiceAccount): it writes only when that intent changes or the object drifted.",
+        ),
     ]
     last_analysis_time: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
     rolled_back_version: Annotated[

@@ -56,10 +56,10 @@ class SetFinalizers:
 
 @dataclass(frozen=True)
 class Apply:
-    """Create `manifest`, or merge-patch an existing object of its name with `patch`."""
+    """Server-side apply `manifest` (field manager `slipway`, forced): it holds only the fields slipway owns;
+    fields it held before and leaves out are removed, fields others set (defaults, webhooks) stay theirs."""
 
     manifest: dict[str, Any]
-    patch: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -169,9 +169,8 @@ async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kub
             meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
             await kube.create({**action.manifest, "metadata": meta})
         elif isinstance(action, Apply):
-            meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
-            if not await kube.create({**action.manifest, "metadata": meta}):
-                await kube.patch_object(action.manifest, action.patch)
+            meta = {**action.manifest["metadata"], "namespace": ref.namespace}
+            await kube.apply({**action.manifest, "metadata": meta})
         elif isinstance(action, Patch):
             await kube.patch_object(
                 {**action.ref, "metadata": {"namespace": ref.namespace, **action.ref["metadata"]}}, action.patch

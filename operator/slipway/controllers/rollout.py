@@ -7,7 +7,7 @@ evidence is gathered in observe() when due; decide() is pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,10 @@ from slipway.api.rollout import Rollout
 from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
-from slipway.controllers.base import Apply, Event, Result, invalid
+from slipway.controllers import rollout_route as route
+from slipway.controllers import rollout_serving as serving
+from slipway.controllers import rollout_storage as storage
+from slipway.controllers.base import Event, Result, invalid
 from slipway.controllers.references import missing, not_ready
 from slipway.kube import Kube
 
@@ -33,6 +36,7 @@ CANDIDATE, CANDIDATE_BASE, CANDIDATE_SOURCE = (
 )
 MAX_DECISIONS = 20
 WATCH_SECONDS = 10.0
+READY_DEADLINE = 600  # seconds a canary may take to become ready when spec.canary (progressDeadlineSeconds) is unset
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class Observed:
     isvc: dict[str, Any] | None = None
     analysis: Outcome | None = None  # present when an analysis was due and ran
     drift_monitor: str | None = None  # the DriftMonitor watching this Rollout, if any
+    route: dict[str, Any] | None = None  # the HTTPRoute the Rollout owns (Standard mode)
+    credentials: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)  # storage Secrets it copies
+    accounts: frozenset[str] = frozenset()  # its storage ServiceAccounts that exist
 
 
 def target_of(rollout: Rollout) -> tuple[str, str | None]:
@@ -68,6 +75,10 @@ def problems(rollout: Rollout) -> list[str]:
     canary = rollout.spec.canary
     if canary and canary.analysis is None and any(s.hold_seconds is None and not s.manual_gate for s in canary.steps):
         found.append("a canary step without analysis needs holdSeconds or manualGate, or nothing would end it")
+    if isvc.standard(rollout) and rollout.spec.inference_service.predictor.min_replicas < 1:
+        # KServe sizes a Standard canary as ceil(stable minReplicas x percent / 100) and refuses a canary
+        # minReplicas above stable's: with 0 the canary would never get a pod.
+        found.append("Standard mode needs spec.inferenceService.predictor.minReplicas >= 1 to run a canary")
     return found
 
 
@@ -78,10 +89,6 @@ def parse(ts: str | None) -> datetime | None:
 def version_of(body: dict[str, Any]) -> ModelVersion:
     """Spec and metadata only: a ModelVersion's status says nothing about how to serve it."""
     return ModelVersion.model_validate({"metadata": body["metadata"], "spec": body["spec"]})
-
-
-def ready_isvc(obj: dict[str, Any] | None) -> bool:
-    return obj is not None and conditions.is_true((obj.get("status") or {}).get("conditions") or [], "Ready")
 
 
 class RolloutController:
@@ -100,7 +107,21 @@ class RolloutController:
             isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL, ns, isvc.isvc_name(obj)
         )
         monitor = monitor_of(obj, await kube.list_custom("driftmonitors", ns)) if self.settings.drift_url else None
-        return Observed(target, stable, current, await self.analysis_if_due(obj, status), monitor)
+        name = isvc.isvc_name(obj)
+        current_route = None
+        if serving.routed(obj, self.settings) and current is not None:
+            current_route = await kube.get_custom(route.GATEWAY_GROUP, route.GATEWAY_VERSION, route.ROUTE_PLURAL,
+                                                  ns, name)  # fmt: skip
+        versions = [version_of(b) for b in (stable, target) if b is not None]
+        credentials: dict[str, tuple[dict[str, str], str]] = {}
+        accounts = set()
+        for src in serving.storage_sources(obj, versions, self.settings).values():
+            if src[0] not in credentials and (found := await kube.secret_version(ns, src[0])) is not None:
+                credentials[src[0]] = found
+            if await kube.service_account_exists(ns, storage.account_name(name, src)):
+                accounts.add(storage.account_name(name, src))
+        analysis = await self.analysis_if_due(obj, status)
+        return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts))
 
     async def analysis_if_due(self, obj: Rollout, status: dict[str, Any]) -> Outcome | None:
         analysis = obj.spec.canary.analysis if obj.spec.canary else None
@@ -120,6 +141,9 @@ class RolloutController:
     def decide(self, obj: Rollout, observed: Observed, now: datetime) -> Result:
         if found := problems(obj):
             return invalid(found)
+        if problem := isvc.name_problem(obj):
+            reason = "InvalidInferenceServiceName"
+            return Result(conditions.stalled(reason, problem), events=[Event("Warning", reason, problem)])
         walk = Walk(obj, observed, now, self.settings)
         return walk.run()
 
@@ -134,6 +158,7 @@ class Walk:
         self.events: list[Event] = []
         self.decisions: list[dict[str, Any]] = list(self.status.get("decisions") or [])
         self.annotations = rollout.metadata.get("annotations") or {}
+        self.standard = isvc.standard(rollout)
 
     def get(self, key: str) -> Any:
         return self.fields[key] if key in self.fields else self.status.get(key)
@@ -177,13 +202,25 @@ class Walk:
         stable = self.get("stableVersion")
         self.absorb_tokens()
         self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": "Promoted",
-                        "canaryStartedAt": None, "stepStartedAt": None}  # fmt: skip
-        if ready_isvc(self.o.isvc):
+                        "canaryStartedAt": None, "stepStartedAt": None, "canaryDeployedAt": None}  # fmt: skip
+        waiting = self.not_served(stable)
+        if waiting is None:
             conds = [*conditions.ready("Serving", f"{stable} takes all traffic"), *self.flags(promoted=True)]
         else:
-            conds = [*conditions.progressing("Deploying", f"waiting for InferenceService to serve {stable}"),
-                     *self.flags(promoted=True)]  # fmt: skip
-        return self.finish(conds, None if ready_isvc(self.o.isvc) else WATCH_SECONDS)
+            conds = [*conditions.progressing("Deploying", waiting), *self.flags(promoted=True)]
+        return self.finish(conds, None if waiting is None else WATCH_SECONDS)
+
+    def not_served(self, stable: str) -> str | None:
+        """What `stable` taking all traffic still waits for, or None: KServe's Ready (PredictorReady and
+        IngressReady) and, where the Rollout owns the route, the gateway having accepted it pointing at stable."""
+        if not isvc.ready(self.o.isvc):
+            return f"waiting for InferenceService to serve {stable}"
+        if not serving.routed(self.r, self.settings):
+            return None
+        service = isvc.predictor_service(isvc.isvc_name(self.r), stable)
+        if route.weights(self.o.route) != {service: 100} or not route.accepted(self.o.route, self.settings.gateway):
+            return f"waiting for Gateway {self.settings.gateway} to accept the HTTPRoute to {service}"
+        return None
 
     def rolled_back_state(self) -> Result:
         version = self.get("rolledBackVersion")
@@ -195,14 +232,17 @@ class Walk:
         )
         reason = "Aborted" if last.get("action") == "Abort" else "RolledBack"
         self.absorb_tokens()
-        self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": reason}
+        self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": reason,
+                        "canaryDeployedAt": None}  # fmt: skip
         return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)])
 
     def start_canary(self, target: str) -> None:
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
         weight = steps[0].weight if steps else 100
+        now = rfc3339(self.now)
+        clock = None if self.standard else now  # Standard: step clocks start once KServe reports the canary ready
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
-                        "canaryStartedAt": rfc3339(self.now), "stepStartedAt": rfc3339(self.now),
+                        "canaryDeployedAt": now, "canaryStartedAt": clock, "stepStartedAt": clock,
                         "lastAnalysisTime": None, "lastVerdict": None}  # fmt: skip
         proposed = f", proposed by {self.get('candidate')}" if self.get("candidate") else ""
         self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)}){proposed}")
@@ -222,8 +262,10 @@ class Walk:
                 self.events.append(Event("Normal", "AnalysisVerdict", f"{outcome.verdict}: {outcome.message}"))
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
         index = self.get("currentStep") or 0
-        if not steps:
-            return self.promote("no canary steps")
+        if self.standard and (waiting := self.canary_waiting(index >= len(steps))) is not None:
+            return waiting
+        if index >= len(steps):  # no steps, or Standard's last stage: all requests on the canary
+            return self.promote("no canary steps" if not steps else f"{self.get('canaryVersion')} served all requests")
         step, started = steps[index], parse(self.get("stepStartedAt")) or self.now
         forced = self.token(PROMOTE, "promoteToken")
         if forced:
@@ -248,6 +290,35 @@ class Walk:
         return self.waiting("CanaryProgressing", f"step {index + 1}/{len(steps)} at {step.weight}%: holding for "
                             f"evidence ({self.get('lastVerdict') or 'no verdict yet'})")  # fmt: skip
 
+    def canary_waiting(self, final: bool) -> Result | None:
+        """Standard mode: a Result waiting for the canary's predictor, or None once KServe reports it ready
+        (status.canaryStatuses[].ready, CanaryPredictorReady), at 100 % and behind the route before promotion.
+        The first time it is ready, the step and evidence clocks start. Not ready within the progress deadline
+        of being asked for: rolled back, never promoted."""
+        canary = self.get("canaryVersion")
+        name = isvc.isvc_name(self.r)
+        ready, percent = isvc.canary_state(self.o.isvc, isvc.predictor_name(name, canary))
+        if ready and self.get("stepStartedAt") is None:
+            now = rfc3339(self.now)
+            self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
+            self.record("CanaryReady", f"{canary} is ready: it takes {self.get('canaryWeight')}% of requests")
+        service = isvc.predictor_service(name, canary)
+        if ready and final and serving.routed(self.r, self.settings):
+            on_route = route.weights(self.o.route).get(service) == 100
+            ready = on_route and route.accepted(self.o.route, self.settings.gateway)
+        if ready and (not final or percent == 100):
+            return None
+        if self.get("stepStartedAt") is None:
+            deployed = parse(self.get("canaryDeployedAt"))
+            if deployed is None:
+                self.fields["canaryDeployedAt"] = rfc3339(self.now)
+            deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
+            if deployed is not None and (self.now - deployed).total_seconds() >= deadline:
+                return self.rollback("Rollback", f"{canary} did not become ready within {deadline}s")
+            return self.waiting("CanaryNotReady", f"waiting for KServe to report canary {service} ready")
+        what = "all requests on it" if final else "it ready again"
+        return self.waiting("CanaryNotReady", f"waiting for canary {service}: {what}")
+
     def advance(self, index: int, steps: list[Any], why: str) -> Result:
         if index + 1 >= len(steps):
             return self.promote(why)
@@ -259,6 +330,13 @@ class Walk:
 
     def promote(self, why: str) -> Result:
         canary = self.get("canaryVersion")
+        steps = self.r.spec.canary.steps if self.r.spec.canary else []
+        if self.standard and (self.get("currentStep") or 0) < len(steps):
+            # KServe deletes the old stable predictor as soon as the canary becomes spec.predictor: first all
+            # requests (and KServe's replicas) go to the canary, and it replaces stable once that is served.
+            self.fields |= {"currentStep": len(steps), "canaryWeight": 100, "stepStartedAt": rfc3339(self.now)}
+            self.record("FullWeight", f"{why}; all requests to {canary} before it replaces stable")
+            return self.waiting("Promoting", f"{canary} takes all requests; it becomes stable once that is served", 1)
         self.fields |= {"stableVersion": canary, "rolledBackVersion": None}
         self.record("Promote", f"{canary} promoted: {why}")
         self.events.append(Event("Normal", "Promoted", f"{canary} promoted: {why}"))
@@ -323,21 +401,27 @@ class Walk:
 
     def finish(self, conds: list[Cond], requeue: float | None = None) -> Result:
         result = Result(conds, self.fields, self.events, requeue)
-        desired = self.desired_isvc()
-        if desired is not None and isvc.needs_update(self.o.isvc, desired):
-            result.actions.append(Apply(desired, isvc.spec_patch(desired)))
+        wanted = self.serving()
+        if wanted is not None:
+            live = serving.Live(self.o.isvc, self.o.route, self.o.credentials, self.o.accounts)
+            applied = dict(self.status.get("applied") or {})
+            actions, now = serving.plan(self.r, wanted, live, self.settings, self.o.drift_monitor, applied)
+            result.actions += actions
+            if now != applied:
+                self.fields["applied"] = now
         return result
 
-    def desired_isvc(self) -> dict[str, Any] | None:
+    def serving(self) -> serving.Serving | None:
+        """What should be served now, or None when the stable version's ModelVersion is gone (leave the service
+        as it is)."""
         stable_name = self.get("stableVersion")
-        if not stable_name:
-            return None
         by_name = {d["metadata"]["name"]: d for d in (self.o.stable, self.o.model_version) if d}
-        if stable_name not in by_name:
-            return None  # the stable version's ModelVersion is gone: leave the service as it is
-        stable = version_of(by_name[stable_name])
+        if not stable_name or stable_name not in by_name:
+            return None
         canary_name = self.get("canaryVersion")
         canary = version_of(by_name[canary_name]) if canary_name in by_name else None
-        return isvc.inference_service(
-            self.r, stable, canary, self.get("canaryWeight") or 0, self.settings, self.o.drift_monitor
-        )
+        ready = False
+        if canary is not None and self.standard:
+            ready = isvc.canary_state(self.o.isvc, isvc.predictor_name(isvc.isvc_name(self.r), canary_name))[0]
+        weight = self.get("canaryWeight") or 0
+        return serving.Serving(version_of(by_name[stable_name]), canary, weight, ready)

@@ -2,14 +2,18 @@
 
 Serverless: one predictor; a canary is the new predictor plus canaryTrafficPercent (Knative keeps the previous
 revision for the rest). Standard (KServe >= 0.20): spec.predictor is stable, spec.canary[] holds the named
-canary predictor with its trafficPercent. See docs/serving-contract.md.
+canary predictor with its trafficPercent, which KServe uses only to size the canary's replicas: the requests
+are split by the Rollout's own HTTPRoute (rollout_route). See docs/serving-contract.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 
+from slipway import conditions
 from slipway.api.common import API_VERSION
 from slipway.api.modelversion import ModelVersion
 from slipway.api.rollout import Rollout
@@ -17,11 +21,57 @@ from slipway.config import Settings
 
 KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# KServe creates no Ingress/HTTPRoute for an InferenceService with this label (raw HTTPRoute and Ingress
+# reconcilers); the Rollout's own HTTPRoute serves its host instead.
+VISIBILITY_LABEL, CLUSTER_LOCAL = "networking.kserve.io/visibility", "cluster-local"
+CANARY_READY = "CanaryPredictorReady"
 FORMAT = "slipway"
+ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # KServe's IsvcNameFmt
+# KServe labels predictor pods app=isvc.<isvc>-<predictor>-predictor (a label value: at most 63 characters),
+# so <isvc> + <predictor> <= 63 - len("isvc.") - len("-") - len("-predictor") = 47.
+NAME_BUDGET = 47
+MIN_PREDICTOR_NAME = 10
+STANDARD_ISVC_MAX = NAME_BUDGET - MIN_PREDICTOR_NAME
 
 
 def isvc_name(rollout: Rollout) -> str:
     return rollout.spec.inference_service.name or rollout.metadata["name"]
+
+
+def standard(rollout: Rollout) -> bool:
+    return rollout.spec.inference_service.deployment_mode == "Standard"
+
+
+def name_problem(rollout: Rollout) -> str | None:
+    """Why the InferenceService's name cannot work with KServe, or None."""
+    name = isvc_name(rollout)
+    field = "spec.inferenceService.name" if rollout.spec.inference_service.name else "the Rollout's name"
+    if not ISVC_NAME.match(name):
+        return (f"InferenceService name {name!r} ({field}) must start with a letter and hold only lower-case "
+                "letters, digits and '-': set spec.inferenceService.name")  # fmt: skip
+    limit = STANDARD_ISVC_MAX if standard(rollout) else 45
+    if len(name) > limit:
+        return (f"InferenceService name {name!r} ({field}) is {len(name)} characters; at most {limit} leave "
+                "room for KServe's <name>-<predictor>-predictor names: set a shorter "
+                "spec.inferenceService.name")  # fmt: skip
+    return None
+
+
+def predictor_name(isvc: str, version: str) -> str:
+    """The Standard-mode predictor name for a ModelVersion: the version's name when it fits KServe's derived
+    names, else a clamped prefix plus a digest of the full name (distinct versions, distinct predictors)."""
+    budget = max(NAME_BUDGET - len(isvc), MIN_PREDICTOR_NAME)
+    clean = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")
+    if clean == version and len(clean) <= budget:
+        return version
+    digest = hashlib.sha256(version.encode()).hexdigest()[:6]
+    head = clean[: budget - len(digest) - 1].strip("-")
+    return f"{head}-{digest}" if head else f"v{digest}"
+
+
+def predictor_service(isvc: str, version: str) -> str:
+    """KServe's Deployment and Service name for a named predictor (constants.PredictorServiceName)."""
+    return f"{isvc}-{predictor_name(isvc, version)}-predictor"
 
 
 def logger_url(settings: Settings, namespace: str, monitor: str, version: str) -> str:
@@ -30,7 +80,15 @@ def logger_url(settings: Settings, namespace: str, monitor: str, version: str) -
     return f"{settings.drift_url}/v1/events/{namespace}/{monitor}/{version}"
 
 
-def predictor(rollout: Rollout, mv: ModelVersion, settings: Settings, monitor: str | None = None) -> dict[str, Any]:
+def predictor(
+    rollout: Rollout,
+    mv: ModelVersion,
+    settings: Settings,
+    monitor: str | None = None,
+    service_account: str | None = None,
+) -> dict[str, Any]:
+    """A predictor serving `mv`. Standard mode names it (predictor_name) and leaves model.name unset: KServe's
+    webhook refuses a container name on spec.predictor."""
     tmpl, art = rollout.spec.inference_service.predictor, mv.spec.artifact
     env: list[dict[str, Any]] = [
         {"name": "SLIPWAY_MODEL_VERSION", "value": mv.metadata["name"]},
@@ -51,28 +109,39 @@ def predictor(rollout: Rollout, mv: ModelVersion, settings: Settings, monitor: s
                 {"name": key, "valueFrom": {"secretKeyRef": {"name": art.credentials_secret_ref.name, "key": key}}}
             )
     model: dict[str, Any] = {
-        # KServe's own container name; the v0.20 CRD requires it for canary predictors.
-        "name": "kserve-container",
         "modelFormat": {"name": FORMAT},
         "runtime": tmpl.runtime,
         "protocolVersion": tmpl.protocol_version,
         "storageUri": art.uri,
         "env": env,
     }
+    if not standard(rollout):
+        model = {"name": "kserve-container", **model}  # Serverless: unchanged (its own issue)
     if tmpl.resources:
         res = tmpl.resources
         quantities = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
         limits: dict[str, Any] = {**quantities, **({"nvidia.com/gpu": str(res.gpus)} if res.gpus else {})}
         model["resources"] = {"requests": quantities, "limits": limits}
-    spec: dict[str, Any] = {"name": mv.metadata["name"], "minReplicas": tmpl.min_replicas, "model": model}
+    name = predictor_name(isvc_name(rollout), mv.metadata["name"]) if standard(rollout) else mv.metadata["name"]
+    spec: dict[str, Any] = {"name": name, "minReplicas": tmpl.min_replicas, "model": model}
     if tmpl.max_replicas:
         spec["maxReplicas"] = tmpl.max_replicas
     if monitor and settings.drift_url:
         url = logger_url(settings, rollout.metadata.get("namespace", ""), monitor, mv.metadata["name"])
         spec["logger"] = {"mode": "request", "url": url}
-    if tmpl.service_account_name or art.service_account_name:
-        spec["serviceAccountName"] = tmpl.service_account_name or art.service_account_name
+    if account := tmpl.service_account_name or art.service_account_name or service_account:
+        spec["serviceAccountName"] = account
     return spec
+
+
+def canary_entry(predictor_spec: dict[str, Any], weight: int) -> dict[str, Any]:
+    """A Standard-mode spec.canary[] entry. KServe's webhook refuses maxReplicas there, and a canary minReplicas
+    would be taken from stable's pods: left unset, KServe sizes the canary from trafficPercent
+    (ceil(stable minReplicas x percent / 100)). The CRD requires model.name on canaries; "" is accepted.
+    KServe builds the canary from stable's predictor overlaid with this one, so the canary's own logger URL
+    must be here, or its inputs would land in stable's window."""
+    pred = {k: v for k, v in predictor_spec.items() if k not in ("minReplicas", "maxReplicas")}
+    return {"predictor": {**pred, "model": {"name": "", **pred["model"]}}, "trafficPercent": weight}
 
 
 def inference_service(
@@ -82,73 +151,118 @@ def inference_service(
     weight: int,
     settings: Settings,
     monitor: str | None = None,
+    accounts: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The desired InferenceService: `stable` serving, `canary` at `weight` percent when given; inputs logged to
-    the drift runtime when a DriftMonitor watches."""
+    the drift runtime when a DriftMonitor watches; `accounts` maps a version to the storage ServiceAccount the
+    Rollout made for it (rollout_storage)."""
     mode = rollout.spec.inference_service.deployment_mode
+    accounts = accounts or {}
+
+    def pred(mv: ModelVersion) -> dict[str, Any]:
+        return predictor(rollout, mv, settings, monitor, accounts.get(mv.metadata["name"]))
+
     spec: dict[str, Any] = {}
     if canary is None:
-        spec["predictor"] = predictor(rollout, stable, settings, monitor)
+        spec["predictor"] = pred(stable)
     elif mode == "Serverless":
         # Knative keeps the previous revision (stable) for 100 - weight; the spec names only the latest.
-        spec["predictor"] = {**predictor(rollout, canary, settings, monitor), "canaryTrafficPercent": weight}
+        spec["predictor"] = {**pred(canary), "canaryTrafficPercent": weight}
     else:
-        spec["predictor"] = predictor(rollout, stable, settings, monitor)
-        spec["canary"] = [{"predictor": predictor(rollout, canary, settings, monitor), "trafficPercent": weight}]
+        spec["predictor"] = pred(stable)
+        spec["canary"] = [canary_entry(pred(canary), weight)]
     meta = rollout.metadata
+    labels = {"app.kubernetes.io/managed-by": "slipway", "slipway.dev/rollout": meta["name"]}
+    if mode == "Standard" and settings.gateway:
+        labels[VISIBILITY_LABEL] = CLUSTER_LOCAL
     return {
         "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}",
         "kind": "InferenceService",
         "metadata": {
             "name": isvc_name(rollout),
             "namespace": meta.get("namespace"),
-            "labels": {"app.kubernetes.io/managed-by": "slipway", "slipway.dev/rollout": meta["name"]},
+            "labels": labels,
             "annotations": {MODE_ANNOTATION: mode},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "Rollout",
-                    "name": meta["name"],
-                    "uid": meta.get("uid", ""),
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(API_VERSION, "Rollout", meta)],
         },
         "spec": spec,
     }
 
 
-def covers(observed: Any, desired: Any) -> bool:
-    """Every field slipway sets has the value slipway wants; fields others add (defaults, webhooks) are theirs."""
-    if isinstance(desired, dict):
-        return isinstance(observed, dict) and all(covers(observed.get(k), v) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(observed, list) and len(observed) == len(desired) and all(map(covers, observed, desired))
-    return bool(observed == desired)
+def owner_reference(api_version: str, kind: str, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": meta["name"], "uid": meta.get("uid", ""),
+            "controller": True, "blockOwnerDeletion": True}  # fmt: skip
 
 
-def spec_patch(desired: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch that sets slipway's fields and clears the canary and logger fields it owns when it wants
-    none."""
-    spec = dict(desired["spec"])
-    spec.setdefault("canary", None)
-    owned = {k: None for k in ("canaryTrafficPercent", "logger") if k not in spec["predictor"]}
-    spec["predictor"] = {**spec["predictor"], **owned}
-    meta = desired["metadata"]
-    return {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": spec}
+# -- what is served -----------------------------------------------------------------------------------------
 
 
-def needs_update(observed: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
-    if observed is None:
+def ready(obj: dict[str, Any] | None) -> bool:
+    return obj is not None and conditions.is_true((obj.get("status") or {}).get("conditions") or [], "Ready")
+
+
+def canary_state(obj: dict[str, Any] | None, name: str) -> tuple[bool, int | None]:
+    """(ready, trafficPercent KServe last reconciled) of the Standard-mode canary predictor `name`: KServe's
+    status.canaryStatuses[] entry (ready = its Deployment has an available replica) and the
+    CanaryPredictorReady condition. Not ready while KServe has not reported on that name."""
+    status = (obj or {}).get("status") or {}
+    entry = next((c for c in status.get("canaryStatuses") or [] if c.get("name") == name), None)
+    if entry is None:
+        return False, None
+    ok = bool(entry.get("ready")) and conditions.is_true(status.get("conditions") or [], CANARY_READY)
+    return ok, entry.get("trafficPercent")
+
+
+def url_host(obj: dict[str, Any] | None) -> str | None:
+    """The host of the InferenceService's status.url (KServe renders its domain template even for a
+    cluster-local service): the host the Rollout's HTTPRoute claims."""
+    url = ((obj or {}).get("status") or {}).get("url") or ""
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return host or None
+
+
+# -- applying -----------------------------------------------------------------------------------------------
+
+
+def digest(manifest: dict[str, Any]) -> str:
+    """A stable digest of what slipway applies: compared with the one in status, never with the live object,
+    whose annotations and quantities KServe's webhooks canonicalise."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def key_fields(spec: dict[str, Any]) -> Any:
+    """The fields no webhook rewrites and that decide what is served: a change by someone else is drift."""
+    pred = spec.get("predictor") or {}
+
+    def one(p: dict[str, Any]) -> tuple[Any, ...]:
+        return (p.get("name") or "", (p.get("model") or {}).get("storageUri"), (p.get("logger") or {}).get("url"))
+
+    canaries = [(one(c.get("predictor") or {}), c.get("trafficPercent")) for c in spec.get("canary") or []]
+    return one(pred), pred.get("canaryTrafficPercent"), canaries
+
+
+def needs_apply(observed: dict[str, Any] | None, desired: dict[str, Any], applied: str | None) -> bool:
+    """Write when the intent changed since the last apply, the object is gone, or what it serves drifted."""
+    if observed is None or applied != digest(desired):
         return True
-    spec = observed.get("spec") or {}
-    stray_canary = "canary" not in desired["spec"] and bool(spec.get("canary"))
-    stray_percent = any(
-        key not in desired["spec"]["predictor"] and (spec.get("predictor") or {}).get(key) is not None
-        for key in ("canaryTrafficPercent", "logger")
+    labels = (observed.get("metadata") or {}).get("labels") or {}
+    mine = desired["metadata"]["labels"]
+    return key_fields(observed.get("spec") or {}) != key_fields(desired["spec"]) or any(
+        labels.get(k) != v for k, v in mine.items()
     )
-    meta = {k: desired["metadata"][k] for k in ("labels", "annotations")}
-    return (
-        stray_canary or stray_percent or not covers(observed.get("metadata"), meta) or not covers(spec, desired["spec"])
-    )
+
+
+def stray_patch(observed: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch removing canary/logger fields slipway wants gone but does not own alone (an object written
+    before slipway used server-side apply, or someone else's edit), or None."""
+    if observed is None:
+        return None
+    spec, want = observed.get("spec") or {}, desired["spec"]
+    patch: dict[str, Any] = {}
+    if spec.get("canary") and "canary" not in want:
+        patch["canary"] = None
+    stray = {k: None for k in ("canaryTrafficPercent", "logger")
+             if (spec.get("predictor") or {}).get(k) is not None and k not in want["predictor"]}  # fmt: skip
+    if stray:
+        patch["predictor"] = stray
+    return {"spec": patch} if patch else None

@@ -19,6 +19,8 @@ from slipway.api.common import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 REPORTING_CONTROLLER = "slipway.dev/operator"
+FIELD_MANAGER = "slipway"
+APPLY = "application/apply-patch+yaml"  # JSON is YAML: the body goes as JSON
 
 
 def plural_of(kind: str) -> str:
@@ -110,6 +112,12 @@ class Kube:
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None when it does not exist. Callers must never log or store it."""
+        found = await self.secret_version(namespace, name)
+        return found[0] if found else None
+
+    async def secret_version(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
+        """A Secret's decoded data and resourceVersion (which says when it changed), or None when it does not
+        exist. Callers must never log or store the data."""
         try:
             secret = await self._core.read_namespaced_secret(name, namespace)
         except ApiException as e:
@@ -119,7 +127,8 @@ class Kube:
                 raise Forbidden(f"the operator may not read Secret {namespace}/{name}: grant it get on that Secret "
                                 "(the chart's rbac.secretNames)") from e  # fmt: skip
             raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return data, str(secret.metadata.resource_version or "")
 
     async def create(self, manifest: dict[str, Any]) -> bool:
         """Create a Pod, Service or slipway object; False when one of that name already exists."""
@@ -137,6 +146,24 @@ class Kube:
                 return False
             raise
         return True
+
+    async def service_account_exists(self, namespace: str, name: str) -> bool:
+        return await self._exists(self._core.read_namespaced_service_account(name, namespace))
+
+    async def apply(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply (field manager `slipway`, forced): create the object or set the fields `manifest`
+        holds, remove the ones slipway applied before and no longer holds, leave everyone else's alone."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        opts: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        if kind == "Secret":
+            await self._core.patch_namespaced_secret(meta["name"], meta["namespace"], manifest, **opts)
+        elif kind == "ServiceAccount":
+            await self._core.patch_namespaced_service_account(meta["name"], meta["namespace"], manifest, **opts)
+        else:
+            group, version = manifest["apiVersion"].split("/")
+            await self._custom.patch_namespaced_custom_object(
+                group, version, meta["namespace"], plural_of(kind), meta["name"], manifest, **opts
+            )
 
     async def patch_object(self, manifest: dict[str, Any], patch: dict[str, Any]) -> None:
         """Merge-patch a namespaced custom object (e.g. an InferenceService) named by `manifest`."""
