@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the local control plane needs and Go cannot build for us:
-# etcd (the apiserver's storage) and Prometheus. Idempotent: a machine that already has
+# etcd (the apiserver's storage), Prometheus, and nftables (`nft`: the NAT of the local
+# executor's pod network namespaces, hack/localexec/podnet.py; `ip`, `nsenter` and
+# `unshare` come with iproute2 and util-linux, which every Debian has). Idempotent: a machine that already has
 # both does nothing, not even an `apt-get update`, so this is cheap to call from make targets.
 set -euo pipefail
 
@@ -11,6 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 declare -A wanted=(
   [etcd-server]=/usr/bin/etcd
   [prometheus]=/usr/bin/prometheus
+  [nftables]=/usr/sbin/nft
 )
 
 installed() {
