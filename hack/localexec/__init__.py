@@ -4,9 +4,9 @@ In the local cluster (hack/localcluster) kwok simulates every pod, except those 
 `slipway.dev/component`: once the real kube-scheduler binds one of them to a fake node, this
 executor runs its container as a local process (the repository's runtimes/* on the
 executor's Python), with the env, `$(VAR)` expansion, termination message and status a
-kubelet would give it. Every pod is 127.0.0.1, so each pod's declared container ports get
-host ports of their own (annotation `localexec.slipway.dev/ports`), and readiness probes
-decide when it is Ready. `Cluster.up()` starts it; by hand:
+kubelet would give it. Every pod runs in a network namespace of its own with a loopback pod
+IP (127.64.0.0/16), so EndpointSlices point at it; init containers run first, emptyDir
+volumes are bind-mounted, and readiness probes decide when it is Ready. `Cluster.up()` starts it; by hand:
 
     PYTHONPATH=hack .venv/bin/python -m localexec --kubeconfig .cluster/kubeconfig --state-dir .cluster
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from . import podnet
 from .containers import Config
 from .executor import Executor
 from .kube import Api
@@ -31,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-root", type=Path, default=REPO_ROOT, help="where runtimes/ is (default: this checkout)")
     p.add_argument("--max-grace", type=float, default=5.0, help="cap on a deleted pod's grace period, seconds")
     p.add_argument("--node", action="append", default=[], help="only pods bound to this node (repeatable)")
+    p.add_argument(
+        "--pod-range",
+        default=podnet.DEFAULT_RANGE,
+        help=f"loopback range pod IPs come from (default {podnet.DEFAULT_RANGE}; its first address is the host's end)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         repo_root=args.repo_root.resolve(),
         max_grace=args.max_grace,
         nodes=frozenset(args.node),
+        pod_range=args.pod_range,
     )
     config.root.mkdir(parents=True, exist_ok=True)
     ready = config.root / "ready"
@@ -59,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         print(f"localexec: another executor holds {config.root / 'lock'}", file=sys.stderr)
         return 1
+    try:
+        podnet.PodRange.parse(args.pod_range)
+    except ValueError as err:
+        print(f"localexec: --pod-range: {err}", file=sys.stderr)
+        return 2
     executor = Executor(Api.from_kubeconfig(args.kubeconfig.expanduser()), config)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -3,19 +3,19 @@
 `prepare` raises ImageUnavailable or envres.ConfigError for the two ways the kubelet fails
 to create a container that matter here (ErrImagePull and CreateContainerConfigError);
 everything else about the process (where it logs, its termination-message file, its
-scratch dir) is laid out under the executor's state dir.
+scratch dir, its emptyDir volumes) is laid out under the executor's state dir. The process
+runs in its pod's network namespace and a mount namespace of its own (podnet.wrap).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import envres, images, network
-from . import ports as ports_module  # `ports` is the gang ports argument below
+from . import envres, images, network, podnet
 from .procs import Launch
 
 Obj = dict[str, Any]
@@ -39,6 +39,9 @@ class Config:
     max_grace: float = 5.0
     nodes: frozenset[str] = frozenset()  # only pods bound to these nodes; empty: any node
     pass_env: tuple[str, ...] = PASS_ENV
+    pod_range: str = podnet.DEFAULT_RANGE  # pod IPs (podnet.py)
+    kserve_venv: Path = field(default_factory=images.default_kserve_venv)  # images.Locations
+    bin_dir: Path = field(default_factory=images.default_bin_dir)
 
     @property
     def logs(self) -> Path:
@@ -72,38 +75,44 @@ def termination_path(config: Config, pod: Obj, container: str) -> Path:
     return pod_dir(config, pod) / f"{container}.termination-log"
 
 
-def unavailable_message(image: str) -> str:
-    names = ", ".join(f".../{r}" for r in images.RUNTIMES)
-    return f'image "{image}" is not available to the local executor: it runs only slipway\'s runtime images ({names})'
+def volume_dir(config: Config, pod: Obj, volume: str) -> Path:
+    return pod_dir(config, pod) / "volumes" / volume
 
 
-def command_of(container: Obj, runtime: str) -> list[str]:
-    """command + args as a container runtime combines them with the image's ENTRYPOINT/CMD
-    (the runtime images have an ENTRYPOINT and no CMD)."""
-    command = list(container.get("command") or images.ENTRYPOINTS[runtime])
-    return command + list(container.get("args") or [])
+def protected(config: Config) -> list[Path]:
+    """Paths a bind mount must not hide: the executor's files (the container's log,
+    termination-message file and scratch dir are in there), the checkout, the interpreter."""
+    python_prefix = Path(config.python).resolve().parent.parent
+    return [config.root.resolve(), config.repo_root.resolve(), python_prefix, config.kserve_venv, config.bin_dir]
 
 
-def env_adjuster(
-    pod: Obj,
-    resolver: network.Resolver,
-    ports: network.GangPorts,
-    host_ports: Mapping[int, int] | None = None,
-) -> Callable[[str, str], str]:
-    """What happens to each env var as it is defined: a gang's MASTER_ADDR/MASTER_PORT
-    become 127.0.0.1 and the gang's own port; a PORT-style var naming a declared container
-    port becomes the pod's host port for it; DNS names of our pods in any value become
-    127.0.0.1. Applied before later vars and the command expand `$(VAR)`, so they see it."""
-    gang = network.gang_key(pod)
+def volume_mounts(config: Config, pod: Obj, container: Obj) -> list[tuple[str, str, bool]]:
+    """(source dir, mountPath, read-only) of the container's emptyDir mounts. A mountPath at
+    or above a protected path (`/`, and `/tmp` when the state dir is in /tmp) is not
+    mounted: the container gets TMPDIR, its pod's scratch dir, instead."""
+    empty = {v["name"] for v in (pod.get("spec") or {}).get("volumes") or [] if "emptyDir" in v}
+    keep = protected(config)
+    out = []
+    for m in container.get("volumeMounts") or []:
+        if m.get("name") not in empty or not str(m.get("mountPath", "")).startswith("/"):
+            continue
+        target = Path(m["mountPath"])
+        if any(target == p or target in p.parents for p in keep):
+            continue
+        source = volume_dir(config, pod, m["name"])
+        if m.get("subPath"):
+            source = source / m["subPath"]
+        out.append((str(source), str(target), bool(m.get("readOnly"))))
+    return out
+
+
+def env_adjuster(pod: Obj, resolver: network.Resolver) -> Callable[[str, str], str]:
+    """What happens to each env var as it is defined: DNS names of our pods in any value
+    become their pod IPs (network.py). Applied before later vars and the command expand
+    `$(VAR)`, so they see it."""
 
     def adjust(name: str, value: str) -> str:
-        if gang is not None and name == "MASTER_PORT":
-            return str(ports.port(gang))
-        if gang is not None and name == "MASTER_ADDR":
-            return network.LOOPBACK
-        if host_ports:
-            value = ports_module.rewrite_env(name, value, host_ports)
-        return network.rewrite_hosts(value, lambda host: resolver.is_local(host, pod))
+        return network.rewrite_hosts(value, lambda host: resolver.resolve(host, pod))
 
     return adjust
 
@@ -114,49 +123,62 @@ def prepare(
     container: Obj,
     sources: envres.Sources,
     resolver: network.Resolver,
-    ports: network.GangPorts,
+    pod_ip: str,
+    netns: Path | None = None,
     base_env: Mapping[str, str] | None = None,
-    host_ports: Mapping[int, int] | None = None,
 ) -> Launch:
-    """`host_ports` (container port -> host port, see ports.py) is substituted where the
-    container is told its port: PORT-style env vars and `--*port` arguments."""
-    runtime = images.runtime_of(container.get("image") or "")
-    if runtime is None:
-        raise ImageUnavailable(unavailable_message(container.get("image") or ""))
-    adjust = env_adjuster(pod, resolver, ports, host_ports)
-    pod_env = envres.resolve_env(pod, container, sources, network.LOOPBACK, adjust)
-    argv = [envres.expand(arg, pod_env.get) for arg in command_of(container, runtime)]
-    if host_ports:
-        argv = ports_module.rewrite_args(argv, host_ports)
+    """The container's process; run in the network namespace `netns` (None: the host's,
+    for tests) with its emptyDir volumes mounted."""
+    try:
+        image = images.resolve(container.get("image") or "", config)
+    except images.Unavailable as err:
+        raise ImageUnavailable(str(err)) from None
+    adjust = env_adjuster(pod, resolver)
+    pod_env = envres.resolve_env(pod, container, sources, pod_ip, adjust)
+    argv = [envres.expand(arg, pod_env.get) for arg in image.command(container)]
     workdir = pod_dir(config, pod)
-    env = process_env(config, pod, pod_env, workdir, base_env)
+    env = process_env(config, pod, pod_env, workdir, base_env, image)
     env[TERMINATION_ENV] = str(termination_path(config, pod, container["name"]))
-    return Launch(images.local_argv(argv, config.python), env, workdir, log_path(config, pod, container["name"]))
+    mounts = volume_mounts(config, pod, container)
+    return Launch(
+        image.local_argv(argv),
+        env,
+        workdir,
+        log_path(config, pod, container["name"]),
+        netns=netns,
+        mounts=tuple(mounts),
+    )
 
 
 def process_env(
-    config: Config, pod: Obj, pod_env: Mapping[str, str], workdir: Path, base_env: Mapping[str, str] | None
+    config: Config,
+    pod: Obj,
+    pod_env: Mapping[str, str],
+    workdir: Path,
+    base_env: Mapping[str, str] | None,
+    image: images.LocalImage,
 ) -> dict[str, str]:
     """The process's environment: a few of the executor's own vars, the image's defaults,
-    then the pod's env on top; runtimes/* prepended to PYTHONPATH."""
+    then the pod's env on top; the image's PYTHONPATH (runtimes/*) before the pod's."""
     source = os.environ if base_env is None else base_env
     env = {k: source[k] for k in config.pass_env if k in source}
-    # `python` inside a shell command, too, should be the configured interpreter.
-    env["PATH"] = os.pathsep.join(p for p in (str(Path(config.python).parent), env.get("PATH", "")) if p)
+    # `python` inside a shell command, too, should be the image's interpreter.
+    env["PATH"] = os.pathsep.join(p for p in (*image.path, env.get("PATH", "")) if p)
     spec = pod.get("spec") or {}
     env.update(
         {
             "HOSTNAME": spec.get("hostname") or pod["metadata"]["name"],
             "PYTHONUNBUFFERED": "1",  # the runtime images set it: logs appear as they are written
             "TMPDIR": str(workdir / "tmp"),  # the pod's emptyDir at /tmp
+            **image.env,
         }
     )
     if network.gang_key(pod) is not None:
-        # torch.distributed's gloo/NCCL pick an interface from the host name; on a machine
-        # where every worker is 127.0.0.1 that has to be the loopback.
-        env.update({"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"})
+        # torch.distributed's gloo/NCCL pick an interface from the host name, which has no
+        # address here: the pod's eth0 carries its pod IP.
+        env.update({"GLOO_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "eth0"})
     env.update(pod_env)
-    paths = images.runtime_paths(config.repo_root)
+    paths = list(image.pythonpath)
     if pod_env.get("PYTHONPATH"):
         paths.append(pod_env["PYTHONPATH"])
     if paths:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 Obj = dict[str, Any]
+HOST_IP = "127.0.0.1"  # every node of the local cluster is this machine
 
 # What the kubelet accepts as an env var name coming from envFrom (C_IDENTIFIER-ish, plus
 # dots and dashes since 1.26); other keys are skipped, as the kubelet does.
@@ -143,7 +144,7 @@ def _key_ref(namespace: str, ref: Obj, kind: str, kind_title: str, data: Mapping
     return data[key]
 
 
-def field_value(pod: Obj, path: str, pod_ip: str) -> str:
+def field_value(pod: Obj, path: str, pod_ip: str, host_ip: str = HOST_IP) -> str:
     """The downward API's fieldRef paths the kubelet supports for env vars."""
     meta, spec = pod["metadata"], pod.get("spec") or {}
     simple = {
@@ -152,8 +153,8 @@ def field_value(pod: Obj, path: str, pod_ip: str) -> str:
         "metadata.uid": meta.get("uid", ""),
         "spec.nodeName": spec.get("nodeName", ""),
         "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "status.hostIP": pod_ip,
-        "status.hostIPs": pod_ip,
+        "status.hostIP": host_ip,
+        "status.hostIPs": host_ip,
         "status.podIP": pod_ip,
         "status.podIPs": pod_ip,
     }

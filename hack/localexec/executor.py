@@ -8,6 +8,7 @@ that fail because the API is away are retried from the timer tick.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import containers, envres, network, ports, probes, sources, status
+from . import containers, envres, network, podnet, probes, sources, status
 from .containers import Config, pod_ref
 from .kube import Api, ApiError, Unavailable
 from .probes import Prober, ProbeResult
@@ -64,8 +65,8 @@ class PodRecord:
     delete_pending: bool = False
     deleted: bool = False
     sent: str | None = None  # the last status written, to skip writes that change nothing
-    host_ports: dict[int, int] | None = None  # container port -> host port, picked at first start
-    ports_dirty: bool = False  # the ports annotation is not written yet: retried from the tick
+    init: list[str] = field(default_factory=list)  # init containers, in order (their runs are in `runs`)
+    pod_ip: str | None = None  # set once its network namespace exists (the kubelet's sandbox)
     dirty: bool = False  # the last status write failed: retried from the tick
     last_event: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -76,7 +77,7 @@ class Executor:
         self.queue: queue.Queue[Any] = queue.Queue()
         self.cache: dict[str, Obj] = {}  # every labelled pod, by uid
         self.records: dict[str, PodRecord] = {}  # pods bound to a node we play, by uid
-        self.ports = network.GangPorts()
+        self.net = podnet.PodNetworks(config.root, podnet.PodRange.parse(config.pod_range))
         self.prober = Prober(self.queue.put)
         self.proc_records = Records(config.run)
         self.watcher = Watcher(api, self.queue)
@@ -89,6 +90,9 @@ class Executor:
         killed = self.proc_records.kill_leftovers()
         if killed:
             log.info("killed %d process group(s) left by an earlier executor: %s", len(killed), killed)
+        removed = self.net.start()
+        if removed:
+            log.info("removed %d network namespace(s) left by an earlier executor: %s", len(removed), removed)
         self.watcher.start()
         while not self.stopping.is_set():
             timeout = max(0.0, min(1.0, self._next_deadline() - time.monotonic()))
@@ -156,16 +160,15 @@ class Executor:
                 self._guarded(rec.uid, self._delete, rec)
             if rec.dirty:
                 self._guarded(rec.uid, self._publish, rec)
-            if rec.ports_dirty:
-                self._guarded(rec.uid, self._publish_ports, rec)
             due = [name for name, t in rec.retry_at.items() if t <= now]
             if due:
                 for name in due:
                     del rec.retry_at[name]
                 self._guarded(rec.uid, self._sync, rec.uid)
         self.prober.run_due(now)
-        live = {network.gang_key(p) for p in self.cache.values() if p.get("status", {}).get("phase") != "Succeeded"}
-        self.ports.retain(k for k in live if k is not None)
+        # IPs handed out for DNS names of pods that are gone (never run by us, or dropped).
+        for uid in self.net.allocator.retain(set(self.cache) | set(self.records)):
+            self.net.remove(uid, release=True)
 
     def _shutdown(self) -> None:
         """Stop every process (as a node going down would); pod statuses are left as they
@@ -180,6 +183,10 @@ class Executor:
             proc.signal(signal.SIGKILL)
         self.prober.shutdown()
         self.watcher.stopping.set()
+        try:
+            self.net.stop()
+        except Exception:  # the next executor removes what is left
+            log.exception("removing the pod networks failed")
 
     # ---- one pod ----------------------------------------------------------------------
 
@@ -204,7 +211,11 @@ class Executor:
         if deleting:
             self._terminate(rec)
             return
-        for name, run in rec.runs.items():
+        # Init containers one at a time, in order; the others once all of them succeeded.
+        pending = [n for n in rec.init if not _succeeded(rec.runs[n])]
+        due = pending[:1] if pending else [n for n in rec.runs if n not in rec.init]
+        for name in due:
+            run = rec.runs[name]
             # A container with a retry pending waits for it (the tick clears it when due).
             if run.state == WAITING and name not in rec.procs and name not in rec.retry_at:
                 self._start(rec, name)
@@ -219,8 +230,24 @@ class Executor:
         previous = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
         restart_policy = pod["spec"].get("restartPolicy", "Always")
         runs: dict[str, ContainerRun] = {}
+        init = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        old_init = {s["name"]: s for s in (pod.get("status") or {}).get("initContainerStatuses") or []}
+        had_started = any(
+            (s.get("state") or {}).get("running") or (s.get("lastState") or {}).get("terminated")
+            for s in previous.values()
+        )
+        for name in init:
+            run = runs[name] = ContainerRun(name, _spec(pod, name).get("image", ""))
+            old = old_init.get(name) or {}
+            run.restart_count = int(old.get("restartCount") or 0)
+            done = (old.get("state") or {}).get("terminated") or {}
+            if restart_policy == "Never" and had_started and done.get("exitCode") == 0:
+                # Nothing will run in this pod again: its init containers stay done.
+                run.state, run.exit_code, run.reason = TERMINATED, 0, done.get("reason", "Completed")
+                run.started_at, run.finished_at = done.get("startedAt"), done.get("finishedAt")
+            # Otherwise their sandbox is gone with the executor, as after a node reboot: they run again.
         for c in pod["spec"]["containers"]:
-            run = ContainerRun(c["name"], c.get("image", ""))
+            run = ContainerRun(c["name"], c.get("image", ""), reason="PodInitializing" if init else "ContainerCreating")
             old = previous.get(c["name"]) or {}
             run.restart_count = int(old.get("restartCount") or 0)
             started = (old.get("state") or {}).get("running", {}).get("startedAt")
@@ -236,21 +263,35 @@ class Executor:
                     run.last_terminated, run.reason, run.message = run.terminated_state(), "ContainerCreating", ""
             runs[c["name"]] = run
         start_time = (pod.get("status") or {}).get("startTime") or status.now()
-        return PodRecord(pod["metadata"]["uid"], pod, runs, start_time)
+        return PodRecord(pod["metadata"]["uid"], pod, runs, start_time, init=init)
 
     def _start(self, rec: PodRecord, name: str) -> None:
         pod, run = rec.pod, rec.runs[name]
-        container = next(c for c in pod["spec"]["containers"] if c["name"] == name)
-        if pod["spec"].get("initContainers"):
-            message = "init containers are not supported by the local executor"
+        container = _spec(pod, name)
+        if name in rec.init and container.get("restartPolicy") == "Always":
+            message = "native sidecars (init containers with restartPolicy Always) are not supported by localexec"
             self._waiting(rec, name, "CreateContainerConfigError", message)
             return
+        if not self._sandbox(rec, name):
+            return
+        assert rec.pod_ip is not None
         api_sources = sources.ApiSources(self.api)
-        resolver = network.Resolver(self.cache.values(), api_sources.service_selector)
-        host_ports = self._host_ports(rec)
+        services: dict[tuple[str, str], Obj | None] = {}  # asked once per container start
+
+        def service(ns: str, svc: str) -> Obj | None:
+            if (ns, svc) not in services:
+                try:
+                    services[(ns, svc)] = self.api.get(f"/api/v1/namespaces/{ns}/services/{svc}")
+                except ApiError as err:
+                    raise envres.ConfigError(str(err)) from None
+            return services[(ns, svc)]
+
+        resolver = network.Resolver(self.cache.values(), service, self._ip_of)
+        for v in container.get("volumeMounts") or []:
+            containers.volume_dir(self.config, pod, v.get("name", "_")).mkdir(parents=True, exist_ok=True)
         try:
             launch = containers.prepare(
-                self.config, pod, container, api_sources, resolver, self.ports, self.base_env, host_ports
+                self.config, pod, container, api_sources, resolver, rec.pod_ip, self.net.path(rec.pod_ip), self.base_env
             )
         except containers.ImageUnavailable as err:
             self._image_unavailable(rec, name, str(err))
@@ -276,7 +317,7 @@ class Executor:
         run.pid, run.started_at, run.finished_at = proc.pid, started, None
         rec.procs[name] = proc
         rec.started_mono[name] = time.monotonic()
-        probe = probes.readiness(container, host_ports)
+        probe = probes.readiness(container, rec.pod_ip)
         run.probe_ready = probe is None
         if probe is not None:
             self.prober.watch(rec.uid, name, proc.pid, probe, time.monotonic())
@@ -319,7 +360,7 @@ class Executor:
         run = rec.runs[item.container]
         run.probe_ready = True  # only a running container has a probe
         code = status.exit_code(item.returncode)
-        container: Obj = next((c for c in rec.pod["spec"]["containers"] if c["name"] == item.container), {})
+        container = _spec(rec.pod, item.container)
         text = read_capped(containers.termination_path(self.config, rec.pod, item.container), status.MAX_MESSAGE_BYTES)
         tail = read_tail(item.process.log, item.process.log_offset, 64 * 1024)
         policy = container.get("terminationMessagePolicy")
@@ -334,6 +375,8 @@ class Executor:
         run = rec.runs[name]
         policy = rec.pod["spec"].get("restartPolicy", "Always")
         restart = policy == "Always" or (policy == "OnFailure" and run.exit_code != 0)
+        if name in rec.init:  # an init container runs again only when it failed
+            restart = policy != "Never" and run.exit_code != 0
         if restart and not (rec.terminating or rec.vanished):
             ran = time.monotonic() - rec.started_mono.get(name, time.monotonic())
             delay = self._retry(rec, name, "crash", CRASH_BACKOFF, reset=ran >= CRASH_RESET_AFTER)
@@ -345,9 +388,14 @@ class Executor:
         if rec.vanished:
             self._drop_if_done(rec)
             return
+        if name in rec.init and _succeeded(run) and not rec.terminating:
+            self._sync(rec.uid)  # the next init container, or the pod's containers
+            return
         self._publish(rec)
         if rec.terminating:
             self._terminate(rec)
+        elif not rec.procs and self._phase(rec) in ("Succeeded", "Failed"):
+            self.net.remove(rec.uid, release=False)  # nothing will run in it again; the IP stays reported
 
     # ---- deletion ---------------------------------------------------------------------
 
@@ -411,41 +459,51 @@ class Executor:
             return
         self.records.pop(rec.uid, None)
         self.prober.forget(rec.uid)
+        self.net.remove(rec.uid, release=True)
         shutil.rmtree(containers.pod_dir(self.config, rec.pod), ignore_errors=True)
 
-    # ---- ports and probes -------------------------------------------------------------
+    # ---- network and probes -----------------------------------------------------------
 
-    def _host_ports(self, rec: PodRecord) -> dict[int, int]:
-        """The pod's host ports (ports.py), picked when its first container starts and kept
-        for the pod's life; published on the pod before the container runs, so a pod is
-        never ready (to a reader of the annotation) without its mapping."""
-        if rec.host_ports is None:
-            taken = [h for r in self.records.values() if r.host_ports for h in r.host_ports.values()]
-            declared = ports.declared(rec.pod)
-            rec.host_ports = ports.assign(declared, ports.published(rec.pod), taken, network.free_port)
-            if rec.host_ports and rec.host_ports != ports.published(rec.pod):
-                self._publish_ports(rec)
-        return rec.host_ports
-
-    def _publish_ports(self, rec: PodRecord) -> None:
-        meta = rec.pod["metadata"]
-        path = f"/api/v1/namespaces/{meta.get('namespace', 'default')}/pods/{meta['name']}"
-        value = ports.annotation_value(rec.host_ports or {})
-        body = {"metadata": {"uid": rec.uid, "annotations": {ports.ANNOTATION: value}}}
+    def _sandbox(self, rec: PodRecord, name: str) -> bool:
+        """The pod's network namespace and IP, made before its first container (as the
+        kubelet makes the pod sandbox before pulling images); False, with the container
+        waiting and a retry, when it cannot be made."""
+        if rec.pod_ip is not None and self.net.path(rec.pod_ip).exists():
+            return True
+        preferred = (rec.pod.get("status") or {}).get("podIP")
         try:
-            updated = self.api.call("PATCH", path, body, "application/merge-patch+json")
-        except Unavailable:
-            rec.ports_dirty = True
-            return
-        except ApiError as err:
-            rec.ports_dirty = False
-            if err.status in (404, 409):
-                return  # the pod is going away: nothing to tell
-            raise
-        rec.ports_dirty = False
-        log.info("%s ports %s", pod_ref(rec.pod), value)
-        if isinstance(updated, dict) and updated.get("metadata", {}).get("uid") == rec.uid:
-            rec.pod = self.cache[rec.uid] = updated
+            rec.pod_ip = self.net.ensure(rec.uid, podnet.declared_ports(rec.pod), preferred)
+        except podnet.NetworkError as err:
+            message = f"failed to create pod sandbox: {err}"
+            run = rec.runs[name]
+            run.state, run.reason, run.message = WAITING, "ContainerCreating", message
+            if rec.last_event.get(name) != ("FailedCreatePodSandBox", message):
+                rec.last_event[name] = ("FailedCreatePodSandBox", message)
+                event = sources.event(rec.pod, name, "Warning", "FailedCreatePodSandBox", message, COMPONENT)
+                with contextlib.suppress(ApiError):
+                    self.api.call("POST", f"/api/v1/namespaces/{event['metadata']['namespace']}/events", event)
+            log.warning("%s: %s", pod_ref(rec.pod), message)
+            self._retry(rec, name, "sandbox", CONFIG_RETRY)
+            return False
+        return True
+
+    def _ip_of(self, pod: Obj) -> str | None:
+        """A pod's IP for DNS names that point at it: allocated now if it has none yet (a
+        gang's rank 0 may start after rank 1 resolved its name)."""
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        uid = pod["metadata"]["uid"]
+        rec = self.records.get(uid)
+        if rec is not None and rec.pod_ip is not None:
+            return rec.pod_ip
+        try:
+            return self.net.allocate(uid, (pod.get("status") or {}).get("podIP"))
+        except podnet.NetworkError:
+            return None
+
+    def _phase(self, rec: PodRecord) -> str:
+        runs = [r for n, r in rec.runs.items() if n not in rec.init]
+        return status.pod_phase(runs, rec.pod["spec"].get("restartPolicy", "Always"), [rec.runs[n] for n in rec.init])
 
     def _probed(self, result: ProbeResult) -> None:
         rec = self.records.get(result.uid)
@@ -464,7 +522,9 @@ class Executor:
     def _publish(self, rec: PodRecord) -> None:
         if rec.vanished:
             return
-        new = status.pod_status(rec.pod, list(rec.runs.values()), rec.start_time)
+        runs = [r for n, r in rec.runs.items() if n not in rec.init]
+        init_runs = [rec.runs[n] for n in rec.init]
+        new = status.pod_status(rec.pod, runs, rec.start_time, rec.pod_ip, init_runs)
         fingerprint = _fingerprint(new)
         if fingerprint == rec.sent and not rec.dirty:
             return
@@ -499,6 +559,19 @@ class Executor:
             self.api.call("POST", f"/api/v1/namespaces/{ns}/events", event)
         except ApiError as err:
             log.debug("event %s for %s not recorded: %s", reason, pod_ref(rec.pod), err)
+
+
+def _spec(pod: Obj, name: str) -> Obj:
+    """A container's spec, init containers included ({} when the pod has no such one)."""
+    spec = pod.get("spec") or {}
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        if c.get("name") == name:
+            return dict(c)
+    return {}
+
+
+def _succeeded(run: ContainerRun) -> bool:
+    return run.state == TERMINATED and run.exit_code == 0
 
 
 def _fingerprint(pod_status: Obj) -> str:

@@ -1,30 +1,30 @@
-"""Loopback networking: every pod the executor runs is 127.0.0.1.
+"""Cluster DNS names in env values: rewritten to the pod IPs the executor gave its pods.
 
-There is no cluster DNS and no pod network here, so names that would resolve to pods run by
-this executor are rewritten to 127.0.0.1 in env values (hosts of URLs, `host`, `host:port`,
-and comma-separated lists of those). Names the executor does not run (kwok's simulated pods,
-Services of nothing) are left alone: rewriting them would point a client at whatever else
-listens on the loopback. And since many gangs share one loopback, each torchrun gang gets
-its own free MASTER_PORT instead of the fixed 29500.
+There is no cluster DNS here, so names that would resolve to pods run by this executor are
+rewritten in env values (hosts of URLs, `host`, `host:port`, and comma-separated lists of
+those) to the pod's IP (podnet.py): a pod's `<hostname>.<subdomain>` to that pod's IP, a
+Service's name to the IP of one of the pods it selects (a ready one first), its port to
+the Service's targetPort. Names the executor does not run (kwok's simulated pods, Services
+of nothing, outside hosts) are left alone.
 """
 
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
 
-LOOPBACK = "127.0.0.1"
 JOB_LABEL = "slipway.dev/training-job"
 ATTEMPT_LABEL = "slipway.dev/attempt"
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_URL_HOST = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/\s]*@)?)(?P<host>[A-Za-z0-9.-]+)")
-_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+)(?P<port>:\d+)?$")
+_URL_HOST = re.compile(
+    r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/\s]*@)?)(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d+))?"
+)
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,39 @@ def dns_candidates(host: str, namespace: str) -> list[Candidate]:
     return []
 
 
-def rewrite_hosts(value: str, is_local: Callable[[str], bool]) -> str:
-    """`value` with every host for which `is_local(host)` holds replaced by 127.0.0.1."""
-    items = value.split(",")
+@dataclass(frozen=True)
+class Target:
+    """Where a name points: an IP, and for a Service its port -> targetPort."""
+
+    ip: str
+    ports: Mapping[int, int] = field(default_factory=dict)
+
+    def port(self, port: str | None) -> str | None:
+        if port is None:
+            return None
+        return str(self.ports.get(int(port), int(port)))
+
+
+def rewrite_hosts(value: str, resolve: Callable[[str], Target | None]) -> str:
+    """`value` with every host that `resolve` knows replaced by its target's IP (and a
+    Service's port by its targetPort)."""
     out = []
-    for item in items:
+    for item in value.split(","):
         m = _HOST_PORT.match(item.strip())
-        if m and is_local(m.group("host")):
-            item = item.replace(m.group("host"), LOOPBACK, 1)
+        target = resolve(m.group("host")) if m else None
+        if m and target is not None:
+            port = target.port(m.group("port"))
+            item = item.replace(m.group(0), target.ip + (f":{port}" if port else ""), 1)
         else:
-            item = _URL_HOST.sub(
-                lambda u: u.group("pre") + (LOOPBACK if is_local(u.group("host")) else u.group("host")), item
-            )
+
+            def sub(u: re.Match[str]) -> str:
+                t = resolve(u.group("host"))
+                if t is None:
+                    return u.group(0)
+                port = t.port(u.group("port"))
+                return u.group("pre") + t.ip + (f":{port}" if port else "")
+
+            item = _URL_HOST.sub(sub, item)
         out.append(item)
     return ",".join(out)
 
@@ -84,57 +105,103 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def _ns(pod: Obj) -> str:
+    return str(pod["metadata"].get("namespace", "default"))
+
+
+def _ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _finished(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or bool(
+        pod["metadata"].get("deletionTimestamp")
+    )
+
+
+def target_port(service: Obj, pod: Obj) -> dict[int, int]:
+    """A Service's port -> the pod's port it sends to (a named targetPort is looked up in
+    the pod's containers)."""
+    named = {
+        p["name"]: int(p["containerPort"])
+        for c in (pod.get("spec") or {}).get("containers") or []
+        for p in c.get("ports") or []
+        if p.get("name") and p.get("containerPort")
+    }
+    out: dict[int, int] = {}
+    for p in (service.get("spec") or {}).get("ports") or []:
+        port, target = p.get("port"), p.get("targetPort", p.get("port"))
+        if not isinstance(port, int):
+            continue
+        if isinstance(target, str) and not target.isdigit():
+            if target in named:
+                out[port] = named[target]
+        elif target is not None:
+            out[port] = int(target)
+    return out
+
+
 class Resolver:
-    """Decides whether a DNS name points at a pod the executor runs.
+    """Resolves DNS names to the pods the executor runs.
 
     `pods` are the executor's pods (all it knows, scheduled or not: a gang's rank 0 may be
-    bound after rank 1 starts); `service_selector(ns, name)` gives a Service's selector, or
-    None when there is no such Service.
+    bound after rank 1 starts); `service(ns, name)` gives a Service, or None when there is
+    no such Service; `ip_of(pod)` the pod's IP (allocated on first use), None when it has
+    none.
     """
 
-    def __init__(self, pods: Iterable[Obj], service_selector: Callable[[str, str], Mapping[str, str] | None]) -> None:
+    def __init__(
+        self,
+        pods: Iterable[Obj],
+        service: Callable[[str, str], Obj | None],
+        ip_of: Callable[[Obj], str | None],
+    ) -> None:
         self.pods = list(pods)
-        self.service_selector = service_selector
+        self.service = service
+        self.ip_of = ip_of
 
-    def is_local(self, host: str, client: Obj) -> bool:
-        namespace = client["metadata"].get("namespace", "default")
-        for c in dns_candidates(host, namespace):
-            if c.hostname is not None:
-                if self._pod_dns(c, client):
-                    return True
-            elif self._service(c, client):
-                return True
-        return False
+    def resolve(self, host: str, client: Obj) -> Target | None:
+        for c in dns_candidates(host, _ns(client)):
+            target = self._pod_dns(c) if c.hostname is not None else self._service(c)
+            if target is not None:
+                return target
+        return None
 
-    def _pod_dns(self, c: Candidate, client: Obj) -> bool:
-        # The client's own subdomain is its gang's headless Service: every name in it is a
-        # sibling, even one that is not created yet.
-        spec = client.get("spec") or {}
-        if client["metadata"].get("namespace", "default") == c.namespace and spec.get("subdomain") == c.service:
-            return True
-        return any(
-            p["metadata"].get("namespace", "default") == c.namespace
-            and (p.get("spec") or {}).get("subdomain") == c.service
-            and (p.get("spec") or {}).get("hostname") == c.hostname
+    def _pod_dns(self, c: Candidate) -> Target | None:
+        for p in self.pods:
+            spec = p.get("spec") or {}
+            if (
+                _ns(p) == c.namespace
+                and spec.get("subdomain") == c.service
+                and spec.get("hostname") == c.hostname
+                and not _finished(p)
+            ):
+                ip = self.ip_of(p)
+                return Target(ip) if ip else None
+        return None
+
+    def _service(self, c: Candidate) -> Target | None:
+        if not any(_ns(p) == c.namespace for p in self.pods):
+            return None  # no pod of ours there: no need to ask the API
+        service = self.service(c.namespace, c.service)
+        selector = ((service or {}).get("spec") or {}).get("selector")
+        if not service or not selector:
+            return None
+        matching = [
+            p
             for p in self.pods
-        )
-
-    def _service(self, c: Candidate, client: Obj) -> bool:
-        if (
-            client["metadata"].get("namespace", "default") == c.namespace
-            and (client.get("spec") or {}).get("subdomain") == c.service
-        ):
-            return True
-        if not any(p["metadata"].get("namespace", "default") == c.namespace for p in self.pods):
-            return False  # no pod of ours there: no need to ask the API
-        selector = self.service_selector(c.namespace, c.service)
-        if not selector:
-            return False
-        return any(
-            p["metadata"].get("namespace", "default") == c.namespace
+            if _ns(p) == c.namespace
             and selector_matches(selector, p["metadata"].get("labels") or {})
-            for p in self.pods
-        )
+            and not _finished(p)
+        ]
+        # A ready pod first (what an EndpointSlice would send to), then a running one.
+        matching.sort(key=lambda p: (not _ready(p), not (p.get("spec") or {}).get("nodeName"), p["metadata"]["name"]))
+        for p in matching:
+            ip = self.ip_of(p)
+            if ip:
+                return Target(ip, target_port(service, p))
+        return None
 
 
 def gang_key(pod: Obj) -> tuple[str, str, str] | None:
@@ -144,34 +211,3 @@ def gang_key(pod: Obj) -> tuple[str, str, str] | None:
     if not job:
         return None
     return (pod["metadata"].get("namespace", "default"), job, labels.get(ATTEMPT_LABEL, ""))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class GangPorts:
-    """One MASTER_PORT per gang, the same for all its pods, picked free when the gang's
-    first pod starts. Released by `retain` once no pod of the gang is left."""
-
-    pick: Callable[[], int] = free_port
-    ports: dict[tuple[str, str, str], int] = field(default_factory=dict)
-
-    def port(self, key: tuple[str, str, str]) -> int:
-        if key not in self.ports:
-            taken = set(self.ports.values())
-            port = self.pick()
-            for _ in range(20):  # the kernel may hand back a port we gave another gang
-                if port not in taken:
-                    break
-                port = self.pick()
-            self.ports[key] = port
-        return self.ports[key]
-
-    def retain(self, live: Iterable[tuple[str, str, str]]) -> None:
-        keep = set(live)
-        for key in [k for k in self.ports if k not in keep]:
-            del self.ports[key]

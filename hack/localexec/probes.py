@@ -1,24 +1,22 @@
-"""Readiness probes, as the kubelet runs them, against the container's host port.
+"""Readiness probes, as the kubelet runs them, against the pod's IP.
 
 A server process is running well before it listens (a model server loads its model first);
 without a probe its pod would be Ready, and a Deployment available, before anything can
 answer. So a container with a `readinessProbe` is ready only once the probe passes
 `successThreshold` times in a row, and unready again after `failureThreshold` failures.
-`tcpSocket` and `httpGet` probes are run (at 127.0.0.1 and the port's host port, see
-ports.py); `exec` and `grpc` probes are not run and count as passing. Liveness and startup
-probes are not run.
+`tcpSocket` and `httpGet` probes are run (at the pod IP, or the probe's `host`, and the
+port, a named one looked up in the container's ports); `exec` and `grpc` probes are not run
+and count as passing. Liveness and startup probes are not run.
 """
 
 from __future__ import annotations
 
 import http.client
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
-
-from . import ports
 
 Obj = dict[str, Any]
 
@@ -28,6 +26,7 @@ TCP, HTTP, UNSUPPORTED = "tcp", "http", "unsupported"
 @dataclass(frozen=True)
 class ProbeSpec:
     kind: str
+    host: str = "127.0.0.1"
     port: int | None = None
     path: str = "/"
     scheme: str = "HTTP"
@@ -39,7 +38,15 @@ class ProbeSpec:
     failure_threshold: int = 3
 
 
-def readiness(container: Obj, host_ports: Mapping[int, int]) -> ProbeSpec | None:
+def probe_port(container: Obj, port: int | str) -> int | None:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    named = {p["name"]: int(p["containerPort"]) for p in container.get("ports") or [] if p.get("name")}
+    return named.get(str(port))
+
+
+def readiness(container: Obj, pod_ip: str) -> ProbeSpec | None:
     """The container's readiness probe with the kubelet's defaults, or None without one."""
     probe = container.get("readinessProbe")
     if not probe:
@@ -53,14 +60,15 @@ def readiness(container: Obj, host_ports: Mapping[int, int]) -> ProbeSpec | None
         failure_threshold=int(probe.get("failureThreshold") or 3),
     )
     if "tcpSocket" in probe:
-        port = ports.host_port(container, probe["tcpSocket"].get("port", 0), host_ports)
-        return replace(spec, kind=TCP, port=port)
+        tcp = probe["tcpSocket"]
+        port = probe_port(container, tcp.get("port", 0))
+        return replace(spec, kind=TCP, host=tcp.get("host") or pod_ip, port=port)
     if "httpGet" in probe:
         get = probe["httpGet"]
         headers = tuple((h["name"], h["value"]) for h in get.get("httpHeaders") or [])
-        port = ports.host_port(container, get.get("port", 0), host_ports)
-        path, scheme = get.get("path") or "/", get.get("scheme") or "HTTP"
-        return replace(spec, kind=HTTP, port=port, path=path, scheme=scheme, headers=headers)
+        port = probe_port(container, get.get("port", 0))
+        path, scheme, host = get.get("path") or "/", get.get("scheme") or "HTTP", get.get("host") or pod_ip
+        return replace(spec, kind=HTTP, host=host, port=port, path=path, scheme=scheme, headers=headers)
     return spec
 
 
@@ -72,17 +80,17 @@ def check(spec: ProbeSpec) -> tuple[bool, str]:
         return False, "the probe names a port the container does not declare"
     if spec.kind == TCP:
         try:
-            with socket.create_connection((ports.LOOPBACK, spec.port), timeout=spec.timeout):
+            with socket.create_connection((spec.host, spec.port), timeout=spec.timeout):
                 return True, ""
         except OSError as err:
-            return False, f"dial tcp {ports.LOOPBACK}:{spec.port}: {err}"
+            return False, f"dial tcp {spec.host}:{spec.port}: {err}"
     conn_class = http.client.HTTPSConnection if spec.scheme.upper() == "HTTPS" else http.client.HTTPConnection
-    conn = conn_class(ports.LOOPBACK, spec.port, timeout=spec.timeout)
+    conn = conn_class(spec.host, spec.port, timeout=spec.timeout)
     try:
         conn.request("GET", spec.path, headers=dict(spec.headers))
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as err:
-        return False, f'Get "http://{ports.LOOPBACK}:{spec.port}{spec.path}": {err}'
+        return False, f'Get "{spec.scheme.lower()}://{spec.host}:{spec.port}{spec.path}": {err}'
     finally:
         conn.close()
     if 200 <= status < 400:  # the kubelet's rule: any 2xx or 3xx passes

@@ -12,12 +12,15 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import podnet
 
 _PR_SET_PDEATHSIG = 1
 _prctl: Callable[..., int] | None
@@ -40,6 +43,23 @@ class Launch:
     env: Mapping[str, str]
     cwd: Path
     log: Path
+    netns: Path | None = None  # the pod's network namespace; None: the host's
+    mounts: tuple[tuple[str, str, bool], ...] = ()  # (source, target, read-only) bind mounts
+
+    def command(self) -> list[str]:
+        """The argv to exec: inside the pod's namespaces when it has them. An executable
+        that cannot be found raises FileNotFoundError here, as Popen would have without
+        the wrapper (the runtime's StartError)."""
+        argv = list(self.argv)
+        if self.netns is None:
+            return argv
+        if not argv:
+            raise FileNotFoundError("no command")
+        if "/" not in argv[0] and shutil.which(argv[0], path=self.env.get("PATH")) is None:
+            raise FileNotFoundError(2, f'exec: "{argv[0]}": executable file not found in $PATH')
+        if "/" in argv[0] and not os.access(self.cwd / argv[0], os.X_OK):
+            raise FileNotFoundError(2, f"exec: {argv[0]}: no such file or not executable")
+        return podnet.wrap(argv, self.netns, self.mounts)
 
 
 class Process:
@@ -52,7 +72,7 @@ class Process:
             # Where this run's output starts: the fallback termination message reads from here.
             self.log_offset = out.tell()
             self.popen = subprocess.Popen(
-                list(launch.argv),
+                launch.command(),
                 env=dict(launch.env),
                 cwd=launch.cwd,
                 stdin=subprocess.DEVNULL,

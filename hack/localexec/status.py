@@ -129,8 +129,16 @@ def container_status(run: ContainerRun) -> Obj:
     return status
 
 
-def pod_phase(runs: list[ContainerRun], restart_policy: str) -> str:
-    """The kubelet's getPhase for regular containers (no init containers)."""
+def init_done(init_runs: list[ContainerRun]) -> bool:
+    return all(r.state == TERMINATED and r.exit_code == 0 for r in init_runs)
+
+
+def pod_phase(runs: list[ContainerRun], restart_policy: str, init_runs: list[ContainerRun] | None = None) -> str:
+    """The kubelet's getPhase: Pending while init containers run (Failed once one failed
+    under restartPolicy Never), then from the regular containers."""
+    if init_runs and not init_done(init_runs):
+        failed = any(r.state == TERMINATED and r.exit_code != 0 for r in init_runs)
+        return "Failed" if failed and restart_policy == "Never" else "Pending"
     if not runs:
         return "Pending"
     running = sum(r.state == RUNNING for r in runs)
@@ -162,27 +170,42 @@ def _condition(kind: str, ok: bool, previous: Obj, reason: str = "", message: st
     return cond
 
 
-def pod_status(pod: Obj, runs: list[ContainerRun], start_time: str) -> Obj:
-    """The status the executor reports for `pod`, from its containers' runs. Conditions keep
-    their lastTransitionTime while their status does not change, as the kubelet's do."""
+def pod_status(
+    pod: Obj,
+    runs: list[ContainerRun],
+    start_time: str,
+    pod_ip: str | None = None,
+    init_runs: list[ContainerRun] | None = None,
+) -> Obj:
+    """The status the executor reports for `pod`, from its containers' runs (`init_runs`:
+    its init containers'). `pod_ip` is None until the pod's network exists (the kubelet's
+    sandbox). Conditions keep their lastTransitionTime while their status does not change,
+    as the kubelet's do."""
     previous = pod.get("status") or {}
-    phase = pod_phase(runs, (pod.get("spec") or {}).get("restartPolicy", "Always"))
+    init_runs = init_runs or []
+    phase = pod_phase(runs, (pod.get("spec") or {}).get("restartPolicy", "Always"), init_runs)
     unready = [r.name for r in runs if not r.ready]
     not_ready = f"containers with unready status: [{' '.join(unready)}]"
+    incomplete = [r.name for r in init_runs if not (r.state == TERMINATED and r.exit_code == 0)]
+    not_initialized = f"containers with incomplete status: [{' '.join(incomplete)}]"
     done = phase in ("Succeeded", "Failed")
     ready_reason = "PodCompleted" if done else "ContainersNotReady"
-    return {
+    init_reason = "PodCompleted" if done else "ContainersNotInitialized"
+    out: Obj = {
         "phase": phase,
         "conditions": [
-            _condition("PodReadyToStartContainers", True, previous),
-            _condition("Initialized", True, previous),
+            _condition("PodReadyToStartContainers", pod_ip is not None, previous),
+            _condition("Initialized", not incomplete, previous, init_reason, "" if done else not_initialized),
             _condition("Ready", not unready, previous, ready_reason, "" if done else not_ready),
             _condition("ContainersReady", not unready, previous, ready_reason, "" if done else not_ready),
         ],
         "hostIP": LOOPBACK,
         "hostIPs": [{"ip": LOOPBACK}],
-        "podIP": LOOPBACK,
-        "podIPs": [{"ip": LOOPBACK}],
         "startTime": start_time,
         "containerStatuses": [container_status(r) for r in runs],
     }
+    if pod_ip is not None:
+        out["podIP"], out["podIPs"] = pod_ip, [{"ip": pod_ip}]
+    if init_runs:
+        out["initContainerStatuses"] = [container_status(r) for r in init_runs]
+    return out

@@ -7,9 +7,13 @@ scheduled by the real kube-scheduler and run as local processes; other pods are 
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import subprocess
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,7 +129,8 @@ def test_pod_succeeds_with_secret_env_expanded_args_and_termination_message(clus
     assert pod["status"]["phase"] == "Succeeded", terminated
     assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
     assert json.loads(terminated["message"]) == {"manifest": "s3://bucket/job-1/manifest.json"}
-    assert pod["status"]["podIP"] == "127.0.0.1" and pod["status"]["startTime"]
+    assert pod["status"]["podIP"].startswith("127.64.") and pod["status"]["hostIP"] == "127.0.0.1"
+    assert pod["status"]["startTime"]
     assert pod["spec"]["nodeName"] in ("cpu-0", "cpu-1")
     log = cluster.executor_logs / f"{ns}_{name}_trainer.log"
     assert log.read_text() == "trained\n"
@@ -156,7 +161,8 @@ def test_unknown_image_backs_off(cluster: Cluster, ns: str) -> None:
     assert "not available to the local executor" in waiting["message"]
     time.sleep(1.5)  # kwok's pod-ready stage, were it to apply, would have made it Running by now
     pod = get_pod(cluster, ns, name) or {}
-    assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"] == "127.0.0.1"
+    # The pod's sandbox (its network namespace) comes before the image, as with a kubelet.
+    assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"].startswith("127.64.")
     # Deleting a pod whose container never started: the executor, not kwok, finishes it.
     cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
     wait_for(f"{name} gone", lambda: get_pod(cluster, ns, name) is None)
@@ -218,7 +224,7 @@ def test_restart_policy_always_restarts_with_back_off(cluster: Cluster, ns: str)
 GANG_WORKER = """
 import os, socket, sys
 addr, port, rank = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), os.environ["NODE_RANK"]
-assert addr == "127.0.0.1" and port != 29500, (addr, port)
+assert addr.startswith("127.64.") and port == 29500, (addr, port)  # rank 0's pod IP, the usual port
 if rank == "0":
     with socket.create_server((addr, port)) as server:
         conn, _ = server.accept()
@@ -236,7 +242,7 @@ else:
 """
 
 
-def test_gang_finds_its_rank_zero_on_loopback(cluster: Cluster, ns: str) -> None:
+def test_gang_finds_its_rank_zero_at_its_pod_ip(cluster: Cluster, ns: str) -> None:
     job = f"job-{uuid.uuid4().hex[:6]}"
     names = []
     for rank in (0, 1):
@@ -261,7 +267,7 @@ def test_gang_finds_its_rank_zero_on_loopback(cluster: Cluster, ns: str) -> None
 def test_unlabelled_pod_is_still_kwoks(cluster: Cluster, ns: str) -> None:
     name = create_pod(cluster, ns, {"image": "registry.invalid/anything:1"}, labels={"app": "plain"})
     pod = wait_for(f"{name} Running (kwok)", phase_in(cluster, ns, name, "Running"))
-    assert pod["status"]["podIP"].startswith("10.244.")  # kwok's pod CIDR, not the executor's loopback
+    assert pod["status"]["podIP"].startswith("127.128.")  # kwok's pod CIDR, not the executor's range
     assert not (cluster.executor_logs / f"{ns}_{name}_trainer.log").exists()
     cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
     wait_for(f"{name} deleted by kwok", lambda: get_pod(cluster, ns, name) is None)
@@ -278,3 +284,102 @@ def test_gpu_pod_is_scheduled_on_a_gpu_node_and_run(cluster: Cluster, ns: str) -
     assert pod["status"]["phase"] == "Succeeded", container_state(pod)
     assert pod["spec"]["nodeName"] in ("gpu-0", "gpu-1")
     assert (cluster.executor_logs / f"{ns}_{name}_trainer.log").read_text() == "on a gpu node\n"
+
+
+INIT_WRITE = """
+import os, sys, urllib.request
+host = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()  # the host's 127.0.0.1, from the pod
+with open("/srv/localexec-test/index.html", "w") as f:
+    f.write(os.environ["POD_NAME"] + " " + host)
+"""
+
+
+def test_pods_have_own_ips_init_containers_and_empty_dirs(cluster: Cluster, ns: str) -> None:
+    """Two pods both listen on 0.0.0.0:8080, each serving the file its init container wrote
+    into an emptyDir (the same mountPath, a different directory per pod); the init container
+    reached a server of the host's at 127.0.0.1 from inside its pod."""
+
+    class Host(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(f"host-saw-{self.client_address[0]}".encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mount = [{"name": "data", "mountPath": "/srv/localexec-test"}]
+    env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    init = {
+        "name": "init",
+        "image": TRAINER_IMAGE,
+        "command": ["python", "-c", INIT_WRITE, f"http://127.0.0.1:{server.server_address[1]}/"],
+        "env": env,
+        "volumeMounts": mount,
+    }
+    serve = {
+        "image": TRAINER_IMAGE,
+        "command": ["python", "-m", "http.server", "8080", "--bind", "0.0.0.0", "--directory", "/srv/localexec-test"],
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        "volumeMounts": mount,
+    }
+    try:
+        names = [
+            create_pod(
+                cluster,
+                ns,
+                serve,
+                restartPolicy="Always",
+                labels={"slipway.dev/component": "predictor"},
+                initContainers=[init],
+                volumes=[{"name": "data", "emptyDir": {}}],
+            )
+            for _ in range(2)
+        ]
+
+        def ready(name: str) -> Callable[[], dict[str, Any] | None]:
+            def check() -> dict[str, Any] | None:
+                pod = get_pod(cluster, ns, name) or {}
+                conditions = (pod.get("status") or {}).get("conditions") or []
+                return pod if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+
+            return check
+
+        pods = [wait_for(f"{name} Ready", ready(name), timeout=60) for name in names]
+        ips = [p["status"]["podIP"] for p in pods]
+        assert len(set(ips)) == 2 and all(ip.startswith("127.64.") for ip in ips)
+        for name, pod, ip in zip(names, pods, ips, strict=True):
+            init_status = pod["status"]["initContainerStatuses"][0]
+            assert init_status["state"]["terminated"]["reason"] == "Completed"
+            body = urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=5).read().decode()
+            assert body == f"{name} host-saw-{ip}"  # its own file; the host saw the pod's IP
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert all(f"-{ip}" in listed for ip in ips)
+        for name in names:
+            cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
+        for name in names:
+            wait_for(f"{name} gone", lambda name=name: get_pod(cluster, ns, name) is None)  # type: ignore[misc]
+
+        def namespaces_gone() -> bool:
+            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+            names = {line.split()[0] for line in listed.splitlines() if line.strip()}
+            return not any(n.endswith(f"-{ip}") for n in names for ip in ips)
+
+        wait_for("the pods' network namespaces removed", namespaces_gone, timeout=10)
+    finally:
+        server.shutdown()
+
+
+def test_failed_init_container_fails_the_pod(cluster: Cluster, ns: str) -> None:
+    init = {"name": "init", "image": TRAINER_IMAGE, "command": ["python", "-c", "raise SystemExit(2)"]}
+    name = create_pod(cluster, ns, {"image": TRAINER_IMAGE, "command": ["python", "-c", "pass"]}, initContainers=[init])
+    pod = wait_for(f"{name} Failed", phase_in(cluster, ns, name, "Failed", "Succeeded"))
+    assert pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 2 and terminated["reason"] == "Error"  # kubectl shows Init:Error
+    assert container_state(pod)["waiting"]["reason"] == "PodInitializing"
+    initialized = next(c for c in pod["status"]["conditions"] if c["type"] == "Initialized")
+    assert initialized["status"] == "False"

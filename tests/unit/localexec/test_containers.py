@@ -12,7 +12,7 @@ from localexec.containers import Config, ImageUnavailable, prepare
 from localexec.envres import ConfigError
 from localexec.executor import Executor
 from localexec.kube import Api
-from localexec.network import GangPorts, Resolver
+from localexec.network import Resolver
 from localexec.status import TERMINATED, WAITING
 
 
@@ -47,33 +47,63 @@ def trainer_pod(rank: int = 0, command: list[str] | None = None, **container: An
     }
 
 
-def prep(cfg: Config, pod: dict[str, Any], ports: GangPorts | None = None) -> Any:
-    resolver = Resolver([pod], lambda ns, name: None)
-    return prepare(cfg, pod, pod["spec"]["containers"][0], Sources(), resolver, ports or GangPorts(), {"PATH": "/bin"})
+IPS = {"job-a1-w0": "127.64.0.2", "job-a1-w1": "127.64.0.3"}
+
+
+def prep(cfg: Config, pod: dict[str, Any], others: list[dict[str, Any]] | None = None) -> Any:
+    resolver = Resolver([pod, *(others or [])], lambda ns, name: None, lambda p: IPS.get(p["metadata"]["name"]))
+    ip = IPS[pod["metadata"]["name"]]
+    return prepare(
+        cfg, pod, pod["spec"]["containers"][0], Sources(), resolver, ip, Path("/run/netns/x"), {"PATH": "/bin"}
+    )
 
 
 def test_prepare_distributed_trainer(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     command = ["torchrun", "--node-rank=$(NODE_RANK)", "--master-addr=$(MASTER_ADDR)", "--master-port=$(MASTER_PORT)"]
-    ports = GangPorts(pick=iter([41000, 42000]).__next__)
-    w0 = prep(cfg, trainer_pod(0, command, args=["-m", "slipway_trainer"]), ports)
-    w1 = prep(cfg, trainer_pod(1, command, args=["-m", "slipway_trainer"]), ports)
+    w0_pod = trainer_pod(0, command, args=["-m", "slipway_trainer"])
+    w0 = prep(cfg, w0_pod)
+    w1 = prep(cfg, trainer_pod(1, command, args=["-m", "slipway_trainer"]), [w0_pod])
     assert w0.argv == [
         "/venv/bin/torchrun",
         "--node-rank=0",
-        "--master-addr=127.0.0.1",
-        "--master-port=41000",
+        "--master-addr=127.64.0.2",  # rank 0's pod IP
+        "--master-port=29500",  # its own address: no port needs moving
         "-m",
         "slipway_trainer",
     ]
-    assert w1.argv[1:4] == ["--node-rank=1", "--master-addr=127.0.0.1", "--master-port=41000"]  # same gang port
+    assert w1.argv[1:4] == ["--node-rank=1", "--master-addr=127.64.0.2", "--master-port=29500"]
     env = w0.env
     assert env["AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
     assert env["PYTHONPATH"] == str(cfg.repo_root / "runtimes" / "trainer")
     assert env["SLIPWAY_TERMINATION_LOG"].startswith(str(cfg.root / "pods" / "ml_job-a1-w0_uid-0-00"))
     assert env["PATH"] == "/venv/bin:/bin"
-    assert env["HOSTNAME"] == "job-w0" and env["GLOO_SOCKET_IFNAME"] == "lo"
+    assert env["HOSTNAME"] == "job-w0" and env["GLOO_SOCKET_IFNAME"] == "eth0"
     assert w0.log == cfg.root / "logs" / "ml_job-a1-w0_trainer.log"
+    assert w0.netns == Path("/run/netns/x") and w0.mounts == ()
+
+
+def test_prepare_mounts_empty_dirs_but_not_over_the_executors_files(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    pod = trainer_pod(
+        volumeMounts=[
+            {"name": "models", "mountPath": "/mnt/models", "readOnly": True},
+            {"name": "models", "mountPath": "/srv/sub", "subPath": "a"},
+            {"name": "scratch", "mountPath": str(tmp_path)},  # would hide the state dir: the TMPDIR stand-in
+            {"name": "config", "mountPath": "/etc/cfg"},  # not an emptyDir: not mounted
+        ]
+    )
+    pod["spec"]["volumes"] = [
+        {"name": "models", "emptyDir": {}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "config", "configMap": {"name": "c"}},
+    ]
+    launch = prep(cfg, pod)
+    volumes = cfg.root / "pods" / "ml_job-a1-w0_uid-0-00" / "volumes"
+    assert launch.mounts == (
+        (str(volumes / "models"), "/mnt/models", True),
+        (str(volumes / "models" / "a"), "/srv/sub", False),
+    )
 
 
 def test_prepare_defaults_to_the_runtime_entrypoint(tmp_path: Path) -> None:

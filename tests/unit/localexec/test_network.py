@@ -1,11 +1,11 @@
-"""DNS rewriting and per-gang ports of the local executor (hack/localexec/network.py)."""
+"""DNS rewriting to pod IPs in the local executor (hack/localexec/network.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from localexec.network import Candidate, GangPorts, Resolver, dns_candidates, gang_key, rewrite_hosts
+from localexec.network import Candidate, Resolver, Target, dns_candidates, gang_key, rewrite_hosts, target_port
 
 
 def pod(name: str, ns: str = "ml", hostname: str | None = None, subdomain: str | None = None, **labels: str) -> Any:
@@ -34,11 +34,15 @@ def test_dns_candidates(host: str, expected: list[Candidate]) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("job-w0.job", "127.0.0.1"),
-        ("job-w0.job:29500", "127.0.0.1:29500"),
-        ("tcp://job-w0.job:29500", "tcp://127.0.0.1:29500"),
-        ("http://user:pw@job-w0.job.ml.svc.cluster.local/x?y=z", "http://user:pw@127.0.0.1/x?y=z"),
-        ("job-w0.job:1,minio.storage.svc:9000", "127.0.0.1:1,minio.storage.svc:9000"),
+        ("job-w0.job", "127.64.0.2"),
+        ("job-w0.job:29500", "127.64.0.2:29500"),
+        ("tcp://job-w0.job:29500", "tcp://127.64.0.2:29500"),
+        ("http://user:pw@job-w0.job.ml.svc.cluster.local/x?y=z", "http://user:pw@127.64.0.2/x?y=z"),
+        ("job-w0.job:1,minio.storage.svc:9000", "127.64.0.2:1,minio.storage.svc:9000"),
+        ("pred:80", "127.64.0.5:8080"),  # a Service: its port becomes the targetPort
+        ("http://pred.ml.svc/v1/models", "http://127.64.0.5/v1/models"),
+        ("http://pred.ml.svc:80/v1/models", "http://127.64.0.5:8080/v1/models"),
+        ("pred:81", "127.64.0.5:81"),  # a port the Service does not map is kept
         ("s3://bucket/job-w0.job", "s3://bucket/job-w0.job"),  # a bucket name is not a host we run
         ("elsewhere.example.com", "elsewhere.example.com"),
         ("some words with job-w0.job inside", "some words with job-w0.job inside"),
@@ -46,41 +50,52 @@ def test_dns_candidates(host: str, expected: list[Candidate]) -> None:
     ],
 )
 def test_rewrite_hosts(value: str, expected: str) -> None:
-    assert rewrite_hosts(value, lambda host: host.startswith("job-w0.job")) == expected
+    def resolve(host: str) -> Target | None:
+        if host.startswith("job-w0.job"):
+            return Target("127.64.0.2")
+        if host.startswith("pred"):
+            return Target("127.64.0.5", {80: 8080})
+        return None
+
+    assert rewrite_hosts(value, resolve) == expected
 
 
 def test_resolver_pod_and_service_names() -> None:
     client = pod("job-a1-w1", hostname="job-w1", subdomain="job")
     other_gang = pod("other-a1-w0", hostname="other-w0", subdomain="other")
     predictor = pod("pred-1", **{"app": "pred"})
-    selectors = {("ml", "pred"): {"app": "pred"}, ("ml", "nothing"): {"app": "none"}}
+    unready = pod("pred-0", **{"app": "pred"})
+    predictor["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    predictor["spec"]["containers"] = [{"ports": [{"name": "http", "containerPort": 8080}]}]
+    done = pod("pred-2", **{"app": "pred"})
+    done["status"] = {"phase": "Succeeded", "conditions": [{"type": "Ready", "status": "True"}]}
+    services = {
+        ("ml", "pred"): {"spec": {"selector": {"app": "pred"}, "ports": [{"port": 80, "targetPort": "http"}]}},
+        ("ml", "nothing"): {"spec": {"selector": {"app": "none"}}},
+        ("ml", "job"): {"spec": {"clusterIP": "None"}},  # a gang's headless Service: no selector
+    }
     asked: list[tuple[str, str]] = []
 
-    def selector(ns: str, name: str) -> Any:
+    def service(ns: str, name: str) -> Any:
         asked.append((ns, name))
-        return selectors.get((ns, name))
+        return services.get((ns, name))
 
-    r = Resolver([client, other_gang, predictor], selector)
-    assert r.is_local("job-w0.job", client)  # a sibling of the client's gang, not created yet
-    assert r.is_local("job.ml.svc", client)  # the gang's headless Service
-    assert r.is_local("other-w0.other.ml.svc.cluster.local", client)  # a known pod of another gang
-    assert not r.is_local("other-w9.other", client)
-    assert r.is_local("pred", client)  # a Service selecting a pod of ours
-    assert not r.is_local("nothing.ml.svc", client)  # a Service selecting no pod of ours
-    assert not r.is_local("missing", client)
-    assert not r.is_local("pred.elsewhere.svc", client)  # no pod of ours there: the API is not even asked
+    ips = {"job-a1-w1": "127.64.0.3", "other-a1-w0": "127.64.0.4", "pred-1": "127.64.0.5", "pred-0": "127.64.0.6"}
+    r = Resolver([client, other_gang, unready, predictor, done], service, lambda p: ips.get(p["metadata"]["name"]))
+    assert r.resolve("job-w0.job", client) is None  # a sibling not created yet: no IP to give
+    assert r.resolve("job-w1.job", client) == Target("127.64.0.3")
+    assert r.resolve("other-w0.other.ml.svc.cluster.local", client) == Target("127.64.0.4")
+    assert r.resolve("other-w9.other", client) is None
+    assert r.resolve("pred", client) == Target("127.64.0.5", {80: 8080})  # the ready pod, its named port
+    assert r.resolve("nothing.ml.svc", client) is None  # a Service selecting no pod of ours
+    assert r.resolve("missing", client) is None
+    assert r.resolve("pred.elsewhere.svc", client) is None  # no pod of ours there: the API is not even asked
     assert ("elsewhere", "pred") not in asked
 
 
-def test_gang_ports_are_per_gang_and_stable() -> None:
-    picks = iter([30001, 30001, 30002, 30003])
-    ports = GangPorts(pick=lambda: next(picks))
-    a, b = ("ml", "job", "1"), ("ml", "job", "2")
-    assert ports.port(a) == 30001
-    assert ports.port(a) == 30001  # every pod of the gang gets the same port
-    assert ports.port(b) == 30002  # the kernel's 30001 again is skipped: another gang holds it
-    ports.retain([b])
-    assert ports.port(a) == 30003  # released, then picked afresh
+def test_target_port() -> None:
+    svc = {"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 9000}, {"port": 90, "targetPort": "x"}]}}
+    assert target_port(svc, {"spec": {"containers": []}}) == {80: 8080, 9000: 9000}
 
 
 def test_gang_key() -> None:

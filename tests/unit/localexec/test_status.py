@@ -76,9 +76,10 @@ def test_pod_phase(runs: list[ContainerRun], policy: str, phase: str) -> None:
 
 def test_pod_status_running() -> None:
     pod = {"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never"}, "status": {}}
-    s = pod_status(pod, [run(RUNNING)], "2026-01-01T00:00:00Z")
+    s = pod_status(pod, [run(RUNNING)], "2026-01-01T00:00:00Z", "127.64.0.2")
     assert s["phase"] == "Running"
-    assert s["podIP"] == s["hostIP"] == "127.0.0.1"
+    assert s["podIP"] == "127.64.0.2" and s["podIPs"] == [{"ip": "127.64.0.2"}] and s["hostIP"] == "127.0.0.1"
+    assert "initContainerStatuses" not in s
     assert s["startTime"] == "2026-01-01T00:00:00Z"
     conditions = {c["type"]: c["status"] for c in s["conditions"]}
     assert conditions == {
@@ -87,6 +88,43 @@ def test_pod_status_running() -> None:
         "Ready": "True",
         "ContainersReady": "True",
     }
+
+
+def test_pod_status_without_a_sandbox_has_no_pod_ip() -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never"}, "status": {}}
+    s = pod_status(pod, [run(WAITING)], "2026-01-01T00:00:00Z")
+    assert "podIP" not in s and s["hostIP"] == "127.0.0.1"
+    conditions = {c["type"]: c["status"] for c in s["conditions"]}
+    assert conditions["PodReadyToStartContainers"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("init", "policy", "phase"),
+    [
+        ([run(RUNNING)], "Never", "Pending"),
+        ([run(TERMINATED, 0), run(WAITING)], "Never", "Pending"),
+        ([run(TERMINATED, 1), run(WAITING)], "Never", "Failed"),
+        ([run(WAITING, last_terminated={"exitCode": 1})], "Always", "Pending"),  # Init:CrashLoopBackOff
+        ([run(TERMINATED, 1)], "OnFailure", "Pending"),  # about to be restarted
+    ],
+)
+def test_pod_phase_with_init_containers(init: list[ContainerRun], policy: str, phase: str) -> None:
+    assert pod_phase([run(WAITING)], policy, init) == phase
+
+
+def test_pod_status_with_init_containers() -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"restartPolicy": "Always"}, "status": {}}
+    init = [run(TERMINATED, 0), run(RUNNING)]
+    init[0].name, init[1].name = "fetch", "unpack"
+    s = pod_status(pod, [run(WAITING, reason="PodInitializing")], "2026-01-01T00:00:00Z", "127.64.0.2", init)
+    assert s["phase"] == "Pending"
+    by_type = {c["type"]: c for c in s["conditions"]}
+    assert by_type["Initialized"]["status"] == "False"
+    assert by_type["Initialized"]["reason"] == "ContainersNotInitialized"
+    assert by_type["Initialized"]["message"] == "containers with incomplete status: [unpack]"
+    assert [c["name"] for c in s["initContainerStatuses"]] == ["fetch", "unpack"]
+    assert s["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert s["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
 
 
 def test_pod_status_keeps_transition_times_of_unchanged_conditions() -> None:
