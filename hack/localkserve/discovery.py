@@ -1,7 +1,8 @@
 """Prometheus file-based service discovery of the predictor pods.
 
 One target per ready predictor pod: its metrics endpoint is its HTTP port (the KServe
-model server serves /metrics there), at the host port the local executor gave it. Labels
+model server serves /metrics there), at the pod's IP (the local executor gives each pod a
+loopback IP of its own). Labels
 say which pod it is, so queries can tell stable from canary:
 `namespace`, `pod`, `inferenceservice`, `revision`. Prometheus notices a rewritten file by
 itself (inotify), so the file is replaced atomically and only when its content changes.

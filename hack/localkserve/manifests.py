@@ -7,7 +7,7 @@ model's env and resources on top of the runtime's), with two local differences:
 - No storage initializer: the runtime downloads the model itself, so `--model_dir` is
   dropped from the args and `--storage_uri=<storageUri>` added (docs/serving-contract.md).
 - The container is told its HTTP port (`--http_port=<containerPort>`) when the runtime's
-  args do not say it, so the local executor can give each pod its own host port; and,
+  args do not say it, so it listens on the port the gateway will use; and,
   unless the runtime has one, it gets the TCP readiness probe Knative gives every revision,
   so a pod is ready only once its server listens.
 """

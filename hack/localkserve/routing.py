@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from localexec import ports
-
 from . import manifests
 
 Obj = dict[str, Any]
@@ -73,8 +71,8 @@ class Route:
 
 
 def endpoint(pod: Obj) -> str | None:
-    """127.0.0.1:<host port> of a ready, not terminating pod run by the local executor (its
-    ports annotation maps the container's first port), else None."""
+    """<pod IP>:<the container's first port> of a ready, not terminating pod (the local
+    executor gives each pod a loopback IP of its own), else None."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     if meta.get("deletionTimestamp") or status.get("phase") != "Running":
         return None
@@ -82,8 +80,8 @@ def endpoint(pod: Obj) -> str | None:
         return None
     containers = (pod.get("spec") or {}).get("containers") or [{}]
     declared = containers[0].get("ports") or [{"containerPort": manifests.DEFAULT_PORT}]
-    host_port = ports.published(pod).get(int(declared[0].get("containerPort") or 0))
-    return f"{ports.LOOPBACK}:{host_port}" if host_port else None
+    port, ip = int(declared[0].get("containerPort") or 0), status.get("podIP")
+    return f"{ip}:{port}" if ip and port else None
 
 
 def hosts(name: str, namespace: str, urls: Iterable[str]) -> frozenset[str]:

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model_name", required=True)
     p.add_argument("--http_port", type=int, default=8080)
     p.add_argument("--storage_uri", default="")
+    # All addresses, as a model server listens: in its pod that is the pod IP and 127.0.0.1.
+    p.add_argument("--http_host", default="0.0.0.0")
     args, _ = p.parse_known_args(argv)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", args.model_name):
         print(f"bad model name {args.model_name!r}", file=sys.stderr)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     time.sleep(float(os.environ.get("STANDIN_STARTUP_SECONDS") or 0))
     Handler.model, Handler.version = args.model_name, os.environ.get("SLIPWAY_MODEL_VERSION", "")
-    server = ThreadingHTTPServer(("127.0.0.1", args.http_port), Handler)
+    server = ThreadingHTTPServer((args.http_host, args.http_port), Handler)
     server.daemon_threads = True
     print(f"stand-in predictor {args.model_name} ({Handler.version}) on port {args.http_port}", flush=True)
     server.serve_forever()

@@ -14,8 +14,9 @@ from localkserve.routing import Backend, Route, Table
 R1, R2 = "iris-predictor-1111111111", "iris-predictor-2222222222"
 
 
-def pod(name: str, revision: str, host_port: int | None = 41000, ready: bool = True, **status: Any) -> dict[str, Any]:
-    annotations = {"localexec.slipway.dev/ports": json.dumps({"8080": host_port})} if host_port else {}
+def pod(name: str, revision: str, ip: str | None = "127.64.0.9", ready: bool = True, **status: Any) -> dict[str, Any]:
+    annotations: dict[str, str] = {}
+    ip_status = {"podIP": ip} if ip else {}
     labels = {manifests.ISVC_LABEL: "iris", manifests.REVISION_LABEL: revision}
     return {
         "metadata": {"name": name, "namespace": "ml", "labels": labels, "annotations": annotations},
@@ -23,6 +24,7 @@ def pod(name: str, revision: str, host_port: int | None = 41000, ready: bool = T
         "status": {
             "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            **ip_status,
             **status,
         },
     }
@@ -37,10 +39,10 @@ def deployment(revision: str, replicas: int = 1, **status: Any) -> dict[str, Any
     }
 
 
-def test_endpoint_needs_ready_running_and_a_published_port() -> None:
-    assert routing.endpoint(pod("a", R1)) == "127.0.0.1:41000"
+def test_endpoint_is_pod_ip_and_container_port_of_a_ready_running_pod() -> None:
+    assert routing.endpoint(pod("a", R1)) == "127.64.0.9:8080"
     assert routing.endpoint(pod("a", R1, ready=False)) is None
-    assert routing.endpoint(pod("a", R1, host_port=None)) is None
+    assert routing.endpoint(pod("a", R1, ip=None)) is None
     terminating = pod("a", R1)
     terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert routing.endpoint(terminating) is None
@@ -81,7 +83,7 @@ def test_find_by_host_then_by_model_path() -> None:
 
 
 def test_revision_states() -> None:
-    crash = {
+    crash: dict[str, Any] = {
         "containerStatuses": [
             {
                 "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2s"}},
@@ -91,9 +93,9 @@ def test_revision_states() -> None:
     }
     states = pods.states(
         [deployment(R1, replicas=2), deployment(R2)],
-        [pod("a", R1), pod("b", R1, host_port=41001), pod("c", R2, ready=False, **crash)],
+        [pod("a", R1), pod("b", R1, ip="127.64.0.10"), pod("c", R2, ready=False, **crash)],
     )
-    assert states[R1].ready and states[R1].endpoints == (("a", "127.0.0.1:41000"), ("b", "127.0.0.1:41001"))
+    assert states[R1].ready and states[R1].endpoints == (("a", "127.64.0.9:8080"), ("b", "127.64.0.10:8080"))
     assert not states[R2].ready
     failure = states[R2].failure
     assert failure is not None and (failure.reason, failure.message, failure.exit_code) == (
@@ -131,14 +133,14 @@ def test_revision_failures_from_scheduling_and_replica_creation() -> None:
 
 
 def test_discovery_targets_and_atomic_write(tmp_path: Path) -> None:
-    groups = discovery.targets([pod("b", R2, host_port=41001), pod("a", R1), pod("c", R1, ready=False)])
+    groups = discovery.targets([pod("b", R2, ip="127.64.0.10"), pod("a", R1), pod("c", R1, ready=False)])
     assert groups == [
         {
-            "targets": ["127.0.0.1:41000"],
+            "targets": ["127.64.0.9:8080"],
             "labels": {"namespace": "ml", "pod": "a", "inferenceservice": "iris", "revision": R1},
         },
         {
-            "targets": ["127.0.0.1:41001"],
+            "targets": ["127.64.0.10:8080"],
             "labels": {"namespace": "ml", "pod": "b", "inferenceservice": "iris", "revision": R2},
         },
     ]
