@@ -35,8 +35,13 @@ USED: dict[str, set[str]] = {
     "/pods": {"create", "delete", "list", "watch"},
     # kube.service_exists() reads, kube.create/delete: the headless Service of a distributed TrainingJob.
     "/services": {"create", "delete", "get"},
-    # kube.secret_data(): S3 credentials named by credentialsSecretRef, read by name only.
-    "/secrets": {"get"},
+    # kube.secret_data()/secret_version(): S3 credentials named by credentialsSecretRef, read by name only;
+    # kube.apply(): the Rollout's copy of them for KServe's storage initializer (rollout_storage).
+    "/secrets": {"create", "get", "patch"},
+    # kube.apply() and service_account_exists(): the Rollout's storage ServiceAccount (rollout_storage).
+    "/serviceaccounts": {"create", "get", "patch"},
+    # kube.apply() and get_custom(): the HTTPRoute of a Standard-mode Rollout (rollout_route).
+    "gateway.networking.k8s.io/httproutes": {"create", "get", "patch"},
     # kube.event() and Kopf's own event posting.
     "/events": {"create"},
     # Kopf lists/watches every kind (handlers._register_one); Runtime._refetch gets; TrainingJob ttl deletes
@@ -78,6 +83,9 @@ CORE_CALLS: dict[str, tuple[str, str]] = {
     "create_namespaced_service": ("/services", "create"),
     "delete_namespaced_service": ("/services", "delete"),
     "read_namespaced_secret": ("/secrets", "get"),
+    "patch_namespaced_secret": ("/secrets", "patch"),
+    "read_namespaced_service_account": ("/serviceaccounts", "get"),
+    "patch_namespaced_service_account": ("/serviceaccounts", "patch"),
     "create_namespaced_event": ("/events", "create"),
 }
 # Generic custom-object methods -> the verb; the resources are the kinds in USED under slipway.dev,
@@ -241,7 +249,7 @@ def test_rbac_grants_nothing_beyond_what_the_operator_uses(helm: str, values: Pa
     for role, resource, verb, rule in grants(docs):
         assert "*" not in (resource, verb) and "*" not in resource and "*" not in rule.get("apiGroups", []), role
         assert verb in USED.get(resource, set()), f"{role} grants {verb} on {resource}, which the operator never uses"
-        if resource == "/secrets":
+        if resource == "/secrets" and verb == "get":
             names = vals.get("rbac", {}).get("secretNames")
             assert rule.get("resourceNames") == names, (role, rule)
     cluster_wide = vals.get("watch", {}).get("clusterWide", True)
@@ -304,7 +312,10 @@ def test_the_table_covers_every_api_call_in_kube_client() -> None:
 def test_secret_access_narrows_to_named_secrets(helm: str) -> None:
     docs = render(helm, sets=("rbac.secretNames={s3-credentials,other}",))
     rules = [r for _, res, _, r in grants(docs) if res == "/secrets"]
-    assert rules and all(r["verbs"] == ["get"] and r["resourceNames"] == ["s3-credentials", "other"] for r in rules)
+    reads = [r for r in rules if "get" in r["verbs"]]
+    assert reads and all(r["verbs"] == ["get"] and r["resourceNames"] == ["s3-credentials", "other"] for r in reads)
+    # The Rollout's own copies (derived names): written, never read, listed or watched.
+    assert all(r["verbs"] == ["create", "patch"] for r in rules if r not in reads)
 
 
 def test_monitoring_objects_use_the_operators_metric_names(helm: str) -> None:

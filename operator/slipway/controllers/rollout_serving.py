@@ -75,7 +75,8 @@ def plan(
             continue  # the ModelVersion's Secret is gone: its Verified condition says so; serve without
         secret, account = storage.manifests(rollout.metadata, name, src, found[0])
         key, digest = f"ServiceAccount/{account['metadata']['name']}", storage.intent(secret, account, found[1])
-        if now.get(key) != digest or account["metadata"]["name"] not in live.accounts:
+        fresh = account["metadata"]["name"] not in accounts.values()  # versions may share one identity
+        if fresh and (now.get(key) != digest or account["metadata"]["name"] not in live.accounts):
             actions += [Apply(secret), Apply(account)]
         now[key] = digest
         accounts[version] = account["metadata"]["name"]
