@@ -1,0 +1,94 @@
+"""The serving stack's builders: what is applied instead of KServe's in-cluster wiring."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from localcluster import serving
+from localcluster.layout import Ports
+
+CONFIGMAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "inferenceservice-config", "namespace": "kserve"},
+    "data": {
+        "_example": "long documentation",
+        "ingress": json.dumps({"enableGatewayApi": False, "ingressDomain": "example.com", "urlScheme": "http"}),
+        "deploy": json.dumps({"defaultDeploymentMode": "Serverless"}),
+        "logger": json.dumps({"image": "kserve/agent:latest"}),
+    },
+}
+
+
+def test_isvc_config_turns_on_gateway_api_and_standard_mode_and_keeps_the_rest() -> None:
+    cm = serving.isvc_config(CONFIGMAP, 18080)
+    ingress = json.loads(cm["data"]["ingress"])
+    assert ingress["enableGatewayApi"] is True
+    assert ingress["kserveIngressGateway"] == "kserve/kserve-ingress-gateway"
+    assert json.loads(cm["data"]["deploy"]) == {"defaultDeploymentMode": "RawDeployment"}
+    assert cm["data"]["logger"] == CONFIGMAP["data"]["logger"]
+    assert "_example" not in cm["data"]
+    assert "_example" in CONFIGMAP["data"], "the input is not changed"
+
+
+def test_webhooks_point_at_the_url_with_the_ca_and_keep_their_paths() -> None:
+    cfg = {
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "inferenceservice.serving.kserve.io"},
+        "webhooks": [
+            {
+                "name": "inferenceservice.kserve-webhook-server.validator",
+                "clientConfig": {"service": {"name": "$(webhookServiceName)", "path": "/validate-x"}},
+                "rules": [{"operations": ["CREATE"]}],
+            }
+        ],
+    }
+    (out,) = serving.webhooks_by_url([cfg], "https://127.0.0.1:19443/", b"PEM")
+    hook = out["webhooks"][0]
+    assert hook["clientConfig"] == {
+        "url": "https://127.0.0.1:19443/validate-x",
+        "caBundle": base64.b64encode(b"PEM").decode(),
+    }
+    assert hook["rules"] == cfg["webhooks"][0]["rules"]  # type: ignore[index]
+
+
+def test_base_objects_put_kserve_rbac_in_its_namespace_and_add_the_gateway() -> None:
+    rendered = [
+        CONFIGMAP,
+        {"kind": "ServiceAccount", "apiVersion": "v1", "metadata": {"name": "kserve-controller-manager"}},
+        {
+            "kind": "ClusterRoleBinding",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": "kserve-manager-rolebinding"},
+            "subjects": [{"kind": "ServiceAccount", "name": "kserve-controller-manager", "namespace": "system"}],
+        },
+        {"kind": "Service", "apiVersion": "v1", "metadata": {"name": "metrics"}},  # not needed: no Deployment
+    ]
+    objs = serving.kserve_base_objects(rendered, 18080)
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    assert by_kind[("ServiceAccount", "kserve-controller-manager")]["metadata"]["namespace"] == "kserve"
+    binding = by_kind[("ClusterRoleBinding", "kserve-manager-rolebinding")]
+    assert binding["subjects"][0]["namespace"] == "kserve"
+    assert ("Service", "metrics") not in by_kind
+    gateway = by_kind[("Gateway", "kserve-ingress-gateway")]
+    assert gateway["spec"]["listeners"][0]["port"] == 18080, "Traefik binds the listener to the entry point's port"
+    assert by_kind[("GatewayClass", "traefik")]["spec"]["controllerName"] == "traefik.io/gateway-controller"
+    assert ("ClusterRoleBinding", "traefik-gateway-controller") in by_kind
+
+
+def test_identities_are_the_service_accounts_rbac_binds() -> None:
+    assert serving.MANAGER_USER.name == "system:serviceaccount:kserve:kserve-controller-manager"
+    assert "system:serviceaccounts:kserve" in serving.MANAGER_USER.groups
+
+
+def test_processes_listen_on_loopback_and_send_nothing_out() -> None:
+    p = Ports()
+    manager = serving.manager_argv(Path("/bin/kserve-manager"), p)
+    assert f"--metrics-addr=127.0.0.1:{p.kserve_metrics}" in manager
+    assert f"--health-probe-addr=127.0.0.1:{p.kserve_probe}" in manager
+    traefik = serving.traefik_argv(Path("/bin/traefik"), p)
+    addresses = [a for a in traefik if ".address=" in a]
+    assert addresses and all("=127.0.0.1:" in a for a in addresses)
+    assert "--global.checkNewVersion=false" in traefik and "--global.sendAnonymousUsage=false" in traefik
