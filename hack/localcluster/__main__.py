@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run Prometheus on 127.0.0.1:19090 (ports.prometheus) scraping the predictor pods; an `up` without "
         "it stops one that runs",
     )
+    up.add_argument(
+        "--serving",
+        action="store_true",
+        help="run the real serving stack: KServe's controller manager with its webhooks (Standard mode), the "
+        "Gateway API CRDs and Traefik, listening on 127.0.0.1:18080 (ports.ingress); built by "
+        "hack/build-serving.sh; an `up` without it stops them",
+    )
     up.add_argument("--scrape-interval", default="1s", help="Prometheus scrape interval (default 1s)")
     down = sub.add_parser("down", parents=[common], help="stop the cluster's processes")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         executor=not getattr(args, "no_executor", False),
         kserve=getattr(args, "kserve", False),
         prometheus=getattr(args, "prometheus", False),
+        serving=getattr(args, "serving", False),
         scrape_interval=getattr(args, "scrape_interval", "1s"),
     )
     try:

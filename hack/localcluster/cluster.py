@@ -39,12 +39,13 @@ from .layout import (
 )
 from .pki import ADMIN, CONTROLLER_MANAGER_USER, PKI, SCHEDULER_USER, ClientIdentity
 from .procs import ProcessSpec, ProcessTable
+from .serving import KSERVE_MANAGER, TRAEFIK, Stack
 
 START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
 # The optional processes are always in the first group: one started by an earlier `up` is
 # stopped even when this Cluster was made without it.
-OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS)
+OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,9 @@ class Cluster:
     InferenceServices' predictors, their status, and the data plane at `gateway_url`.
     `prometheus` (default off) runs Prometheus at `prometheus_url`, scraping every
     `scrape_interval` the predictor pods the gateway lists in `file_sd_dir`.
+    `serving` (default off) runs the real serving stack (hack/localcluster/serving.py): KServe's
+    controller manager with its webhooks, the Gateway API CRDs and Traefik, whose Gateway
+    listens at `ingress_url`.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Cluster:
         executor_python: str | None = None,
         kserve: bool = False,
         prometheus: bool = False,
+        serving: bool = False,
         scrape_interval: str = "1s",
         prometheus_binary: Path | str | None = None,
         log: Callable[[str], None] = _stderr_log,
@@ -108,7 +113,14 @@ class Cluster:
         self.kserve, self.prometheus = kserve, prometheus
         self.scrape_interval = scrape_interval
         self.prometheus_binary = Path(prometheus_binary) if prometheus_binary else prom.default_binary()
-        wanted = {EXECUTOR: executor, GATEWAY: kserve, PROMETHEUS: prometheus}
+        self.serving = serving
+        wanted = {
+            EXECUTOR: executor,
+            GATEWAY: kserve,
+            PROMETHEUS: prometheus,
+            TRAEFIK: serving,
+            KSERVE_MANAGER: serving,
+        }
         self.start_order = START_ORDER + tuple(name for name in OPTIONAL if wanted[name])
         self.log = log
         self.ports = ports or self.state.load_ports() or (Ports.free() if free_ports else Ports())
@@ -178,6 +190,12 @@ class Cluster:
         return f"http://127.0.0.1:{self.ports.gateway}"
 
     @property
+    def ingress_url(self) -> str:
+        """Traefik's Gateway listener (with serving=True): send requests for an
+        InferenceService here with `Host: <host of its status.url>` (under example.com)."""
+        return f"http://127.0.0.1:{self.ports.ingress}"
+
+    @property
     def prometheus_url(self) -> str:
         """Prometheus (with prometheus=True), e.g. <url>/api/v1/query?query=up."""
         return f"http://127.0.0.1:{self.ports.prometheus}"
@@ -240,6 +258,8 @@ class Cluster:
             self._phase(timings, "controllers", self._start_controllers)
             self._phase(timings, "nodes", self._apply_nodes)
             self._phase(timings, "crds", self._install_crds_if_changed)
+            if self.serving:
+                self._phase(timings, "kserve", lambda: Stack(self).start(deadline))
             if self.kserve or self.prometheus:
                 self._phase(timings, "serving", self._start_serving)
             self._phase(timings, "ready", lambda: self._wait_usable(deadline))

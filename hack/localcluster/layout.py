@@ -75,6 +75,13 @@ class Ports:
     scheduler: int = 16259
     gateway: int = 18081  # the local KServe gateway's data plane (Cluster(kserve=True))
     prometheus: int = 19090  # Cluster(prometheus=True)
+    # Cluster(serving=True): Traefik's web entry point (the Gateway's listener) and its own
+    # entry point (ping, metrics); KServe's webhook server, metrics and health probes.
+    ingress: int = 18080
+    traefik: int = 18082
+    kserve_webhook: int = 19443
+    kserve_metrics: int = 18443
+    kserve_probe: int = 18444
 
     @classmethod
     def free(cls) -> Ports:
@@ -129,6 +136,8 @@ class StateDir:
         self.executor = root / "executor"  # the local executor's logs, scratch dirs, ready file
         self.localkserve = root / "localkserve"  # the gateway's ready file and lock
         self.prometheus = root / "prometheus"  # config, file_sd/ and the TSDB
+        self.kserve = root / "kserve"  # KServe's manager: its home, webhook certificate, kubeconfig
+        self.traefik = root / "traefik"  # Traefik's home and kubeconfig
         self.kube_cache = root / "kube-cache"
         self.settings = root / "cluster.json"
         self.crds_record = root / "crds-applied.json"

@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,7 @@ class PKI:
             _run("pkey", "-in", str(self.sa_key), "-pubout", "-out", str(self.sa_pub))
             made = True
         if not (self.apiserver_cert.exists() and self.apiserver_key.exists()):
-            self._issue(self.ca, self.apiserver_cert, self.apiserver_key, "/CN=kube-apiserver", server=True)
+            self._issue(self.ca, self.apiserver_cert, self.apiserver_key, "/CN=kube-apiserver", sans=APISERVER_SANS)
             made = True
         for who in (ADMIN, CONTROLLER_MANAGER_USER, SCHEDULER_USER):
             made |= self.ensure_client(who)
@@ -147,8 +148,20 @@ class PKI:
         cert, key = self.client_cert(who)
         if cert.exists() and key.exists():
             return False
-        self._issue(ca or self.ca, cert, key, who.subject, server=False)
+        self._issue(ca or self.ca, cert, key, who.subject)
         return True
+
+    def server_cert(self, name: str, sans: Sequence[str]) -> tuple[Path, Path]:
+        """A serving certificate from the cluster CA for `sans` (e.g. "IP:127.0.0.1"), such as
+        a webhook's, which the apiserver verifies against the CA in the webhook's caBundle.
+        Reissued when the names change."""
+        cert, key = self.dir / f"server-{name}.crt", self.dir / f"server-{name}.key"
+        names = self.dir / f"server-{name}.sans"
+        wanted = ",".join(sans)
+        if not (cert.exists() and key.exists() and names.exists() and names.read_text() == wanted):
+            self._issue(self.ca, cert, key, f"/CN={_escape(name)}", sans=sans)
+            names.write_text(wanted)
+        return cert, key
 
     def _ensure_ca(self, ca: CA) -> bool:
         # Only CAs are checked for expiry: every leaf is issued after its CA with the same
@@ -168,15 +181,16 @@ class PKI:
         os.chmod(ca.key, 0o600)
         return True
 
-    def _issue(self, ca: CA, cert: Path, key: Path, subject: str, *, server: bool) -> None:
-        usage = "serverAuth" if server else "clientAuth"
+    def _issue(self, ca: CA, cert: Path, key: Path, subject: str, *, sans: Sequence[str] = ()) -> None:
+        """A client certificate, or with `sans` a serving certificate for those names."""
+        usage = "serverAuth" if sans else "clientAuth"
         ext = [
             "basicConstraints=critical,CA:FALSE",
             "keyUsage=critical,digitalSignature,keyEncipherment",
             f"extendedKeyUsage={usage}",
         ]
-        if server:
-            ext.append("subjectAltName=" + ",".join(APISERVER_SANS))
+        if sans:
+            ext.append("subjectAltName=" + ",".join(sans))
         with tempfile.TemporaryDirectory() as tmp:
             csr = Path(tmp) / "req.csr"
             extfile = Path(tmp) / "ext.cnf"

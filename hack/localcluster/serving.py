@@ -1,0 +1,384 @@
+"""The real serving stack of the local cluster: KServe's controller manager with its webhooks,
+the Gateway API CRDs, and Traefik as the Gateway API data plane (Standard mode).
+
+Everything comes from the Go modules pinned in hack/kserve and hack/traefik (built by
+hack/build-serving.sh): the binaries, and the manifests from the modules' own `config/`
+folders, rendered by kubectl's kustomize and changed only where a process on loopback must
+stand in for an in-cluster Deployment:
+
+- KServe's webhooks are registered by URL (https://127.0.0.1:<port>/...) with a serving
+  certificate from the cluster CA, instead of through their Service and cert-manager;
+- `inferenceservice-config` gets Gateway API ingress on (`enableGatewayApi`, the Gateway
+  `kserve/kserve-ingress-gateway` we create for Traefik) and Standard (RawDeployment) as the
+  default deployment mode, as KServe's Standard-mode installation sets them;
+- the manager and Traefik authenticate with client certificates naming their
+  ServiceAccounts (`system:serviceaccount:<ns>:<name>`), so the RBAC from KServe's
+  `config/rbac` (and the ClusterRole Traefik documents) is what authorizes them.
+
+The pure builders here take rendered manifests and return what to apply; `Cluster` does the
+applying, starting and waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import kubeconfig
+from .layout import Ports, StateDir
+from .pki import ClientIdentity
+from .procs import ProcessSpec
+
+Obj = dict[str, Any]
+
+KSERVE_MANAGER = "kserve-manager"
+TRAEFIK = "traefik"
+
+KSERVE_MODULE = "github.com/kserve/kserve"
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+HACK_DIR = Path(__file__).resolve().parents[1]
+
+NAMESPACE = "kserve"
+GATEWAY = "kserve-ingress-gateway"  # the name KServe's ingress config refers to
+GATEWAY_CLASS = "traefik"
+GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
+TRAEFIK_NAMESPACE = "traefik"
+INGRESS_DOMAIN = "example.com"
+LISTENER = "http"
+
+
+def _service_account(namespace: str, name: str) -> ClientIdentity:
+    # The groups the apiserver gives a ServiceAccount token, so bindings to either work.
+    return ClientIdentity(
+        f"system:serviceaccount:{namespace}:{name}",
+        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}"),
+    )
+
+
+MANAGER_USER = _service_account(NAMESPACE, "kserve-controller-manager")
+TRAEFIK_USER = _service_account(TRAEFIK_NAMESPACE, "traefik")
+
+
+class ServingError(RuntimeError):
+    pass
+
+
+# ---- sources -------------------------------------------------------------------------------
+
+
+def module_dir(tooling: Path, module: str) -> Path:
+    """Where the Go module cache holds `module` at the version `tooling`'s go.mod selects
+    (hack/build-serving.sh has downloaded it)."""
+    try:
+        out = subprocess.run(
+            ["go", "list", "-m", "-f", "{{.Dir}}", module],
+            cwd=tooling,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ServingError(f"cannot locate {module} through {tooling}/go.mod ({err}): run build-serving.sh") from err
+    path = Path(out)
+    if not out or not (path / "go.mod").exists():
+        raise ServingError(f"{module} is not in the Go module cache: run hack/build-serving.sh")
+    return path
+
+
+@dataclass(frozen=True)
+class Sources:
+    kserve: Path  # the KServe module: config/ (CRDs, RBAC, ConfigMap, webhooks, runtimes)
+    gateway_api: Path  # the Gateway API module Traefik is built against: config/crd/standard
+
+    @classmethod
+    def locate(cls) -> Sources:
+        env = os.environ.get("SLIPWAY_KSERVE_MODULE"), os.environ.get("SLIPWAY_GATEWAY_API_MODULE")
+        kserve = Path(env[0]) if env[0] else module_dir(HACK_DIR / "kserve", KSERVE_MODULE)
+        gateway_api = Path(env[1]) if env[1] else module_dir(HACK_DIR / "traefik", GATEWAY_API_MODULE)
+        return cls(kserve, gateway_api)
+
+
+def load_all(text: str) -> list[Obj]:
+    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
+
+
+# ---- KServe manifests ----------------------------------------------------------------------
+
+
+def isvc_config(configmap: Obj, ingress_port: int) -> Obj:
+    """KServe's `inferenceservice-config` set up for Standard mode behind our Gateway."""
+    cm = copy.deepcopy(configmap)
+    data = cm.setdefault("data", {})
+    data.pop("_example", None)  # documentation only, and 30 KB of it
+    ingress = json.loads(data["ingress"])
+    ingress.update(
+        enableGatewayApi=True,
+        kserveIngressGateway=f"{NAMESPACE}/{GATEWAY}",
+        ingressDomain=INGRESS_DOMAIN,
+        urlScheme="http",
+    )
+    data["ingress"] = json.dumps(ingress, indent=2)
+    deploy = json.loads(data["deploy"])
+    deploy["defaultDeploymentMode"] = "RawDeployment"
+    data["deploy"] = json.dumps(deploy, indent=2)
+    return cm
+
+
+def webhooks_by_url(configs: Iterable[Obj], base_url: str, ca_pem: bytes) -> list[Obj]:
+    """Webhook configurations pointing at `base_url` + each webhook's service path, with the
+    CA that signed the webhook server's certificate, instead of at KServe's Service."""
+    out = []
+    bundle = base64.b64encode(ca_pem).decode()
+    for cfg in configs:
+        cfg = copy.deepcopy(cfg)
+        for hook in cfg.get("webhooks") or []:
+            service = (hook.get("clientConfig") or {}).get("service") or {}
+            hook["clientConfig"] = {"url": base_url.rstrip("/") + service.get("path", "/"), "caBundle": bundle}
+        out.append(cfg)
+    return out
+
+
+def kserve_base_objects(rendered: Sequence[Obj], ingress_port: int) -> list[Obj]:
+    """What the manager needs before it starts: its namespace, RBAC and ConfigMap (from
+    config/rbac and config/configmap, rendered), the Gateway its routes attach to, Traefik's
+    namespace and RBAC."""
+    out: list[Obj] = [_namespace(NAMESPACE), _namespace(TRAEFIK_NAMESPACE)]
+    for obj in rendered:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "inferenceservice-config":
+            out.append(isvc_config(obj, ingress_port))
+        elif obj["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+            obj = copy.deepcopy(obj)
+            if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+                obj["metadata"]["namespace"] = NAMESPACE
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount":
+                    subject["namespace"] = NAMESPACE
+            out.append(obj)
+    out += traefik_rbac()
+    out += gateway_objects(ingress_port)
+    return out
+
+
+def _namespace(name: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def gateway_objects(ingress_port: int) -> list[Obj]:
+    """The GatewayClass Traefik implements and the Gateway KServe's HTTPRoutes attach to.
+    Traefik binds a listener to the entry point with the same port."""
+    return [
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": GATEWAY_CONTROLLER},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": GATEWAY, "namespace": NAMESPACE},
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": LISTENER,
+                        "protocol": "HTTP",
+                        "port": ingress_port,
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def traefik_rbac() -> list[Obj]:
+    """What Traefik's Kubernetes Gateway provider reads and writes (its documented RBAC)."""
+    name = "traefik-gateway-controller"
+    read = ["get", "list", "watch"]
+    gateway_kinds = ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies"]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "traefik", "namespace": TRAEFIK_NAMESPACE}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {"apiGroups": [""], "resources": ["namespaces", "services", "secrets", "configmaps"], "verbs": read},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+                {"apiGroups": ["gateway.networking.k8s.io"], "resources": gateway_kinds, "verbs": read},
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": [f"{k}/status" for k in gateway_kinds],
+                    "verbs": ["update", "patch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": TRAEFIK_NAMESPACE}],
+        },
+    ]
+
+
+# ---- processes -----------------------------------------------------------------------------
+
+
+def manager_argv(binary: Path, p: Ports) -> list[str]:
+    # Metrics and probes on loopback. The webhook server's address cannot be chosen (KServe
+    # passes only a port to controller-runtime), so it binds this port on every address;
+    # only the apiserver, on 127.0.0.1, calls it.
+    return [
+        str(binary),
+        f"--metrics-addr=127.0.0.1:{p.kserve_metrics}",
+        f"--health-probe-addr=127.0.0.1:{p.kserve_probe}",
+        f"--webhook-port={p.kserve_webhook}",
+        "--zap-log-level=info",
+    ]
+
+
+def manager_env(state: StateDir, kubeconfig: Path) -> dict[str, str]:
+    # controller-runtime reads its serving certificate from $TMPDIR/k8s-webhook-server/serving-certs.
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(state.kserve),
+        "KUBECONFIG": str(kubeconfig),
+        "POD_NAMESPACE": NAMESPACE,
+        "TMPDIR": str(state.kserve / "tmp"),
+    }
+
+
+def webhook_cert_dir(state: StateDir) -> Path:
+    return state.kserve / "tmp" / "k8s-webhook-server" / "serving-certs"
+
+
+TRAEFIK_BUCKETS = "0.005,0.01,0.025,0.05,0.075,0.1,0.15,0.2,0.3,0.5,0.75,1,2.5,5,10"
+
+
+def traefik_argv(binary: Path, p: Ports) -> list[str]:
+    return [
+        str(binary),
+        f"--entryPoints.web.address=127.0.0.1:{p.ingress}",
+        f"--entryPoints.traefik.address=127.0.0.1:{p.traefik}",
+        "--ping=true",
+        "--providers.kubernetesgateway=true",
+        "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
+        # Per-backend request counts by status code and a latency histogram: the
+        # runtime-independent signals canary analysis compares.
+        "--metrics.prometheus=true",
+        "--metrics.prometheus.addServicesLabels=true",
+        "--metrics.prometheus.addRoutersLabels=true",
+        f"--metrics.prometheus.buckets={TRAEFIK_BUCKETS}",
+        # Nothing may leave the machine: no update check, no usage report.
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+        "--log.level=INFO",
+    ]
+
+
+def traefik_env(state: StateDir, kubeconfig: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "HOME": str(state.traefik), "KUBECONFIG": str(kubeconfig)}
+
+
+# ---- start-up ------------------------------------------------------------------------------
+
+
+class Stack:
+    """Starts the serving stack on a running control plane (called by Cluster.up)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster  # a localcluster.Cluster (not imported: it imports us)
+        self.state: StateDir = cluster.state
+        self.ports: Ports = cluster.ports
+
+    def render(self, directory: Path) -> list[Obj]:
+        return load_all(self.cluster.kubectl("kustomize", str(directory), timeout=300).stdout)
+
+    def apply(self, objects: Sequence[Obj], what: str) -> None:
+        text = yaml.safe_dump_all(objects, sort_keys=False)
+        args = ["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-localcluster", "-f", "-"]
+        proc = self.cluster.kubectl(*args, input=text, check=False, timeout=300)
+        if proc.returncode != 0:
+            raise ServingError(f"applying {what} failed: {proc.stderr.strip()}")
+
+    def start(self, deadline: float) -> None:
+        manager_bin = self._binary("kserve-manager")
+        traefik_bin = self._binary("traefik")
+        src = Sources.locate()
+        for d in (self.state.kserve, self.state.traefik, webhook_cert_dir(self.state)):
+            d.mkdir(parents=True, exist_ok=True)
+        if self.cluster.procs.pid(KSERVE_MANAGER) is None:
+            self._install_crds(src)
+            base = self.render(src.kserve / "config" / "rbac") + self.render(src.kserve / "config" / "configmap")
+            self.apply(kserve_base_objects(base, self.ports.ingress), "KServe's RBAC and ConfigMap, the Gateway")
+            kubeconfig = self._kubeconfig(MANAGER_USER, self.state.kserve / "kubeconfig")
+            cert, key = self.cluster.pki.server_cert("kserve-webhook", ["IP:127.0.0.1", "DNS:localhost"])
+            (webhook_cert_dir(self.state) / "tls.crt").write_bytes(cert.read_bytes())
+            (webhook_cert_dir(self.state) / "tls.key").write_bytes(key.read_bytes())
+            env = manager_env(self.state, kubeconfig)
+            spec = ProcessSpec(KSERVE_MANAGER, manager_argv(manager_bin, self.ports), env)
+            self.cluster._start(spec, self.ports.kserve_webhook, self.ports.kserve_metrics, self.ports.kserve_probe)
+        probe = f"http://127.0.0.1:{self.ports.kserve_probe}/readyz"
+        self.cluster._wait("KServe's manager /readyz", _http_ok(probe), deadline, [KSERVE_MANAGER])
+        hooks = load_all((src.kserve / "config" / "webhook" / "manifests.yaml").read_text())
+        base_url = f"https://127.0.0.1:{self.ports.kserve_webhook}"
+        self.apply(webhooks_by_url(hooks, base_url, self.cluster.pki.ca_cert.read_bytes()), "KServe's webhooks")
+        runtimes = self.render(src.kserve / "config" / "runtimes")
+        storage = self.render(src.kserve / "config" / "storagecontainers")
+        self.apply(runtimes + storage, "KServe's ClusterServingRuntimes and ClusterStorageContainer")
+        if self.cluster.procs.pid(TRAEFIK) is None:
+            kubeconfig = self._kubeconfig(TRAEFIK_USER, self.state.traefik / "kubeconfig")
+            spec = ProcessSpec(TRAEFIK, traefik_argv(traefik_bin, self.ports), traefik_env(self.state, kubeconfig))
+            self.cluster._start(spec, self.ports.ingress, self.ports.traefik)
+        ping = f"http://127.0.0.1:{self.ports.traefik}/ping"
+        self.cluster._wait("Traefik /ping", _http_ok(ping), deadline, [TRAEFIK])
+        self.cluster._wait("the Gateway Programmed by Traefik", self._gateway_programmed, deadline, [TRAEFIK])
+
+    def _binary(self, name: str) -> Path:
+        path = Path(self.cluster.bin_dir) / name
+        if not os.access(path, os.X_OK):
+            raise ServingError(f"{path} is missing: run hack/build-serving.sh")
+        return path
+
+    def _install_crds(self, src: Sources) -> None:
+        crds = self.state.kserve / "crds.yaml"
+        crds.write_text(yaml.safe_dump_all(self.render(src.kserve / "config" / "crd"), sort_keys=False))
+        standard = sorted((src.gateway_api / "config" / "crd" / "standard").glob("*.yaml"))
+        self.cluster.install_crds([*standard, crds])
+
+    def _kubeconfig(self, who: ClientIdentity, path: Path) -> Path:
+        self.cluster.pki.ensure_client(who)
+        cert, key = self.cluster.pki.client_cert(who)
+        return kubeconfig.write(path, self.cluster.server, self.cluster.pki.ca_cert, cert, key, user=who.name)
+
+    def _gateway_programmed(self) -> bool:
+        gw = self.cluster._api().get_json(
+            f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/gateways/{GATEWAY}"
+        )
+        conditions = ((gw or {}).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Programmed" and c.get("status") == "True" for c in conditions)
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def ok() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    return ok
