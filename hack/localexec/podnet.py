@@ -246,7 +246,8 @@ def declared_ports(pod: Mapping[str, object]) -> list[int]:
 
 def wrap(argv: Sequence[str], netns: Path, mounts: Sequence[tuple[str, str, bool]]) -> list[str]:
     """argv run in the pod's network namespace and a mount namespace of its own (private
-    propagation), with `mounts` ((source, target, read-only)) bind-mounted first. nsenter,
+    propagation) without the host's /run/netns mounts, with `mounts` ((source, target,
+    read-only)) bind-mounted first. nsenter,
     unshare and sh each exec the next, so the process keeps the pid Popen gave it."""
     script = []
     for i, (_, _, ro) in enumerate(mounts):
@@ -255,7 +256,9 @@ def wrap(argv: Sequence[str], netns: Path, mounts: Sequence[tuple[str, str, bool
         if ro:
             script.append(f"mount -o remount,bind,ro {dst}")
     shift = f"shift {2 * len(mounts)}" if mounts else ":"
-    body = " && ".join([*script, shift]) + ' && exec "$@"'
+    # The copy of /run/netns this mount namespace got would keep every pod's network
+    # namespace alive as long as this container lives: dropped first.
+    body = f"{{ umount -R -l {NETNS_DIR} 2>/dev/null; :; }} && " + " && ".join([*script, shift]) + ' && exec "$@"'
     paths = [p for src, dst, _ in mounts for p in (src, dst)]
     return [
         "nsenter",

@@ -91,8 +91,11 @@ def test_wrap_enters_the_namespaces_and_mounts_first(tmp_path: Path) -> None:
     assert argv[-6:] == ["/src dir", "/mnt/m", "/s2", "/t2", "echo", "a b"]
     # The script itself, run with the mounts replaced by echo: arguments survive as given.
     script = argv[10].replace("mount ", "echo mount ").replace("mkdir ", "echo mkdir ")
+    assert script.startswith("{ uecho mount -R -l /run/netns")
+    script = script.replace("uecho mount", "echo umount")
     out = subprocess.run(["/bin/sh", "-c", script, *argv[11:]], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
+        "umount -R -l /run/netns",
         "mkdir -p /mnt/m",
         "mount --bind /src dir /mnt/m",
         "mount -o remount,bind,ro /mnt/m",
