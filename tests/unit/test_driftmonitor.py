@@ -11,7 +11,7 @@ from slipway.api import DriftMonitor, Rollout
 from slipway.config import Settings
 from slipway.controllers import driftmonitor_plan as plan
 from slipway.controllers import rollout as rollout_ctl
-from slipway.controllers.base import Create, Patch, Result
+from slipway.controllers.base import Apply, Create, Patch, Result
 from slipway.controllers.driftmonitor import DriftMonitorController, Observed
 from slipway.controllers.rollout import RolloutController, monitor_of, target_of
 
@@ -248,14 +248,20 @@ def test_logger_points_each_version_at_its_own_window() -> None:
     from slipway.controllers.rollout import Observed as RObserved
 
     out = ctl.decide(r, RObserved(mv("m-v2"), mv("m-v1"), None, None, "dm"), NOW)
-    (apply,) = out.actions
-    spec = apply.manifest["spec"]  # type: ignore[union-attr]
+    [apply] = [a for a in out.actions if isinstance(a, Apply)]  # no route yet: the service has no URL
+    spec = apply.manifest["spec"]
     assert spec["predictor"]["logger"]["url"] == "http://drift:8080/v1/events/ns/dm/m-v1"
     assert spec["canary"][0]["predictor"]["logger"]["url"] == "http://drift:8080/v1/events/ns/dm/m-v2"
     assert out.fields["driftMonitor"] == "dm"
-    plain = ctl.decide(r, RObserved(mv("m-v2"), mv("m-v1"), None, None, None), NOW)
-    assert "logger" not in plain.actions[0].manifest["spec"]["predictor"]  # type: ignore[union-attr]
-    assert plain.actions[0].patch["spec"]["predictor"]["logger"] is None  # type: ignore[union-attr]
+    # No monitor any more: the logger leaves the applied intent (server-side apply drops what slipway no longer
+    # holds), and a logger slipway does not own alone is cleared by a merge patch.
+    live = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "i"}, "spec": spec}  # fmt: skip
+    plain = ctl.decide(r, RObserved(mv("m-v2"), mv("m-v1"), live, None, None), NOW)
+    applies = [a for a in plain.actions if isinstance(a, Apply)]
+    assert "logger" not in applies[-1].manifest["spec"]["predictor"]
+    [patch] = [a for a in plain.actions if isinstance(a, Patch)]
+    assert patch.patch["spec"]["predictor"]["logger"] is None
 
 
 def test_monitor_of_picks_the_first_watching_monitor() -> None:
