@@ -10,7 +10,7 @@ CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 DEMO_DIR := .demo
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
-.PHONY: help deps system-deps controlplane helm generate check-generated lint unit integration test \
+.PHONY: help deps system-deps controlplane serving kserve-python helm generate check-generated lint unit integration test \
         cluster-up cluster-down demo demo-down clean
 
 help:
@@ -36,6 +36,14 @@ system-deps:
 controlplane:
 	bash hack/build-controlplane.sh
 
+# KServe's manager and agent and Traefik, from their Go modules (hack/kserve, hack/traefik).
+serving:
+	bash hack/build-serving.sh
+
+# KServe's Python runtimes (storage initializer, sklearn server) in their own environment.
+kserve-python: serving
+	bash hack/build-kserve-python.sh
+
 helm:
 	bash hack/build-helm.sh
 
@@ -60,10 +68,10 @@ lint: deps check-generated
 unit: deps helm
 	$(VENV)/bin/pytest tests/unit
 
-integration: deps system-deps controlplane helm
+integration: deps system-deps controlplane serving kserve-python helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
 
-test: lint system-deps controlplane helm
+test: lint system-deps controlplane serving kserve-python helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
 cluster-up: deps system-deps controlplane

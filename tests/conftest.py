@@ -56,6 +56,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def serving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A second local cluster with the real serving stack (KServe's controller and webhooks,
+    Traefik on the Gateway API) for Standard mode; apart from `cluster`, whose local KServe
+    gateway still plays Serverless mode and would fight KServe's controller over
+    InferenceServices."""
+    from localcluster import Cluster, ClusterError
+
+    c = Cluster(tmp_path_factory.mktemp("serving"), free_ports=True, serving=True, prometheus=True)
+    try:
+        c.up(timeout=600)
+    except (ClusterError, OSError) as e:
+        c.down(purge=True)
+        if REQUIRE_CLUSTER:
+            pytest.fail(f"local serving stack did not start: {e}")
+        pytest.skip(f"local serving stack unavailable: {e}")
+    yield c
+    c.down(purge=True)
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real S3-compatible server (moto's server mode) on loopback, for the whole session."""
     from localcluster.servers import S3Server
@@ -136,6 +156,14 @@ def kubectl(cluster: Any) -> Iterator[Kubectl]:
     cluster.kubectl("create", "namespace", ns)
     yield Kubectl(cluster, ns)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture
+def serving_kubectl(serving_cluster: Any) -> Iterator[Kubectl]:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    serving_cluster.kubectl("create", "namespace", ns)
+    yield Kubectl(serving_cluster, ns)
+    serving_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 class Operator:
