@@ -1,8 +1,15 @@
-"""Canary analysis from Prometheus: query what the predictors report, then judge it with `stats`.
+"""Canary analysis from Prometheus: query what serves the requests, then judge it with `stats`.
 
-Canary and stable are compared over the same window (since the canary started), on concurrent traffic, by
-the `version` label every predictor puts on its metrics. An unreachable Prometheus or a failing query is
-never healthy: it is reported as Inconclusive, which holds the step.
+Canary and stable are compared over the same window (since the canary started), on concurrent traffic. Two
+sources say which request went to which version:
+
+- `predictor`: slipway's predictor labels its metrics with `version`;
+- `traefik`: the data plane (Traefik implementing the Rollout's HTTPRoute) counts requests by status code and
+  times them per backend Service, and each version has its own predictor Service. Nothing is asked of the
+  model server, so a version served by any runtime (KServe's sklearn server, Triton, ...) can be canaried.
+
+An unreachable Prometheus or a failing query is never healthy: it is reported as Inconclusive, which holds
+the step.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from slipway.stats import Verdict
 
 REQUESTS = "slipway_predictor_requests_total"
 LATENCY = "slipway_predictor_request_duration_seconds_bucket"
+TRAEFIK_REQUESTS = "traefik_service_requests_total"
+TRAEFIK_LATENCY = "traefik_service_request_duration_seconds_bucket"
+SERVICE_PORT = 80  # KServe's predictor Services listen on 80
 
 
 class PrometheusError(Exception):
@@ -60,6 +70,43 @@ class Side:
 
 def selector(namespace: str, model: str) -> str:
     return f'namespace="{namespace}",model="{model}"'
+
+
+def traefik_service(namespace: str, service: str) -> str:
+    """How Traefik's Gateway API provider names a backend Service in its metrics (`service` label)."""
+    return f"{namespace}-{service}-http-{SERVICE_PORT}@kubernetesgateway"
+
+
+async def observe_traefik(
+    analysis: Analysis, namespace: str, services: dict[str, str], window_s: int
+) -> dict[str, Side]:
+    """Each version's Side from Traefik's per-backend metrics; `services` maps version to its Service."""
+    labels = {traefik_service(namespace, svc): version for version, svc in services.items()}
+    # Namespaces and Service names are DNS labels: nothing in them is special to a regular expression.
+    sel = 'service=~"' + "|".join(sorted(labels)) + '"'
+
+    window = f"{max(window_s, 1)}s"
+    counts = await query(
+        analysis.prometheus.address, f"sum by (service, code) (increase({TRAEFIK_REQUESTS}{{{sel}}}[{window}]))"
+    )
+    quantiles: list[tuple[dict[str, str], float]] = []
+    if analysis.latency.enabled:
+        quantiles = await query(
+            analysis.prometheus.address,
+            f"histogram_quantile({analysis.latency.quantile}, "
+            f"sum by (le, service) (increase({TRAEFIK_LATENCY}{{{sel}}}[{window}])))",
+        )
+    sides = {}
+    for label, version in labels.items():
+        rows = [(m, v) for m, v in counts if m.get("service") == label and not math.isnan(v)]
+        lat = [v for m, v in quantiles if m.get("service") == label and math.isfinite(v)]
+        sides[version] = Side(
+            requests=sum(v for _, v in rows),
+            # A server error is the backend's 5xx, or the gateway's when it could not reach it.
+            server_errors=sum(v for m, v in rows if m.get("code", "").startswith("5")),
+            latency_q=lat[0] if lat else None,
+        )
+    return sides
 
 
 async def observe_sides(
@@ -154,10 +201,22 @@ def evaluate(analysis: Analysis, canary: Side, stable: Side, custom: dict[str, f
 
 
 async def analyze(
-    analysis: Analysis, namespace: str, model: str, stable: str, canary: str, since: datetime, now: datetime
+    analysis: Analysis,
+    namespace: str,
+    model: str,
+    stable: str,
+    canary: str,
+    since: datetime,
+    now: datetime,
+    services: dict[str, str] | None = None,
 ) -> Outcome:
+    """`services` (version to predictor Service) is what the `traefik` source tells the versions apart by."""
+    window_s = int((now - since).total_seconds())
     try:
-        sides = await observe_sides(analysis, namespace, model, (canary, stable), int((now - since).total_seconds()))
+        if analysis.source == "traefik":
+            sides = await observe_traefik(analysis, namespace, services or {}, window_s)
+        else:
+            sides = await observe_sides(analysis, namespace, model, (canary, stable), window_s)
         custom = await observe_custom(analysis, canary)
     except PrometheusError as e:
         return Outcome("Inconclusive", [], f"Prometheus unavailable, holding: {e}")

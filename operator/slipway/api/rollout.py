@@ -115,6 +115,18 @@ class Analysis(Model):
     """How the canary is judged; no evidence never promotes."""
 
     prometheus: Prometheus
+    source: Annotated[
+        Literal["predictor", "traefik"],
+        Field(
+            default="predictor",
+            description=(
+                "Where the request counts and latencies per version come from. predictor: the version-labelled "
+                "metrics of slipway's predictor runtime. traefik: the data plane's per-backend request counter "
+                "(by status code) and duration histogram, with Traefik implementing the Rollout's HTTPRoute "
+                "(Standard mode); any serving runtime, KServe's own included."
+            ),
+        ),
+    ]
     interval_seconds: Annotated[int, Field(default=10, ge=1, le=3600)]
     false_rollback_rate: Annotated[
         float,
@@ -163,6 +175,18 @@ class Canary(Model):
 
 
 class RolloutSpec(Model):
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            cel(
+                "!has(self.canary) || !has(self.canary.analysis) || !has(self.canary.analysis.source)"
+                " || self.canary.analysis.source != 'traefik'"
+                " || !has(self.inferenceService.deploymentMode) || self.inferenceService.deploymentMode == 'Standard'",
+                "canary.analysis.source traefik needs inferenceService.deploymentMode Standard",
+                fieldPath=".canary.analysis.source",
+            )
+        ]
+    }
+
     model_version_ref: LocalObjectReference
     inference_service: Annotated[InferenceServiceTemplate, Field(default_factory=InferenceServiceTemplate)]
     canary: Annotated[

@@ -135,8 +135,9 @@ class RolloutController:
         now, last = datetime.now(since.tzinfo), parse(status.get("lastAnalysisTime"))
         if last is not None and (now - last).total_seconds() < analysis.interval_seconds:
             return None
-        ns = obj.metadata.get("namespace", "")
-        return await analyze(analysis, ns, isvc.isvc_name(obj), stable, canary, since, now)
+        ns, name = obj.metadata.get("namespace", ""), isvc.isvc_name(obj)
+        services = {v: isvc.predictor_service(name, v) for v in (stable, canary)}
+        return await analyze(analysis, ns, name, stable, canary, since, now, services)
 
     def decide(self, obj: Rollout, observed: Observed, now: datetime) -> Result:
         if found := problems(obj):
