@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import Ports, StateDir
+from .layout import Ports, StateDir, default_bin_dir
 from .pki import FRONT_PROXY_CLIENT, PKI
 
 ETCD = "etcd"
@@ -118,9 +118,11 @@ def scheduler(binary: Path, state: StateDir, p: Ports, kubeconfig: Path) -> list
     ]
 
 
-def executor(python: str, state: StateDir, kubeconfig: Path, pod_python: str) -> list[str]:
+def executor(python: str, state: StateDir, kubeconfig: Path, pod_python: str, bin_dir: Path | None = None) -> list[str]:
     # The local executor (hack/localexec) plays the kubelet for the pods kwok.yaml leaves
-    # alone; as admin, like kwok: it writes pod status, reads Secrets, deletes pods.
+    # alone; as admin, like kwok: it writes pod status, reads Secrets, deletes pods. It
+    # routes the Service CIDR to `unreachable` (there is no kube-proxy) and runs KServe's
+    # agent from the cluster's bin dir.
     return [
         python,
         "-m",
@@ -128,6 +130,8 @@ def executor(python: str, state: StateDir, kubeconfig: Path, pod_python: str) ->
         f"--kubeconfig={kubeconfig}",
         f"--state-dir={state.root}",
         f"--python={pod_python}",
+        f"--service-cidr={SERVICE_CIDR}",
+        f"--bin-dir={bin_dir if bin_dir is not None else default_bin_dir()}",
     ]
 
 

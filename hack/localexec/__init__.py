@@ -1,11 +1,13 @@
-"""slipway's local executor: plays the kubelet for pods that run slipway's own runtimes.
+"""slipway's local executor: plays the kubelet for pods that run slipway's own runtimes and
+KServe's predictors.
 
 In the local cluster (hack/localcluster) kwok simulates every pod, except those labelled
-`slipway.dev/component`: once the real kube-scheduler binds one of them to a fake node, this
-executor runs its container as a local process (the repository's runtimes/* on the
-executor's Python), with the env, `$(VAR)` expansion, termination message and status a
-kubelet would give it. Every pod runs in a network namespace of its own with a loopback pod
-IP (127.64.0.0/16), so EndpointSlices point at it; init containers run first, emptyDir
+`slipway.dev/component` or `serving.kserve.io/inferenceservice`: once the real kube-scheduler
+binds one of them to a fake node, this executor runs its containers as local processes (the
+repository's runtimes/* on the executor's Python, KServe's code for KServe's images), with the
+env, `$(VAR)` expansion, termination message and status a kubelet would give it. Every pod
+runs in a network namespace of its own with a pod IP from 198.18.0.0/16 (routed nowhere off
+the machine), so EndpointSlices point at it; init containers run first, emptyDir
 volumes are bind-mounted, and readiness probes decide when it is Ready. `Cluster.up()` starts it; by hand:
 
     PYTHONPATH=hack .venv/bin/python -m localexec --kubeconfig .cluster/kubeconfig --state-dir .cluster

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from . import podnet
+from . import images, podnet
 from .containers import Config
 from .executor import Executor
 from .kube import Api
@@ -35,7 +35,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pod-range",
         default=podnet.DEFAULT_RANGE,
-        help=f"loopback range pod IPs come from (default {podnet.DEFAULT_RANGE}; its first address is the host's end)",
+        help=(
+            f"range pod IPs come from, inside {podnet.POD_NETWORK} (default {podnet.DEFAULT_RANGE}; "
+            "its first address is the host's end)"
+        ),
+    )
+    p.add_argument(
+        "--service-cidr",
+        default=podnet.DEFAULT_SERVICE_CIDR,
+        help=f"the cluster's Service CIDR, routed to `unreachable` on the host (default {podnet.DEFAULT_SERVICE_CIDR})",
+    )
+    p.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=images.default_bin_dir(),
+        help="where hack/build-serving.sh put kserve-agent (the kserve/agent image; default $SLIPWAY_BIN "
+        "or ~/.cache/slipway/bin)",
+    )
+    p.add_argument(
+        "--kserve-venv",
+        type=Path,
+        default=images.default_kserve_venv(),
+        help=(
+            "KServe's Python runtimes venv, built by hack/build-kserve-python.sh (kserve/storage-initializer, "
+            "kserve/sklearnserver; default $SLIPWAY_KSERVE_VENV or ~/.cache/slipway/venvs/kserve)"
+        ),
     )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -55,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         max_grace=args.max_grace,
         nodes=frozenset(args.node),
         pod_range=args.pod_range,
+        service_cidr=args.service_cidr,
+        bin_dir=args.bin_dir.expanduser().resolve(),
+        kserve_venv=args.kserve_venv.expanduser().absolute(),
     )
     config.root.mkdir(parents=True, exist_ok=True)
     ready = config.root / "ready"
@@ -70,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         podnet.PodRange.parse(args.pod_range)
     except ValueError as err:
         print(f"localexec: --pod-range: {err}", file=sys.stderr)
+        return 2
+    try:
+        podnet.check_service_cidr(args.service_cidr)
+    except ValueError as err:
+        print(f"localexec: --service-cidr: {err}", file=sys.stderr)
         return 2
     executor = Executor(Api.from_kubeconfig(args.kubeconfig.expanduser()), config)
 

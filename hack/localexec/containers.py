@@ -40,6 +40,7 @@ class Config:
     nodes: frozenset[str] = frozenset()  # only pods bound to these nodes; empty: any node
     pass_env: tuple[str, ...] = PASS_ENV
     pod_range: str = podnet.DEFAULT_RANGE  # pod IPs (podnet.py)
+    service_cidr: str = podnet.DEFAULT_SERVICE_CIDR  # routed to `unreachable` on the host (podnet.py)
     kserve_venv: Path = field(default_factory=images.default_kserve_venv)  # images.Locations
     bin_dir: Path = field(default_factory=images.default_bin_dir)
 

@@ -77,7 +77,9 @@ class Executor:
         self.queue: queue.Queue[Any] = queue.Queue()
         self.cache: dict[str, Obj] = {}  # every labelled pod, by uid
         self.records: dict[str, PodRecord] = {}  # pods bound to a node we play, by uid
-        self.net = podnet.PodNetworks(config.root, podnet.PodRange.parse(config.pod_range))
+        self.net = podnet.PodNetworks(
+            config.root, podnet.PodRange.parse(config.pod_range), service_cidr=config.service_cidr
+        )
         self.prober = Prober(self.queue.put)
         self.proc_records = Records(config.run)
         self.watcher = Watcher(api, self.queue)

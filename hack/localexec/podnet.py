@@ -1,27 +1,39 @@
-"""Pod networks: each pod the executor runs gets a network namespace and a loopback pod IP.
+"""Pod networks: each pod the executor runs gets a network namespace and a pod IP.
 
-A pod IP comes from a loopback range (127.64.0.0/16 by default; its first address is the
-host's end, the "gateway"), so nothing ever leaves the machine, yet every pod has an address
-of its own: two pods can both listen on 0.0.0.0:8080, the containers of one pod share its
-127.0.0.1, and EndpointSlices (podIP + containerPort) point at something real.
+Pod IPs come from 198.18.0.0/16 by default (RFC 2544's benchmarking range, never routed on
+the internet; its first address is the host's end, the "gateway"). Not from loopback, which
+the apiserver refuses in EndpointSlices. Every pod has an address of its own: two pods can
+both listen on 0.0.0.0:8080, the containers of one pod share its 127.0.0.1, and
+EndpointSlices (podIP + containerPort) point at something real.
+
+Nothing can leave the machine:
+
+- in the root namespace (`host_guard_commands`, at executor start, idempotent):
+  `unreachable 198.18.0.0/15` (pod ranges, kwok's simulated pods' 198.19.0.0/16 too) and
+  `unreachable <service CIDR>` (no kube-proxy: a ClusterIP leads nowhere), so a packet for a
+  pod IP without its /32 route, or for a ClusterIP, fails at once (EHOSTUNREACH) instead of
+  taking the default route out of the VM; the gateway address on `lo`;
+- `ip_forward` stays off: forwarding is on only on the host ends of the pods' veths, and the
+  host's nftables (table `ip localexec`, chain `forward`) accept only pod range to pod range
+  between those veths and drop anything else to or from them;
+- a pod has no default route: only the gateway and the pod range via `eth0`; its nftables
+  drop anything leaving `eth0` that is not from its IP to the pod range.
 
 Per pod (all created by `PodNetworks.ensure`, all gone with `remove`, i.e. `ip netns del`):
 
 - a named netns `lxp-<executor id>-<pod ip>` with `lo` up;
 - a veth pair: `lxp<ip as 8 hex digits>` on the host, `eth0` in the pod with the pod IP/32;
-- `route_localnet=1` on both ends (127/8 addresses are martians on any other device), and
-  forwarding on the host end only (pod to pod goes through the host; `ip_forward` stays off);
-- on the host, `<pod ip>/32 dev lxp… src <gateway>` in table `local`, more specific than
-  `local 127.0.0.0/8`; the `src` matters: 127.0.0.1 is local inside the pod too, so a reply
-  to it would never leave the pod;
-- in the pod, `<gateway>/32 dev eth0` and `<range> via <gateway>` in table `local` (more
-  specific than the pod's own 127/8), so other pods and the host's end go out through eth0;
+- on the host, `<pod ip>/32 dev lxp… src <gateway>` (main table), forwarding on the host end;
+- in the pod, `<gateway>/32 dev eth0` and `<range> via <gateway>` (main table);
 - nftables in the pod: a connection to 127.0.0.1:P for a port the pod does not serve itself
   (its declared containerPorts and the well-known sidecar ports in SIDECAR_PORTS) is
-  DNATed to the gateway and SNATed to the pod IP; on the host (table `ip localexec`, shared
-  by executors), what arrives from a pod for the gateway is DNATed to 127.0.0.1. So
-  `http://127.0.0.1:<port>` of a host service (S3, the apiserver, Prometheus) works from a
-  pod as it did when pods were the host.
+  DNATed to the gateway and SNATed to the pod IP; on the host, what arrives from a pod for
+  the gateway is DNATed to 127.0.0.1. So `http://127.0.0.1:<port>` of a host service (S3,
+  the apiserver, Prometheus) works from a pod as it did when pods were the host. This is
+  the only use of `route_localnet=1`, on the two ends of each pod's veth and nowhere else:
+  in the pod, re-routing the DNATed packet (still from 127.0.0.1 until the SNAT) out of
+  `eth0` needs it; on the host, accepting a packet DNATed to 127.0.0.1 from the veth and
+  sending the replies (from 127.0.0.1 until conntrack rewrites them) back out of it do.
 
 Names carry an executor id (from its state dir), so executors of several clusters on one
 machine leave each other's namespaces alone; a pid file per executor id in RUN_DIR tells a
@@ -46,7 +58,12 @@ from pathlib import Path
 
 log = logging.getLogger("localexec.podnet")
 
-DEFAULT_RANGE = "127.64.0.0/16"
+DEFAULT_RANGE = "198.18.0.0/16"
+# Every pod range lies inside this one (RFC 2544's benchmarking range, 198.18.0.0/15), and
+# kwok's simulated pods get 198.19.0.0/16 (hack/localcluster/kwok.yaml): the host routes all
+# of it to `unreachable` except the /32 of each pod the executor set up.
+POD_NETWORK = "198.18.0.0/15"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # hack/localcluster/components.py SERVICE_CIDR
 HOST_IP = "127.0.0.1"
 NETNS_DIR = Path("/run/netns")
 RUN_DIR = Path("/run/localexec")
@@ -83,13 +100,10 @@ class PodRange:
     @classmethod
     def parse(cls, cidr: str) -> PodRange:
         net = ipaddress.IPv4Network(cidr, strict=False)
-        if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
-            raise ValueError(f"pod range {cidr} is not inside 127.0.0.0/8: pod traffic must stay on the loopback")
-        if (
-            HOST_IP in [str(a) for a in (net.network_address, net.broadcast_address)]
-            or ipaddress.IPv4Address(HOST_IP) in net
-        ):
-            raise ValueError(f"pod range {cidr} contains {HOST_IP}, the host's own loopback address")
+        if not net.subnet_of(ipaddress.IPv4Network(POD_NETWORK)):
+            raise ValueError(
+                f"pod range {cidr} is not inside {POD_NETWORK}, which the host routes nowhere but to its pods"
+            )
         if net.num_addresses < 4:
             raise ValueError(f"pod range {cidr} is too small")
         return cls(net)
@@ -169,64 +183,120 @@ class Allocator:
 # ---- what is run: pure builders, unit-tested -----------------------------------------
 
 
+def host_guard_commands(pod_range: PodRange, service_cidr: str) -> list[list[str]]:
+    """Root-namespace set-up shared by every pod (and every executor): idempotent. The
+    gateway on `lo` (the source of the host's packets to pods), and `unreachable` routes
+    for the whole pod network and the Service CIDR, so what has no /32 route of a live pod
+    fails at once instead of following the default route off the machine."""
+    return [
+        ["ip", "addr", "replace", f"{pod_range.gateway}/32", "dev", "lo"],
+        ["ip", "route", "replace", "unreachable", POD_NETWORK],
+        ["ip", "route", "replace", "unreachable", service_cidr],
+    ]
+
+
+def check_service_cidr(cidr: str) -> str:
+    """The Service CIDR, normalised; ValueError unless it is a private range the host can
+    route to `unreachable` without losing anything (not loopback, not the pod network, not
+    wider than a /8)."""
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    if not net.is_private or net.prefixlen < 8 or net.overlaps(ipaddress.IPv4Network("127.0.0.0/8")):
+        raise ValueError(f"service CIDR {cidr} must be a private range no wider than a /8, outside 127.0.0.0/8")
+    if net.overlaps(ipaddress.IPv4Network(POD_NETWORK)):
+        raise ValueError(f"service CIDR {cidr} overlaps the pod network {POD_NETWORK}")
+    return str(net)
+
+
 def host_commands(ip: str, gateway: str, netns: str) -> list[list[str]]:
-    """Root-namespace side of one pod: the veth pair, sysctls, the route in table local."""
+    """Root-namespace side of one pod: the veth pair, sysctls, the route to the pod."""
     veth = veth_name(ip)
     return [
         ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
         ["sysctl", "-qw", f"net.ipv4.conf.{veth}.route_localnet=1", f"net.ipv4.conf.{veth}.forwarding=1"],
         ["ip", "link", "set", veth, "up"],
-        ["ip", "route", "replace", f"{ip}/32", "dev", veth, "src", gateway, "table", "local"],
+        ["ip", "route", "replace", f"{ip}/32", "dev", veth, "src", gateway],
     ]
 
 
 def pod_commands(ip: str, pod_range: PodRange) -> list[list[str]]:
-    """Inside the pod's namespace (run with `ip netns exec`): lo, eth0, routes."""
+    """Inside the pod's namespace (run with `ip netns exec`): lo, eth0, routes (no default
+    route: only the gateway and the pod range)."""
     gateway = pod_range.gateway
     return [
         ["ip", "link", "set", "lo", "up"],
         ["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
         ["ip", "addr", "add", f"{ip}/32", "dev", "eth0"],
         ["ip", "link", "set", "eth0", "up"],
-        ["ip", "route", "add", f"{gateway}/32", "dev", "eth0", "src", ip, "table", "local"],
-        ["ip", "route", "add", str(pod_range.network), "via", gateway, "dev", "eth0", "src", ip, "table", "local"],
+        ["ip", "route", "add", f"{gateway}/32", "dev", "eth0", "src", ip],
+        ["ip", "route", "add", str(pod_range.network), "via", gateway, "dev", "eth0", "src", ip],
     ]
 
 
-def pod_nft(ip: str, gateway: str, own_ports: Iterable[int]) -> str:
-    """The pod's NAT: 127.0.0.1:P to the host for ports the pod does not serve itself."""
+def pod_nft(ip: str, pod_range: PodRange, own_ports: Iterable[int]) -> str:
+    """The pod's NAT (127.0.0.1:P to the host for ports the pod does not serve itself) and
+    its egress filter: out of eth0 only from its IP to the pod range."""
     keep = sorted({int(p) for p in own_ports} | set(SIDECAR_PORTS))
     ports = ", ".join(str(p) for p in keep)
     return (
         "table ip localexec {\n"
         "  chain output {\n"
         "    type nat hook output priority -100; policy accept;\n"
-        f"    ip daddr {HOST_IP} tcp dport != {{ {ports} }} dnat to {gateway}\n"
+        f"    ip daddr {HOST_IP} tcp dport != {{ {ports} }} dnat to {pod_range.gateway}\n"
         "  }\n"
         "  chain postrouting {\n"
         "    type nat hook postrouting priority 100; policy accept;\n"
         f'    oifname "eth0" ip saddr 127.0.0.0/8 ip saddr != {ip} snat to {ip}\n'
         "  }\n"
+        "  chain egress {\n"
+        "    type filter hook postrouting priority 200; policy accept;\n"
+        f'    oifname "eth0" ip saddr {ip} ip daddr {pod_range.network} accept\n'
+        '    oifname "eth0" drop\n'
+        "  }\n"
         "}\n"
     )
 
 
-def host_rule(gateway: str) -> str:
-    return f'iifname "{VETH_PREFIX}*" ip daddr {gateway} dnat to {HOST_IP}'
+def host_rule(pod_range: PodRange) -> str:
+    """The host's DNAT of what a pod sends to the gateway: to the host's 127.0.0.1."""
+    return f'iifname "{VETH_PREFIX}*" ip saddr {pod_range.network} ip daddr {pod_range.gateway} dnat to {HOST_IP}'
 
 
-def host_nft(gateway: str, existing: str) -> str | None:
-    """nft input that adds the host's DNAT for `gateway` to the shared table, None when
-    `existing` (the table as `nft list` prints it) has it already."""
-    if host_rule(gateway) in existing:
+def forward_rule(pod_range: PodRange) -> str:
+    """The only forwarding the host does: pod to pod, between pods' veths."""
+    net = pod_range.network
+    return f'iifname "{VETH_PREFIX}*" oifname "{VETH_PREFIX}*" ip saddr {net} ip daddr {net} accept'
+
+
+FORWARD_JUMP = f'iifname "{VETH_PREFIX}*" jump pods'
+FORWARD_DROPS = (f'iifname "{VETH_PREFIX}*" drop', f'oifname "{VETH_PREFIX}*" drop')
+
+
+def host_nft(pod_range: PodRange, existing: str) -> str | None:
+    """nft input that adds to the shared table (`ip localexec`) whatever of the host's DNAT
+    and forward filter for `pod_range` `existing` (the table as `nft list` prints it)
+    lacks; None when it has all of it. The forward chain: pod-range rules in `pods` (one
+    per range, added by the executors that use it), then drop anything else to or from a
+    pod's veth."""
+    adds = []
+    if host_rule(pod_range) not in existing:
+        adds.append(f"add rule ip {HOST_TABLE} prerouting {host_rule(pod_range)}")
+    if forward_rule(pod_range) not in existing:
+        adds.append(f"add rule ip {HOST_TABLE} pods {forward_rule(pod_range)}")
+    if FORWARD_JUMP not in existing:
+        adds += [f"add rule ip {HOST_TABLE} forward {r}" for r in (FORWARD_JUMP, *FORWARD_DROPS)]
+    if not adds:
         return None
     return (
         f"table ip {HOST_TABLE} {{\n"
         "  chain prerouting {\n"
         "    type nat hook prerouting priority -100; policy accept;\n"
         "  }\n"
-        "}\n"
-        f"add rule ip {HOST_TABLE} prerouting {host_rule(gateway)}\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        "  }\n"
+        "  chain pods {\n"
+        "  }\n"
+        "}\n" + "".join(a + "\n" for a in adds)
     )
 
 
@@ -297,8 +367,15 @@ def missing_tools() -> list[str]:
 class PodNetworks:
     """The pod namespaces of one executor (root is its state dir's executor dir)."""
 
-    def __init__(self, root: Path, pod_range: PodRange, run: Runner = run_command) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pod_range: PodRange,
+        run: Runner = run_command,
+        service_cidr: str = DEFAULT_SERVICE_CIDR,
+    ) -> None:
         self.root, self.range, self.run = root, pod_range, run
+        self.service_cidr = check_service_cidr(service_cidr)
         self.id = executor_id(root)
         self.allocator = Allocator(pod_range, root / "pod-ips.json")
         self.ready: set[str] = set()  # IPs whose namespace this executor set up
@@ -308,7 +385,7 @@ class PodNetworks:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """Host-wide: executors of other clusters allocate from the same loopback."""
+        """Host-wide: executors of other clusters allocate from the same range."""
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         with open(RUN_DIR / "lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -317,7 +394,7 @@ class PodNetworks:
     def start(self) -> list[str]:
         """At executor start: claim the id, remove this id's namespaces (their processes
         died with the previous executor) and those of executors that are gone; set up the
-        host's DNAT. The namespaces removed."""
+        host's guard routes, DNAT and forward filter (idempotent). The namespaces removed."""
         missing = missing_tools()
         if missing:
             raise NetworkError(f"missing {', '.join(missing)} (hack/install-system-deps.sh installs them)")
@@ -328,10 +405,12 @@ class PodNetworks:
                 if owner == self.id or not _alive_owner(owner):
                     self._delete(name)
                     removed.append(name)
+            for cmd in host_guard_commands(self.range, self.service_cidr):
+                self.run(cmd, None)
             existing = ""
             with contextlib.suppress(NetworkError):
                 existing = self.run(["nft", "list", "table", "ip", HOST_TABLE], None)
-            text = host_nft(self.range.gateway, existing)
+            text = host_nft(self.range, existing)
             if text is not None:
                 self.run(["nft", "-f", "-"], text)
         return removed
@@ -376,7 +455,7 @@ class PodNetworks:
                     self.run(cmd, None)
                 for cmd in pod_commands(ip, self.range):
                     self.run(["ip", "netns", "exec", name, *cmd], None)
-                self.run(["ip", "netns", "exec", name, "nft", "-f", "-"], pod_nft(ip, self.range.gateway, own_ports))
+                self.run(["ip", "netns", "exec", name, "nft", "-f", "-"], pod_nft(ip, self.range, own_ports))
             except NetworkError:
                 self._delete(name)
                 raise

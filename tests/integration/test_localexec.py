@@ -1,8 +1,9 @@
 """The local executor (hack/localexec) against a real control plane.
 
 A private cluster (own state dir, free ports) is started once for the module with the
-executor on, as `Cluster.up()` runs it by default. Pods labelled slipway.dev/component are
-scheduled by the real kube-scheduler and run as local processes; other pods are still kwok's.
+executor on, as `Cluster.up()` runs it by default. Pods labelled slipway.dev/component (or
+serving.kserve.io/inferenceservice) are scheduled by the real kube-scheduler and run as local
+processes; other pods are still kwok's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 from localcluster import Cluster  # importable via pytest's pythonpath = ["hack"] (pyproject.toml)
+from localexec import podnet
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +131,7 @@ def test_pod_succeeds_with_secret_env_expanded_args_and_termination_message(clus
     assert pod["status"]["phase"] == "Succeeded", terminated
     assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
     assert json.loads(terminated["message"]) == {"manifest": "s3://bucket/job-1/manifest.json"}
-    assert pod["status"]["podIP"].startswith("127.64.") and pod["status"]["hostIP"] == "127.0.0.1"
+    assert pod["status"]["podIP"].startswith("198.18.") and pod["status"]["hostIP"] == "127.0.0.1"
     assert pod["status"]["startTime"]
     assert pod["spec"]["nodeName"] in ("cpu-0", "cpu-1")
     log = cluster.executor_logs / f"{ns}_{name}_trainer.log"
@@ -162,7 +164,7 @@ def test_unknown_image_backs_off(cluster: Cluster, ns: str) -> None:
     time.sleep(1.5)  # kwok's pod-ready stage, were it to apply, would have made it Running by now
     pod = get_pod(cluster, ns, name) or {}
     # The pod's sandbox (its network namespace) comes before the image, as with a kubelet.
-    assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"].startswith("127.64.")
+    assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"].startswith("198.18.")
     # Deleting a pod whose container never started: the executor, not kwok, finishes it.
     cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
     wait_for(f"{name} gone", lambda: get_pod(cluster, ns, name) is None)
@@ -224,7 +226,7 @@ def test_restart_policy_always_restarts_with_back_off(cluster: Cluster, ns: str)
 GANG_WORKER = """
 import os, socket, sys
 addr, port, rank = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), os.environ["NODE_RANK"]
-assert addr.startswith("127.64.") and port == 29500, (addr, port)  # rank 0's pod IP, the usual port
+assert addr.startswith("198.18.") and port == 29500, (addr, port)  # rank 0's pod IP, the usual port
 if rank == "0":
     with socket.create_server((addr, port)) as server:
         conn, _ = server.accept()
@@ -267,7 +269,7 @@ def test_gang_finds_its_rank_zero_at_its_pod_ip(cluster: Cluster, ns: str) -> No
 def test_unlabelled_pod_is_still_kwoks(cluster: Cluster, ns: str) -> None:
     name = create_pod(cluster, ns, {"image": "registry.invalid/anything:1"}, labels={"app": "plain"})
     pod = wait_for(f"{name} Running (kwok)", phase_in(cluster, ns, name, "Running"))
-    assert pod["status"]["podIP"].startswith("127.128.")  # kwok's pod CIDR, not the executor's range
+    assert pod["status"]["podIP"].startswith("198.19.")  # kwok's pod CIDR, not the executor's range
     assert not (cluster.executor_logs / f"{ns}_{name}_trainer.log").exists()
     cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
     wait_for(f"{name} deleted by kwok", lambda: get_pod(cluster, ns, name) is None)
@@ -350,7 +352,7 @@ def test_pods_have_own_ips_init_containers_and_empty_dirs(cluster: Cluster, ns: 
 
         pods = [wait_for(f"{name} Ready", ready(name), timeout=60) for name in names]
         ips = [p["status"]["podIP"] for p in pods]
-        assert len(set(ips)) == 2 and all(ip.startswith("127.64.") for ip in ips)
+        assert len(set(ips)) == 2 and all(ip.startswith("198.18.") for ip in ips)
         for name, pod, ip in zip(names, pods, ips, strict=True):
             init_status = pod["status"]["initContainerStatuses"][0]
             assert init_status["state"]["terminated"]["reason"] == "Completed"
@@ -371,6 +373,76 @@ def test_pods_have_own_ips_init_containers_and_empty_dirs(cluster: Cluster, ns: 
         wait_for("the pods' network namespaces removed", namespaces_gone, timeout=10)
     finally:
         server.shutdown()
+
+
+def test_kserve_labelled_pod_is_the_executors(cluster: Cluster, ns: str) -> None:
+    labels = {"serving.kserve.io/inferenceservice": "iris", "component": "predictor"}
+    container = {"image": TRAINER_IMAGE, "command": ["python", "-c", "print('run by the executor')"]}
+    name = create_pod(cluster, ns, container, labels=labels)
+    pod = wait_for(f"{name} Succeeded", phase_in(cluster, ns, name, "Succeeded", "Failed"))
+    assert pod["status"]["phase"] == "Succeeded" and pod["status"]["podIP"].startswith("198.18.")
+    assert (cluster.executor_logs / f"{ns}_{name}_trainer.log").read_text() == "run by the executor\n"
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+
+
+def test_pod_ips_are_in_endpoint_slices_and_nothing_leaves_the_machine(cluster: Cluster, ns: str) -> None:
+    serve = {
+        "image": TRAINER_IMAGE,
+        "command": ["python", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
+        "ports": [{"containerPort": 8080, "name": "http"}],
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+    }
+    app = f"web-{uuid.uuid4().hex[:6]}"
+    name = create_pod(
+        cluster, ns, serve, restartPolicy="Always", labels={"slipway.dev/component": "predictor", "app": app}
+    )
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": app, "namespace": ns},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(service))
+
+    def endpoints() -> list[str]:
+        proc = cluster.kubectl(
+            "get", "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={app}", "-o", "json"
+        )
+        items = json.loads(proc.stdout)["items"]
+        return [a for s in items for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")
+                for a in e["addresses"]]  # fmt: skip
+
+    addresses = wait_for("the Service's EndpointSlice to list the pod", endpoints, timeout=60)
+    ip = (get_pod(cluster, ns, name) or {})["status"]["podIP"]
+    assert addresses == [ip] and ip.startswith("198.18.")
+    assert urllib.request.urlopen(f"http://{ip}:8080/", timeout=5).status == 200  # from the root namespace
+
+    # The root namespace: a pod IP without a pod, kwok's pods and ClusterIPs are unreachable,
+    # never the default route; the pod's own /32 goes to its veth.
+    for dead in ("198.18.9.9", "198.19.0.5", "10.96.0.1"):
+        proc = _run("ip", "route", "get", dead)
+        assert proc.returncode != 0 and "No route to host" in proc.stderr, (dead, proc.stdout, proc.stderr)
+    assert _run("ip", "route", "get", ip).stdout.split()[1:3] == ["dev", podnet.veth_name(ip)]
+    netns = next(n for n in _run("ip", "netns", "list").stdout.split() if n.endswith(f"-{ip}"))
+    # In the pod: no default route, nothing outside the pod range (and its own loopback).
+    for outside in (("8.8.8.8", "from", ip), ("8.8.8.8",), ("192.0.2.1",), ("10.96.0.1",), ("198.19.0.5",)):
+        proc = _run("ip", "netns", "exec", netns, "ip", "route", "get", *outside)
+        assert proc.returncode != 0 and "unreachable" in proc.stderr.lower(), (outside, proc.stdout, proc.stderr)
+    assert "default" not in _run("ip", "netns", "exec", netns, "ip", "route", "show", "table", "all").stdout
+    # The host forwards nothing but pod to pod: ip_forward stays off, the veths' filter is there.
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+    table = _run("nft", "list", "table", "ip", "localexec").stdout
+    assert 'iifname "lxp*" drop' in table and 'oifname "lxp*" drop' in table
+    cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
+    wait_for(f"{name} gone", lambda: get_pod(cluster, ns, name) is None)
+    # A deleted pod's IP has no route any more: unreachable at once, not sent elsewhere.
+    start = time.monotonic()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{ip}:8080/", timeout=5)
+    assert time.monotonic() - start < 2
 
 
 def test_failed_init_container_fails_the_pod(cluster: Cluster, ns: str) -> None:
