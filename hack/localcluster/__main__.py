@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "--serving",
         action="store_true",
         help="run the real serving stack: KServe's controller manager with its webhooks (Standard mode), the "
-        "Gateway API CRDs and Traefik, listening on 127.0.0.1:18080 (ports.ingress); built by "
+        "Gateway API CRDs and Traefik, listening on 127.0.0.1:18086 (ports.ingress); built by "
         "hack/build-serving.sh; an `up` without it stops them",
     )
     up.add_argument("--scrape-interval", default="1s", help="Prometheus scrape interval (default 1s)")

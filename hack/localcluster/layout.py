@@ -77,8 +77,8 @@ class Ports:
     prometheus: int = 19090  # Cluster(prometheus=True)
     # Cluster(serving=True): Traefik's web entry point (the Gateway's listener) and its own
     # entry point (ping, metrics); KServe's webhook server, metrics and health probes.
-    ingress: int = 18080
-    traefik: int = 18082
+    ingress: int = 18086
+    traefik: int = 18087
     kserve_webhook: int = 19443
     kserve_metrics: int = 18443
     kserve_probe: int = 18444
