@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local serving stack from the versions pinned in hack/kserve/go.mod (KServe's
-# controller manager and agent) and hack/traefik/go.mod (Traefik, the Gateway API data plane),
-# into the same directory as the control plane. A stamp records sha256(go.mod + go.sum of both,
-# `go version`, ldflags); when it matches and every binary is present nothing is asked of go.
-# Cold: about 15 minutes on 2 cores (Traefik is the larger half); Go's build cache in $HOME
-# keeps later rebuilds to what changed.
+# controller manager and agent), hack/traefik/go.mod (Traefik, the Gateway API data plane) and
+# hack/prometheus/go.mod (Prometheus with Kubernetes service discovery, which Debian's package
+# leaves out), into the same directory as the control plane. A stamp records sha256(go.mod +
+# go.sum of each, `go version`, ldflags); when it matches and every binary is present nothing is
+# asked of go. Cold: about 30 minutes on 2 busy cores (Traefik is the largest); Go's build
+# cache in $HOME keeps later rebuilds to what changed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,14 +19,20 @@ fi
 
 traefik_version=$(cd "$here/traefik" && go list -m -f '{{.Version}}' github.com/traefik/traefik/v3)
 traefik_ldflags="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version"
+# Prometheus' module versions are v0.3MM.P for release 3.MM.P; its own build stamps the latter.
+prometheus_module=$(cd "$here/prometheus" && go list -m -f '{{.Version}}' github.com/prometheus/prometheus)
+prometheus_version=$(sed -E 's/^v0\.3([0-9]+)\.([0-9]+)$/3.\1.\2/; s/^3\.0*([0-9])/3.\1/' <<<"$prometheus_module")
+prometheus_ldflags="-s -w -X github.com/prometheus/common/version.Version=$prometheus_version"
+prometheus_ldflags+=" -X github.com/prometheus/common/version.Branch=release"
 
 want=$( {
   cat "$here/kserve/go.mod" "$here/kserve/go.sum" "$here/traefik/go.mod" "$here/traefik/go.sum"
+  cat "$here/prometheus/go.mod" "$here/prometheus/go.sum"
   go version
-  echo "$traefik_ldflags"
+  echo "$traefik_ldflags $prometheus_ldflags"
 } | sha256sum | cut -d' ' -f1)
 
-binaries=(kserve-manager kserve-agent traefik)
+binaries=(kserve-manager kserve-agent traefik prometheus promtool)
 all_present=1
 for b in "${binaries[@]}"; do
   [[ -x "$bin/$b" ]] || all_present=0
@@ -37,7 +44,7 @@ if ((all_present)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 
 mkdir -p "$bin"
-echo "build-serving: building KServe's manager and agent and Traefik $traefik_version into $bin"
+echo "build-serving: building KServe's manager and agent, Traefik $traefik_version and Prometheus $prometheus_version into $bin"
 echo "build-serving: a cold build takes about 15 minutes; later builds reuse Go's build cache"
 start=$SECONDS
 rm -f "$stamp"
@@ -46,5 +53,7 @@ rm -f "$stamp"
 (cd "$here/kserve" && go build -trimpath -ldflags='-s -w' -o "$bin/kserve-manager" github.com/kserve/kserve/cmd/manager)
 (cd "$here/kserve" && go build -trimpath -ldflags='-s -w' -o "$bin/kserve-agent" github.com/kserve/kserve/cmd/agent)
 (cd "$here/traefik" && go build -trimpath -ldflags="$traefik_ldflags" -o "$bin/traefik" github.com/traefik/traefik/v3/cmd/traefik)
+(cd "$here/prometheus" && go build -trimpath -ldflags="$prometheus_ldflags" -o "$bin/" \
+  github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
 echo "$want" >"$stamp"
 echo "build-serving: done in $((SECONDS - start))s"

@@ -217,8 +217,7 @@ class Operator:
             self.proc.wait()
 
 
-@pytest.fixture
-def operator_factory(cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+def _operators(cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
     def make(**env: str) -> Operator:
@@ -230,6 +229,17 @@ def operator_factory(cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[C
     yield make
     for op in started:
         op.stop()
+
+
+@pytest.fixture
+def operator_factory(cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+    yield from _operators(cluster, s3_server, tmp_path)
+
+
+@pytest.fixture
+def serving_operator_factory(serving_cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+    """Operators against the cluster with the real serving stack (Standard mode)."""
+    yield from _operators(serving_cluster, s3_server, tmp_path)
 
 
 @pytest.fixture

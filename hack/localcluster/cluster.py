@@ -39,7 +39,7 @@ from .layout import (
 )
 from .pki import ADMIN, CONTROLLER_MANAGER_USER, PKI, SCHEDULER_USER, ClientIdentity
 from .procs import ProcessSpec, ProcessTable
-from .serving import KSERVE_MANAGER, TRAEFIK, Stack
+from .serving import KSERVE_MANAGER, TRAEFIK, ServingError, Stack, gateway_api_crds
 
 START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
@@ -112,7 +112,11 @@ class Cluster:
         self.executor_python = executor_python or sys.executable
         self.kserve, self.prometheus = kserve, prometheus
         self.scrape_interval = scrape_interval
-        self.prometheus_binary = Path(prometheus_binary) if prometheus_binary else prom.default_binary()
+        # The serving stack's Prometheus discovers pods through the apiserver, which Debian's
+        # build cannot (it leaves Kubernetes discovery out): the one built from its module can.
+        self.prometheus_binary = (
+            Path(prometheus_binary) if prometheus_binary else prom.default_binary(self.bin_dir if serving else None)
+        )
         self.serving = serving
         wanted = {
             EXECUTOR: executor,
@@ -335,7 +339,8 @@ class Cluster:
             raise ClusterError(f"{self.etcd} is missing: run hack/install-system-deps.sh (or set SLIPWAY_ETCD)")
         if self.prometheus and not os.access(self.prometheus_binary, os.X_OK):
             raise ClusterError(
-                f"{self.prometheus_binary} is missing: run hack/install-system-deps.sh (or set SLIPWAY_PROMETHEUS)"
+                f"{self.prometheus_binary} is missing: run hack/install-system-deps.sh or hack/build-serving.sh "
+                "(or set SLIPWAY_PROMETHEUS)"
             )
         if shutil.which("openssl") is None and "SLIPWAY_OPENSSL" not in os.environ:
             raise ClusterError("openssl is not on PATH; it is needed to make the cluster's certificates")
@@ -441,13 +446,17 @@ class Cluster:
             argv = components.gateway(self.executor_python, self.state, self.kubeconfig, self.ports.gateway, sd_file)
             self._start(ProcessSpec(GATEWAY, argv, env=dict(os.environ, PYTHONPATH=pythonpath)), self.ports.gateway)
         if self.prometheus and self.procs.pid(PROMETHEUS) is None:
-            config, _ = prom.write_config(self.state, self.scrape_interval)
+            config, _ = prom.write_config(self.state, self.scrape_interval, self._discovery())
             argv = prom.argv(self.prometheus_binary, self.state, self.ports.prometheus, config)
             self._start(ProcessSpec(PROMETHEUS, argv), self.ports.prometheus)
 
+    def _discovery(self) -> prom.Discovery | None:
+        """With the real serving stack, Prometheus discovers KServe's pods through the apiserver."""
+        return Stack(self).discovery() if self.serving else None
+
     def _reload_prometheus(self) -> None:
         """A running Prometheus takes a changed config (scrape interval) without a restart."""
-        _, changed = prom.write_config(self.state, self.scrape_interval)
+        _, changed = prom.write_config(self.state, self.scrape_interval, self._discovery())
         if changed:
             Api(self.prometheus_url).request("POST", "/-/reload")
             self.log(f"prometheus: configuration reloaded (scrape interval {self.scrape_interval})")
@@ -479,7 +488,11 @@ class Cluster:
                 f"KServe CRDs not found at {self.kserve_crds_dir}: set SLIPWAY_KSERVE_CRDS to the "
                 "directory holding the serving.kserve.io_*.yaml files"
             )
-        return files + _yaml_files(self.kserve_crds_dir)
+        try:
+            gateway_api = gateway_api_crds()
+        except ServingError as err:
+            raise ClusterError(str(err)) from err
+        return files + _yaml_files(self.kserve_crds_dir) + gateway_api
 
     def _wait_usable(self, deadline: float) -> None:
         watch = list(self.start_order)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -22,18 +23,87 @@ PREDICTORS_FILE = "predictors.json"
 _DURATION = re.compile(r"^\d+(ms|s|m|h)$")
 
 
-def default_binary() -> Path:
-    return Path(os.environ.get("SLIPWAY_PROMETHEUS") or "/usr/bin/prometheus")
+def default_binary(bin_dir: Path | None = None) -> Path:
+    """$SLIPWAY_PROMETHEUS, else the one hack/build-serving.sh builds into `bin_dir` (with
+    Kubernetes discovery) when asked for, else Debian's."""
+    if os.environ.get("SLIPWAY_PROMETHEUS"):
+        return Path(os.environ["SLIPWAY_PROMETHEUS"])
+    return bin_dir / "prometheus" if bin_dir is not None else Path("/usr/bin/prometheus")
 
 
 def file_sd_dir(state: StateDir) -> Path:
     return state.prometheus / "file_sd"
 
 
-def config(state: StateDir, scrape_interval: str) -> str:
+KSERVE_JOB = "kserve-predictors"
+GATEWAY_JOB = "gateway"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """How Prometheus finds targets on a cluster with the real serving stack: KServe's predictor
+    pods through the apiserver (kubernetes_sd_configs, as in a cluster), and the data plane
+    (Traefik, a process here rather than a pod) at its metrics address."""
+
+    api_server: str
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    gateway_target: str
+
+
+def predictor_relabelling() -> list[dict[str, object]]:
+    """The relabelling docs/install.md gives users: every ready KServe predictor pod's model
+    container, scraped on the port KServe's `prometheus.kserve.io/port` annotation names
+    (8080, the model server's HTTP port, when absent), labelled like the predictor's metrics
+    are queried: namespace, pod, inferenceservice."""
+    meta = "__meta_kubernetes_pod_"
+    return [
+        {"source_labels": [meta + "label_component"], "regex": "predictor", "action": "keep"},
+        {"source_labels": [meta + "container_name"], "regex": "kserve-container", "action": "keep"},
+        {"source_labels": [meta + "ready"], "regex": "true", "action": "keep"},
+        {"source_labels": [meta + "container_init"], "regex": "false", "action": "keep"},
+        {
+            "source_labels": [meta + "ip", meta + "annotation_prometheus_kserve_io_port"],
+            "regex": "(.+);(\\d+)",
+            "target_label": "__address__",
+            "replacement": "$1:$2",
+        },
+        {
+            "source_labels": [meta + "ip", meta + "annotation_prometheus_kserve_io_port"],
+            "regex": "(.+);",
+            "target_label": "__address__",
+            "replacement": "$1:8080",
+        },
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": [meta + "name"], "target_label": "pod"},
+        {"source_labels": [meta + "label_serving_kserve_io_inferenceservice"], "target_label": "inferenceservice"},
+    ]
+
+
+def _discovery_jobs(d: Discovery, scrape_interval: str) -> list[dict[str, object]]:
+    tls = {"ca_file": str(d.ca_file), "cert_file": str(d.cert_file), "key_file": str(d.key_file)}
+    return [
+        {
+            "job_name": KSERVE_JOB,
+            "metrics_path": "/metrics",
+            "scrape_timeout": scrape_interval,
+            "kubernetes_sd_configs": [{"role": "pod", "api_server": d.api_server, "tls_config": tls}],
+            "relabel_configs": predictor_relabelling(),
+        },
+        {
+            "job_name": GATEWAY_JOB,
+            "metrics_path": "/metrics",
+            "scrape_timeout": scrape_interval,
+            "static_configs": [{"targets": [d.gateway_target]}],
+        },
+    ]
+
+
+def config(state: StateDir, scrape_interval: str, discovery: Discovery | None = None) -> str:
     if not _DURATION.match(scrape_interval):
         raise ValueError(f"scrape interval {scrape_interval!r} is not a Prometheus duration such as 1s or 500ms")
-    doc = {
+    doc: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
             {
@@ -43,7 +113,8 @@ def config(state: StateDir, scrape_interval: str) -> str:
                 "scrape_timeout": scrape_interval,
                 # Changes are seen at once through inotify; the refresh is only the fallback.
                 "file_sd_configs": [{"files": [str(file_sd_dir(state) / "*.json")], "refresh_interval": "5s"}],
-            }
+            },
+            *(_discovery_jobs(discovery, scrape_interval) if discovery else []),
         ],
     }
     return "# Written by hack/localcluster at every `up`; edits are overwritten.\n" + yaml.safe_dump(
@@ -51,10 +122,10 @@ def config(state: StateDir, scrape_interval: str) -> str:
     )
 
 
-def write_config(state: StateDir, scrape_interval: str) -> tuple[Path, bool]:
+def write_config(state: StateDir, scrape_interval: str, discovery: Discovery | None = None) -> tuple[Path, bool]:
     """Write the config; (its path, whether it changed)."""
     path = state.prometheus / "prometheus.yml"
-    text = config(state, scrape_interval)
+    text = config(state, scrape_interval, discovery)
     file_sd_dir(state).mkdir(parents=True, exist_ok=True)
     if path.exists() and path.read_text() == text:
         return path, False

@@ -38,6 +38,7 @@ from . import kubeconfig
 from .layout import Ports, StateDir
 from .pki import ClientIdentity
 from .procs import ProcessSpec
+from .prometheus import Discovery
 
 Obj = dict[str, Any]
 
@@ -67,6 +68,8 @@ def _service_account(namespace: str, name: str) -> ClientIdentity:
 
 MANAGER_USER = _service_account(NAMESPACE, "kserve-controller-manager")
 TRAEFIK_USER = _service_account(TRAEFIK_NAMESPACE, "traefik")
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_USER = _service_account(MONITORING_NAMESPACE, "prometheus")
 
 
 class ServingError(RuntimeError):
@@ -107,6 +110,14 @@ class Sources:
         kserve = Path(env[0]) if env[0] else module_dir(HACK_DIR / "kserve", KSERVE_MODULE)
         gateway_api = Path(env[1]) if env[1] else module_dir(HACK_DIR / "traefik", GATEWAY_API_MODULE)
         return cls(kserve, gateway_api)
+
+
+def gateway_api_crds() -> list[Path]:
+    """The Gateway API's standard-channel CRDs, at the version Traefik is built against. Every local cluster
+    has them: a Standard-mode Rollout writes an HTTPRoute, whatever serves it."""
+    directory = os.environ.get("SLIPWAY_GATEWAY_API_MODULE")
+    module = Path(directory) if directory else module_dir(HACK_DIR / "traefik", GATEWAY_API_MODULE)
+    return sorted((module / "config" / "crd" / "standard").glob("*.yaml"))
 
 
 def load_all(text: str) -> list[Obj]:
@@ -153,7 +164,7 @@ def kserve_base_objects(rendered: Sequence[Obj], ingress_port: int) -> list[Obj]
     """What the manager needs before it starts: its namespace, RBAC and ConfigMap (from
     config/rbac and config/configmap, rendered), the Gateway its routes attach to, Traefik's
     namespace and RBAC."""
-    out: list[Obj] = [_namespace(NAMESPACE), _namespace(TRAEFIK_NAMESPACE)]
+    out: list[Obj] = [_namespace(n) for n in (NAMESPACE, TRAEFIK_NAMESPACE, MONITORING_NAMESPACE)]
     for obj in rendered:
         if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "inferenceservice-config":
             out.append(isvc_config(obj, ingress_port))
@@ -166,6 +177,7 @@ def kserve_base_objects(rendered: Sequence[Obj], ingress_port: int) -> list[Obj]
                     subject["namespace"] = NAMESPACE
             out.append(obj)
     out += traefik_rbac()
+    out += prometheus_rbac()
     out += gateway_objects(ingress_port)
     return out
 
@@ -231,6 +243,33 @@ def traefik_rbac() -> list[Obj]:
             "metadata": {"name": name},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
             "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": TRAEFIK_NAMESPACE}],
+        },
+    ]
+
+
+def prometheus_rbac() -> list[Obj]:
+    """What Prometheus' Kubernetes discovery of pods reads (as in its own examples)."""
+    name = "prometheus-discovery"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "prometheus", "namespace": MONITORING_NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods", "services", "endpoints"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": MONITORING_NAMESPACE}],
         },
     ]
 
@@ -348,6 +387,18 @@ class Stack:
         self.cluster._wait("Traefik /ping", _http_ok(ping), deadline, [TRAEFIK])
         self.cluster._wait("the Gateway Programmed by Traefik", self._gateway_programmed, deadline, [TRAEFIK])
 
+    def discovery(self) -> Discovery:
+        """Prometheus' view of this stack (its client certificate is issued here)."""
+        self.cluster.pki.ensure_client(PROMETHEUS_USER)
+        cert, key = self.cluster.pki.client_cert(PROMETHEUS_USER)
+        return Discovery(
+            api_server=self.cluster.server,
+            ca_file=self.cluster.pki.ca_cert,
+            cert_file=cert,
+            key_file=key,
+            gateway_target=f"127.0.0.1:{self.ports.traefik}",
+        )
+
     def _binary(self, name: str) -> Path:
         path = Path(self.cluster.bin_dir) / name
         if not os.access(path, os.X_OK):
@@ -355,10 +406,10 @@ class Stack:
         return path
 
     def _install_crds(self, src: Sources) -> None:
+        # All of KServe's own CRDs (the cluster's CRD phase installs only those the operator writes).
         crds = self.state.kserve / "crds.yaml"
         crds.write_text(yaml.safe_dump_all(self.render(src.kserve / "config" / "crd"), sort_keys=False))
-        standard = sorted((src.gateway_api / "config" / "crd" / "standard").glob("*.yaml"))
-        self.cluster.install_crds([*standard, crds])
+        self.cluster.install_crds([crds])
 
     def _kubeconfig(self, who: ClientIdentity, path: Path) -> Path:
         self.cluster.pki.ensure_client(who)

@@ -1,13 +1,14 @@
-"""DriftMonitor on the local control plane with the real drift runtime: inputs go through the KServe gateway,
-its payload logger posts them to the runtime, the operator folds each window into status, retrains once after
-persistent drift (and not again within the cooldown, also after an operator restart), and a promotion
-switches the reference data."""
+"""DriftMonitor on the local control plane with the real drift runtime: inputs go through Traefik to a
+predictor KServe's controller deployed, KServe's agent (its payload logger) posts them to the runtime, the
+operator folds each window into status, retrains once after persistent drift (and not again within the
+cooldown, also after an operator restart), and a promotion switches the reference data."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -52,13 +53,15 @@ def register(kubectl: Kubectl, s3: Any, name: str, version: int, seed: int) -> n
     return np.asarray(x.iloc[:500].to_numpy())
 
 
-def predict(gateway: str, namespace: str, rows: np.ndarray[Any, Any], batch: int = 20) -> None:
+def predict(kubectl: Kubectl, rows: np.ndarray[Any, Any], batch: int = 20) -> None:
+    """Through the data plane, to the host of the InferenceService's status.url, as a client would."""
+    url = urllib.parse.urlsplit(((kubectl.get("inferenceservice", "svc") or {}).get("status") or {})["url"])
     for start in range(0, len(rows), batch):
         body = json.dumps({"instances": rows[start : start + batch].tolist()}).encode()
         req = urllib.request.Request(
-            f"{gateway}/v1/models/svc:predict",
+            f"{kubectl.cluster.ingress_url}/v1/models/svc:predict",
             data=body,
-            headers={"Host": f"svc.{namespace}.example.com", "Content-Type": "application/json"},
+            headers={"Host": url.netloc, "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200
@@ -78,8 +81,9 @@ def retrain_jobs(kubectl: Kubectl) -> list[str]:
 
 
 def test_drift_windows_retraining_cooldown_and_reference_switch(
-    kubectl: Kubectl, s3: Any, cluster: Any, drift_server: Any, operator_factory: Any
+    serving_kubectl: Kubectl, s3: Any, drift_server: Any, serving_operator_factory: Any
 ) -> None:
+    kubectl, operator_factory = serving_kubectl, serving_operator_factory
     kubectl.apply(REPO / "examples" / "s3-credentials.yaml")
     kubectl.apply(REPO / "runtimes" / "predictor" / "servingruntime.yaml")
     reference = register(kubectl, s3, "dd-v1", 1, seed=1)
@@ -106,14 +110,14 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     wait_for("service Ready", lambda: kubectl.condition("rollout", "svc", "Ready").get("status") == "True", 180)
 
     # Inputs drawn from the reference itself: no drift (a fresh sample would drift by chance 5% of the time).
-    predict(cluster.gateway_url, kubectl.namespace, reference[:WINDOW])
+    predict(kubectl, reference[:WINDOW])
     st = wait_for("first window", windows_at_least(kubectl, 1))
     assert st["lastWindow"]["drift"] is False and st["lastWindow"]["modelVersion"] == "dd-v1"
     assert kubectl.condition("driftmonitor", "dm", "DriftDetected")["status"] == "False"
     assert retrain_jobs(kubectl) == []
 
     shifted = np.random.default_rng(7).normal(size=(2 * WINDOW, 5)) + np.array([1.5, 0, 0, 0, 0])
-    predict(cluster.gateway_url, kubectl.namespace, shifted)
+    predict(kubectl, shifted)
     st = wait_for("retraining", lambda: (s := status(kubectl)).get("lastRetrain") and s)
     assert st["windowsEvaluated"] == 3 and st["lastWindow"]["drift"] is True
     assert st["lastWindow"]["featurePValues"]["f0"] < 1e-3
@@ -125,12 +129,12 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     assert "2 drifted windows in a row" in annotations["slipway.dev/retrain-reason"]
 
     # A second burst within the cooldown retrains nothing, also across an operator crash.
-    predict(cluster.gateway_url, kubectl.namespace, shifted)
+    predict(kubectl, shifted)
     wait_for("two more windows", windows_at_least(kubectl, 5))
     assert retrain_jobs(kubectl) == [job]
     op.stop(kill=True)
     operator_factory(**env)
-    predict(cluster.gateway_url, kubectl.namespace, shifted)
+    predict(kubectl, shifted)
     st = wait_for("two more windows after the restart", windows_at_least(kubectl, 7))
     assert retrain_jobs(kubectl) == [job]
     assert st["consecutiveDriftWindows"] >= 2

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import yaml
 from loadgen import Load
 from sklearn.datasets import load_breast_cancer
 
-from tests.conftest import REPO, Kubectl, Operator, wait_for
-from tests.integration.test_rollout import EXAMPLES, SERVE_TIMEOUT, copy_version, rollout_status, train
+from tests.conftest import REPO, Kubectl, wait_for
+from tests.integration.test_rollout import EXAMPLES, SERVE_TIMEOUT, copy_artifact, copy_version, rollout_status, train
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +25,12 @@ STEPS = [{"weight": 20, "holdSeconds": 3}, {"weight": 50, "manualGate": True}]
 
 
 @pytest.fixture
-def serving(kubectl: Kubectl, s3: Any, operator: Operator) -> Kubectl:
-    kubectl.apply(EXAMPLES / "s3-credentials.yaml")
-    kubectl.apply(REPO / "runtimes" / "predictor" / "servingruntime.yaml")
-    return kubectl
+def serving(serving_kubectl: Kubectl, s3: Any, serving_operator_factory: Any) -> Kubectl:
+    """A Standard-mode Rollout on the real serving stack (KServe's controller, Traefik)."""
+    serving_operator_factory()
+    serving_kubectl.apply(EXAMPLES / "s3-credentials.yaml")
+    serving_kubectl.apply(REPO / "runtimes" / "predictor" / "servingruntime.yaml")
+    return serving_kubectl
 
 
 def plugin_env(cluster: Any) -> dict[str, str]:
@@ -61,8 +64,8 @@ def frames(output: str) -> list[str]:
     return [f for f in output.split("\n\n") if f.strip()]
 
 
-def test_get_watch_promote_and_history_on_a_live_rollout(serving: Kubectl, cluster: Any, tmp_path: Path) -> None:
-    ns = serving.namespace
+def test_get_watch_promote_and_history_on_a_live_rollout(serving: Kubectl, s3: Any, tmp_path: Path) -> None:
+    ns, cluster = serving.namespace, serving.cluster
     v1 = train(serving, "train-1", seed=1)
     job = slipway(cluster, ns, "get", "trainingjob", "train-1").stdout
     assert "Succeeded" in job and f"Version   {v1}" in job and "exit 0" in job
@@ -74,13 +77,16 @@ def test_get_watch_promote_and_history_on_a_live_rollout(serving: Kubectl, clust
     assert f"Stable      {v1}" in shown and "100%" in shown and "Promoted" in shown.splitlines()[0]
     assert "\x1b[" not in shown and all(len(line) <= 80 for line in shown.splitlines())
 
-    v2 = copy_version(serving, serving.get("modelversion", v1) or {}, "cancer-rf-v2", 2, None)
+    good = serving.get("modelversion", v1) or {}
+    v2 = copy_version(serving, good, "cancer-rf-v2", 2, copy_artifact(s3, good, "cancer-rf-v2"))
     argv = ["kubectl", "slipway", "get", "rollout", "cancer-rf", "-n", ns, "--watch"]
     log = tmp_path / "watch.out"
     with log.open("w") as sink:
         watcher = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, text=True, env=plugin_env(cluster))
     try:
-        with Load(cluster.gateway_url, "cancer-rf", ns, load_breast_cancer().data.tolist(), rps=25):
+        url = urllib.parse.urlsplit(((serving.get("inferenceservice", "cancer-rf") or {})["status"])["url"])
+        rows = load_breast_cancer().data.tolist()
+        with Load(cluster.ingress_url, "cancer-rf", ns, rows, rps=25, host=url.netloc):
             serving.apply(rollout_doc(v2, cluster.prometheus_url))
             wait_for("the manual gate", lambda: rollout_status(serving).get("phase") == "Paused", timeout=SERVE_TIMEOUT)
             # Polling every second can miss a state that lasts less; the gate lasts until promoted.

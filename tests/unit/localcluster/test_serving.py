@@ -92,3 +92,29 @@ def test_processes_listen_on_loopback_and_send_nothing_out() -> None:
     addresses = [a for a in traefik if ".address=" in a]
     assert addresses and all("=127.0.0.1:" in a for a in addresses)
     assert "--global.checkNewVersion=false" in traefik and "--global.sendAnonymousUsage=false" in traefik
+
+
+def test_prometheus_discovers_kserve_pods_through_the_apiserver_and_scrapes_the_gateway(tmp_path: Path) -> None:
+    import subprocess
+
+    import yaml
+    from localcluster import prometheus
+    from localcluster.layout import StateDir
+
+    for name in ("ca.crt", "c.crt", "c.key"):
+        (tmp_path / name).write_text("x")
+    d = prometheus.Discovery("https://127.0.0.1:6443", tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key",
+                             "127.0.0.1:18082")  # fmt: skip
+    text = prometheus.config(StateDir(tmp_path), "1s", d)
+    jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
+    sd = jobs[prometheus.KSERVE_JOB]["kubernetes_sd_configs"][0]
+    assert sd["role"] == "pod" and sd["api_server"] == "https://127.0.0.1:6443"
+    assert jobs[prometheus.GATEWAY_JOB]["static_configs"] == [{"targets": ["127.0.0.1:18082"]}]
+    from localcluster.layout import default_bin_dir
+
+    promtool = default_bin_dir() / "promtool"
+    assert promtool.exists(), "hack/build-serving.sh builds promtool with Prometheus"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text)
+    proc = subprocess.run([promtool, "check", "config", "--syntax-only", str(config)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
