@@ -118,3 +118,17 @@ def test_prometheus_discovers_kserve_pods_through_the_apiserver_and_scrapes_the_
     config.write_text(text)
     proc = subprocess.run([promtool, "check", "config", "--syntax-only", str(config)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_documented_scrape_job_is_the_one_the_local_cluster_runs() -> None:
+    import re
+
+    import yaml
+    from localcluster import prometheus
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "install.md").read_text()
+    block = re.search(r"<!-- predictor-scrape-job -->\n```yaml\n(.*?)```", text, re.S)
+    assert block, "docs/install.md lost its predictor scrape job"
+    (job,) = yaml.safe_load(block.group(1))
+    assert job["job_name"] == prometheus.KSERVE_JOB
+    assert job["relabel_configs"] == prometheus.predictor_relabelling()
