@@ -38,10 +38,12 @@ def main() -> int:
     parser.add_argument("--rps", type=float, default=40.0)
     parser.add_argument("--state", type=Path, default=REPO / ".demo")
     args = parser.parse_args()
-    cluster = Cluster(Path(os.environ.get("SLIPWAY_CLUSTER_DIR") or REPO / ".cluster"), kserve=True, prometheus=True)
+    # The real serving stack (KServe's controller and webhooks, Traefik on the Gateway API) and Prometheus
+    # discovering KServe's predictor pods through the apiserver; `make cluster-up` started it.
+    cluster = Cluster(Path(os.environ.get("SLIPWAY_CLUSTER_DIR") or REPO / ".cluster"), serving=True, prometheus=True)
     kubeconfig = str(cluster.kubeconfig)
     s3, _, _ = services.start_all(args.state, kubeconfig)
-    env = Env(args.namespace, kubeconfig, cluster.gateway_url, cluster.prometheus_url, s3.env(),
+    env = Env(args.namespace, kubeconfig, cluster.ingress_url, cluster.prometheus_url, s3.env(),
               args.state / "report", rps=args.rps)  # fmt: skip
     fresh_namespace(Kubectl(Env("default", kubeconfig, "", "", {}, Path())), args.namespace)
     started = time.monotonic()

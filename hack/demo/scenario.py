@@ -33,7 +33,7 @@ MODEL, ROLLOUT, MONITOR = "cancer", "cancer", "cancer"
 class Env:
     namespace: str
     kubeconfig: str
-    gateway_url: str
+    ingress_url: str  # the Gateway's listener (Traefik): requests carry the InferenceService's status.url host
     prometheus_url: str
     s3_env: dict[str, str]  # AWS_* for boto3 and for the fault-injection tool
     report_dir: Path
@@ -102,9 +102,12 @@ class Scenario:
         self.prepare()
         v1 = self.train_v1()
         self.serve(v1)
-        load = Load(self.env.gateway_url, ROLLOUT, self.env.namespace, data.rows(), self.env.rps, max_seconds=1500)
+        host = self.host()
+        load = Load(self.env.ingress_url, ROLLOUT, self.env.namespace, data.rows(), self.env.rps, max_seconds=1500,
+                    host=host)  # fmt: skip
         with load:
-            self.say(f"load generator: {self.env.rps:.0f} requests/s of breast-cancer rows through the gateway")
+            self.say(f"load generator: {self.env.rps:.0f} requests/s of breast-cancer rows through the Gateway "
+                     f"(Traefik, Host: {host})")  # fmt: skip
             self.wait("a few windows of normal inputs", lambda: self.windows() >= 2, 120)
             v2 = self.bad_version(v1)
             v3 = self.drift(load)
@@ -211,6 +214,15 @@ class Scenario:
 
     def rollout(self) -> dict[str, Any] | None:
         return self.kubectl.get("rollout", ROLLOUT)
+
+    def host(self) -> str:
+        """The host of the InferenceService's status.url (KServe's domain template, `<isvc>-<namespace>.example.com`),
+        which the Rollout's HTTPRoute claims on the Gateway: clients send it as the Host header."""
+        url = ((self.kubectl.get("inferenceservice", ROLLOUT) or {}).get("status") or {}).get("url") or ""
+        host = urllib.parse.urlsplit(url).hostname
+        if not host:
+            raise RuntimeError(f"InferenceService {ROLLOUT} has no status.url yet")
+        return host
 
     def look(self) -> None:
         """Read the Rollout and the DriftMonitor once; the poll's check, progress line and timeline share it."""
