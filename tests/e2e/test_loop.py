@@ -1,5 +1,7 @@
 """The whole loop, as `make demo` plays it (hack/demo/scenario.py), asserted: v2 rolled back with its evidence,
-exactly one retraining after the drift, v3 promoted, and lineage from v3 back to its job and its data."""
+exactly one retraining after the drift, v3 promoted, and lineage from v3 back to its job and its data. On the real
+serving stack: KServe's controller runs the predictors (Standard mode), requests go through Traefik on the Rollout's
+HTTPRoute, Prometheus discovers the predictor pods through the apiserver, and the payload logger is KServe's agent."""
 
 from __future__ import annotations
 
@@ -15,10 +17,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def test_train_rollback_drift_retrain_promote(
-    kubectl: Kubectl, cluster: Any, s3_server: Any, drift_server: Any, operator_factory: Any, tmp_path: Path
+    serving_kubectl: Kubectl,
+    serving_cluster: Any,
+    s3_server: Any,
+    drift_server: Any,
+    serving_operator_factory: Any,
+    tmp_path: Path,
 ) -> None:
-    operator_factory(SLIPWAY_DRIFT_URL=drift_server.url, SLIPWAY_DRIFT_POLL_SECONDS="1")
-    env = Env(kubectl.namespace, str(cluster.kubeconfig), cluster.gateway_url, cluster.prometheus_url,
+    kubectl, cluster = serving_kubectl, serving_cluster
+    serving_operator_factory(SLIPWAY_DRIFT_URL=drift_server.url, SLIPWAY_DRIFT_POLL_SECONDS="1")
+    env = Env(kubectl.namespace, str(cluster.kubeconfig), cluster.ingress_url, cluster.prometheus_url,
               s3_server.env(), tmp_path / "report")  # fmt: skip
     out = Scenario(env, say=print).run()
 
