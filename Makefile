@@ -74,8 +74,8 @@ integration: deps system-deps controlplane serving kserve-python helm
 test: lint system-deps controlplane serving kserve-python helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
-cluster-up: deps system-deps controlplane
-	$(CLUSTER) up --kserve --prometheus
+cluster-up: deps system-deps controlplane serving kserve-python
+	$(CLUSTER) up --serving --prometheus
 
 cluster-down:
 	@if [ -x $(PY) ]; then $(CLUSTER) down; fi
