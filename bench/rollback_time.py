@@ -1,9 +1,16 @@
 """Benchmark: how fast a regressed canary is rolled back, and how often a healthy one is.
 
-Runs the whole path on the local environment: real predictor processes behind the local KServe gateway, a real
-Prometheus scraping every second, the operator analysing every 2 s, a load generator at 50 requests/s with 10 %
-on the canary. A "regression" is a version failing on 30 % of its inputs (slipway_predictor.faults). Prints one
-JSON object.
+Runs the whole path on the local environment with the real serving stack: KServe v0.20.0's controller runs each
+version's predictor (Standard mode, real predictor processes), Traefik splits requests on the Rollout's HTTPRoute,
+a real Prometheus discovers the predictor pods through the apiserver and scrapes them every second, the operator
+analyses every 2 s, and a load generator sends 50 requests/s through the Gateway with 10 % on the canary. A
+"regression" is a version failing on 30 % of its inputs (slipway_predictor.faults); a healthy canary is the base
+model's artifact copied to a new key (KServe refuses a predictor rename without a storageUri change).
+
+Per canary it also counts requests as the load generator saw them: failures during a healthy canary's steps and
+promotion (there should be none), failures during a rollback other than the failing canary's own (its model's
+500s), and the canary's share of the answers at each step weight (the predictors name their version in every
+answer). Prints one JSON object.
 
     .venv/bin/python bench/rollback_time.py [--regressions 5] [--healthy 5]
 """
@@ -19,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ sys.path.insert(0, str(REPO / "hack"))
 from loadgen import Load  # noqa: E402
 from localcluster import Cluster  # noqa: E402
 from localcluster.servers import S3Server  # noqa: E402
+from slipway.controllers.rollout_isvc import predictor_service  # noqa: E402
 
 NS = "bench"
 # Documented defaults of the tools slipway is compared with (reference figures, not measured here).
@@ -47,21 +56,23 @@ def free_port() -> int:
 
 
 class Env:
-    """The local environment, the S3 server and the operator, all stopped on exit."""
+    """The local environment (control plane, KServe, Traefik, Prometheus), the S3 server and the operator, all
+    stopped on exit."""
 
     def __init__(self, root: Path, scrape: str) -> None:
-        self.cluster = Cluster(root / "cluster", free_ports=True, kserve=True, prometheus=True, scrape_interval=scrape)
+        self.cluster = Cluster(root / "cluster", free_ports=True, serving=True, prometheus=True, scrape_interval=scrape)
         self.s3 = S3Server(root / "s3.log")
         self.root = root
         self.operator: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Env:
-        self.cluster.up()
+        self.cluster.up(timeout=600)
         self.s3.start()
         env = self.s3.env()
-        boto3.client("s3", endpoint_url=self.s3.endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1"
-                     ).create_bucket(Bucket="models")  # fmt: skip
+        self.s3_client = boto3.client("s3", endpoint_url=self.s3.endpoint, region_name="us-east-1",
+                                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+        self.s3_client.create_bucket(Bucket="models")
         op_env = self.cluster.env({**os.environ, "SLIPWAY_S3_ENDPOINT": self.s3.endpoint, "SLIPWAY_HTTP_PORT":
                                    str(free_port()), "SLIPWAY_HTTP_HOST": "127.0.0.1"})  # fmt: skip
         log = (self.root / "operator.log").open("ab")
@@ -110,20 +121,31 @@ def train(env: Env) -> dict[str, Any]:
 
 
 def register(env: Env, base: dict[str, Any], name: str, version: int, fail_fraction: float | None) -> str:
-    """A copy of `base` (healthy) or a flaky variant of it, as a hand-registered ModelVersion."""
+    """A copy of `base` (healthy) or a flaky variant of it, as a hand-registered ModelVersion. Either way the
+    artifact is a new S3 object: KServe's webhook refuses a new predictor name on an unchanged storageUri."""
     spec = json.loads(json.dumps(base["spec"]))
     spec["version"] = version
+    src = spec["artifact"]["uri"]
+    dst = src.rsplit("/", 1)[0] + f"/{name}.joblib"
     if fail_fraction is not None:
-        dst = spec["artifact"]["uri"].rsplit("/", 1)[0] + f"/{name}.joblib"
         argv = [sys.executable, "-m", "slipway_predictor.faults", "flaky", "--fail-fraction", str(fail_fraction),
-                "--seed", str(version), spec["artifact"]["uri"], dst]  # fmt: skip
+                "--seed", str(version), src, dst]  # fmt: skip
         out = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, **env.s3.env()})
         art = json.loads(out.stdout)
         spec["artifact"] |= {"uri": art["uri"], "sha256": art["sha256"], "sizeBytes": art["sizeBytes"]}
+    else:  # the same bytes (same sha256) under a new key
+        (bucket, key), (_, new_key) = s3_parts(src), s3_parts(dst)
+        env.s3_client.copy_object(Bucket=bucket, Key=new_key, CopySource={"Bucket": bucket, "Key": key})
+        spec["artifact"]["uri"] = dst
     doc = {"apiVersion": "slipway.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name}, "spec": spec}
     env.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
     env.wait(f"{name} Ready", lambda: ready(env, "modelversion", name))
     return name
+
+
+def s3_parts(uri: str) -> tuple[str, str]:
+    parsed = urllib.parse.urlsplit(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def rollout(env: Env, target: str, canary_weight: int, interval: int, hold: int) -> None:
@@ -142,6 +164,59 @@ def status(env: Env) -> dict[str, Any]:
     return env.get("rollout", "cancer-rf").get("status") or {}
 
 
+def host(env: Env) -> str:
+    """The host of the InferenceService's status.url, which the Rollout's HTTPRoute claims on the Gateway."""
+    url = (env.get("inferenceservice", "cancer-rf").get("status") or {}).get("url") or ""
+    return urllib.parse.urlsplit(url).hostname or ""
+
+
+def follow(env: Env, version: str, timeout: float = 600) -> tuple[dict[str, Any], list[tuple[float, int]]]:
+    """Poll the Rollout until `version` is promoted or rolled back. Returns the last status and, per poll, the
+    weight the canary is routed (0 until KServe reports it ready and its step clock starts)."""
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st, now = status(env), time.monotonic()
+        routed = st.get("canaryVersion") == version and st.get("stepStartedAt") is not None
+        samples.append((now, int(st.get("canaryWeight") or 0) if routed else 0))
+        if st.get("stableVersion") == version or st.get("rolledBackVersion") == version:
+            return st, samples
+        time.sleep(0.25)
+    raise TimeoutError(f"timed out waiting for a verdict on {version}")
+
+
+def stages(samples: list[tuple[float, int]]) -> list[tuple[int, float, float]]:
+    """(weight, from, to) for each stretch the canary was routed a constant weight."""
+    out: list[tuple[int, float, float]] = []
+    for (t, w), (t_next, _) in zip(samples, [*samples[1:], (samples[-1][0], 0)], strict=True):
+        if w and out and out[-1][0] == w and out[-1][2] == t:
+            out[-1] = (w, out[-1][1], t_next)
+        elif w:
+            out.append((w, t, t_next))
+    return out
+
+
+def shares(load: Load, version: str, samples: list[tuple[float, int]]) -> list[dict[str, Any]]:
+    """The canary's share of the answers at each routed weight, as counted at the predictors (each answer names
+    the version that gave it), against the weight the route asked for."""
+    out = []
+    for weight, since, until in stages(samples):
+        answers = load.versions(since, until)
+        total, canary = sum(answers.values()), answers.get(version, 0)
+        out.append({"weight_percent": weight, "seconds": round(until - since, 1), "answers": total,
+                    "canary_answers": canary,
+                    "canary_share_percent": round(100 * canary / total, 1) if total else None})  # fmt: skip
+    return out
+
+
+def codes_between(load: Load, since: float, until: float) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for t, code in list(load.results):
+        if since <= t < until:
+            out[code] = out.get(code, 0) + 1
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--regressions", type=int, default=5)
@@ -155,32 +230,58 @@ def main() -> int:
     rollback_s: list[float] = []
     restored_s: list[float] = []
     outcomes: list[str] = []
+    canaries: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Env(Path(tmp), args.scrape) as env:
         base = train(env)
         v1 = base["metadata"]["name"]
         rollout(env, v1, args.canary_weight, args.interval, hold=20)
         env.wait("v1 served", lambda: ready(env, "rollout", "cancer-rf"))
-        with Load(env.cluster.gateway_url, "cancer-rf", NS, load_breast_cancer().data.tolist(), args.rps) as load:
+        rows = load_breast_cancer().data.tolist()
+        with Load(env.cluster.ingress_url, "cancer-rf", NS, rows, args.rps, max_seconds=3600, host=host(env)) as load:
             for i in range(args.regressions):
                 bad = register(env, base, f"cancer-rf-v{100 + i}", 100 + i, args.fail_fraction)
                 applied = time.monotonic()
                 rollout(env, bad, args.canary_weight, args.interval, hold=300)
-                env.wait("rollback", lambda b=bad: status(env).get("rolledBackVersion") == b)  # type: ignore[misc]
+                st, samples = follow(env, bad)
                 done = time.monotonic()
                 onset = load.first(500, since=applied)
                 time.sleep(3)  # let in-flight requests drain before reading the last error
                 if onset is not None:
                     rollback_s.append(done - onset)
                     restored_s.append((load.last(500) or done) - onset)
+                codes = codes_between(load, applied, done + 3)
+                # The flaky model answers 500 for its failing rows; any other failure (Traefik's 502/503/504, a
+                # refused or timed-out connection, 0) is the data plane's, not the canary's own.
+                canaries.append({
+                    "version": bad, "kind": "regression", "service": predictor_service("cancer-rf", bad),
+                    "outcome": "rolled back" if st.get("rolledBackVersion") == bad else "promoted",
+                    "seconds_to_rollback": round(done - onset, 2) if onset is not None else None,
+                    "requests": sum(codes.values()), "canary_errors_500": codes.get(500, 0),
+                    "other_failures": {str(c): n for c, n in sorted(codes.items()) if c not in (200, 500)},
+                    "steps": shares(load, bad, samples),
+                })  # fmt: skip
             for j in range(args.healthy):
                 good = register(env, base, f"cancer-rf-v{200 + j}", 200 + j, None)
+                applied = time.monotonic()
                 rollout(env, good, args.canary_weight, args.interval, hold=15)
-                st = env.wait("a verdict", lambda g=good: (s := status(env)) and (  # type: ignore[misc]
-                    s.get("stableVersion") == g or s.get("rolledBackVersion") == g) and s)  # fmt: skip
+                st, samples = follow(env, good)
+                done = time.monotonic()
                 outcomes.append("promoted" if st.get("stableVersion") == good else "rolled back")
+                time.sleep(3)  # requests in flight at the promotion, and stable's Service going away
+                codes = codes_between(load, applied, done + 3)
+                canaries.append({
+                    "version": good, "kind": "healthy", "service": predictor_service("cancer-rf", good),
+                    "outcome": outcomes[-1], "requests": sum(codes.values()),
+                    "failed_requests": {str(c): n for c, n in sorted(codes.items()) if c != 200},
+                    "steps": shares(load, good, samples),
+                })  # fmt: skip
             codes = load.codes()
+    healthy = [c for c in canaries if c["kind"] == "healthy"]
+    regressions = [c for c in canaries if c["kind"] == "regression"]
     print(json.dumps({
         "benchmark": "rollback_time",
+        "stack": "KServe v0.20.0 controller (Standard mode), Traefik Gateway API route owned by the Rollout, "
+                 "Prometheus kubernetes_sd",
         "settings": {"requests_per_second": args.rps, "canary_weight_percent": args.canary_weight,
                      "analysis_interval_seconds": args.interval, "scrape_interval": args.scrape,
                      "fail_fraction": args.fail_fraction, "false_rollback_rate_alpha": 0.05},
@@ -188,7 +289,11 @@ def main() -> int:
                              "median": round(statistics.median(rollback_s), 2) if rollback_s else None,
                              "max": round(max(rollback_s), 2) if rollback_s else None},
         "last_error_after_onset_seconds": {"median": round(statistics.median(restored_s), 2) if restored_s else None},
-        "healthy_canaries": {"runs": len(outcomes), "false_rollbacks": outcomes.count("rolled back")},
+        "healthy_canaries": {"runs": len(outcomes), "false_rollbacks": outcomes.count("rolled back"),
+                             "failed_requests": sum(sum(c["failed_requests"].values()) for c in healthy)},
+        "rollbacks": {"runs": len(regressions),
+                      "failures_other_than_the_canary": sum(sum(c["other_failures"].values()) for c in regressions)},
+        "canaries": canaries,
         "requests": codes,
         "reference": REFERENCE,
     }, indent=2))  # fmt: skip
