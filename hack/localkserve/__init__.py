@@ -1,5 +1,8 @@
-"""The local KServe gateway (dev tooling only): plays KServe's controller and data plane on
-the local control plane (hack/localcluster). See README.md.
+"""The local KServe gateway (dev tooling only): plays KServe's controller and data plane for
+Serverless-mode InferenceServices on the local control plane (hack/localcluster) until Knative
+joins it. Standard (RawDeployment) mode is KServe's own: the real controller, webhooks and
+Traefik run it (hack/localcluster/serving.py, `Cluster(serving=True)`), and the gateway leaves
+such InferenceServices alone. See README.md.
 
     PYTHONPATH=hack python -m localkserve --kubeconfig .cluster/kubeconfig --state-dir .cluster
 

@@ -24,7 +24,9 @@ DEFAULT_PORT = 18081
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m localkserve", description="the local KServe gateway")
+    p = argparse.ArgumentParser(
+        prog="python -m localkserve", description="the local KServe gateway (Serverless mode only)"
+    )
     p.add_argument("--kubeconfig", type=Path, default=Path(os.environ.get("KUBECONFIG") or "~/.kube/config"))
     p.add_argument("--state-dir", type=Path, required=True, help="the cluster's state dir (<state-dir>/localkserve)")
     p.add_argument("--host", default="127.0.0.1", help="address the data plane listens on (default 127.0.0.1)")
@@ -35,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         "--default-deployment-mode",
         choices=(SERVERLESS, STANDARD),
         default=SERVERLESS,
-        help="mode of an InferenceService without the serving.kserve.io/deploymentMode annotation",
+        help="mode of an InferenceService without the serving.kserve.io/deploymentMode annotation "
+        "(only Serverless ones are played; Standard mode is KServe's own controller's)",
     )
     p.add_argument("--seed", type=int, default=None, help="seed of the traffic split's random choices")
     p.add_argument("--resync", type=float, default=10.0, help="seconds between reconciles of everything")

@@ -1,11 +1,19 @@
-"""The gateway's controller: KServe's InferenceService reconciler, played with Deployments.
+"""The gateway's controller: KServe's InferenceService reconciler in Serverless mode, played
+with Deployments.
+
+Serverless InferenceServices only (annotation `serving.kserve.io/deploymentMode` Serverless or
+Knative, or none with the default mode Serverless). Standard (RawDeployment) mode is KServe's
+own: its real controller, webhooks and Traefik run it on the local cluster
+(hack/localcluster/serving.py, `Cluster(serving=True)`), so any other InferenceService is left
+alone: no Deployments, no status, no route (hence no payload logging), nothing in the
+discovery file; that it is left to KServe's controller is logged once per object.
 
 Informers keep InferenceServices, ServingRuntimes, ClusterServingRuntimes, the gateway's
 Deployments and their pods in memory; any change queues the InferenceService concerned, and
 one worker thread reconciles them one at a time (and all of them every `resync` seconds):
 
-1. render each predictor of the spec into a revision (manifests.py) and plan the traffic
-   for the deployment mode (revisions.py) from the previous status and the ready revisions;
+1. render the spec's predictor into a revision (manifests.py) and plan the traffic
+   (revisions.py) from the previous status and the ready revisions;
 2. create the Deployments of the revisions the plan keeps, delete the others;
 3. hand the routing table its route (routing.py), the discovery file its targets;
 4. write the status through the status subresource, only when it changed.
@@ -54,12 +62,11 @@ class Settings:
 
 @dataclass(frozen=True)
 class Desired:
-    """The spec rendered: the Deployment of every revision it names, and how they split."""
+    """The spec rendered: the predictor's revision and Deployment, and its canary percent."""
 
     deployments: dict[str, Obj]
-    latest: str  # Serverless: the predictor's revision; Standard: the stable one
-    canary_percent: int | None = None  # Serverless
-    canaries: tuple[revisions.Canary, ...] = ()  # Standard
+    latest: str
+    canary_percent: int | None = None
 
 
 class Controller:
@@ -77,6 +84,7 @@ class Controller:
         self.pods = Informer(api, PODS, self._on_owned, manifests.REVISION_LABEL, "pods")
         self.informers = [self.isvcs, self.runtimes, self.cluster_runtimes, self.deployments, self.pods]
         self._discovered: str | None = None
+        self._left_alone: dict[Key, str] = {}  # InferenceServices of another mode -> uid (logged once)
 
     # ---- queueing ---------------------------------------------------------------------
 
@@ -154,6 +162,7 @@ class Controller:
         if isvc is None or isvc["metadata"].get("deletionTimestamp"):
             self.table.drop(namespace, name)
             if isvc is None:
+                self._left_alone.pop(key, None)
                 # The garbage collector deletes them too (owner references), but it can take
                 # tens of seconds to notice; with the route gone they serve nothing.
                 for d in owned:
@@ -163,32 +172,46 @@ class Controller:
         for d in stale:
             self._delete_revision(d)
         owned = [d for d in owned if d not in stale]
-        mode = status.mode_of(isvc, self.settings.default_mode)
+        if not status.serves(isvc, self.settings.default_mode):
+            self._leave_alone(isvc, owned)
+            return
+        self._left_alone.pop(key, None)
         states = pods.states(owned, [p for p in self.pods.items(namespace) if _owner(p) == name])
         try:
-            desired = self._desired(isvc, mode)
+            desired = self._desired(isvc)
         except manifests.RuntimeProblem as problem:
             # KServe leaves what is served alone and reports the spec it cannot serve.
             route = next((r for r in self.table.routes() if (r.namespace, r.name) == key), None)
             health = status.Health(status.FALSE, problem.reason, str(problem), bool(route and route.live()))
-            self._write_status(isvc, status.build(isvc, mode, None, health, self.settings.domain))
+            self._write_status(isvc, status.build(isvc, None, health, self.settings.domain))
             return
-        plan = self._plan(isvc, mode, desired, states)
+        plan = self._plan(isvc, desired, states)
         self._converge(isvc, desired, plan, owned)
-        route = self._route(isvc, mode, plan, states, owned)
+        route = self._route(isvc, plan, states, owned)
         self.table.put(route)
-        # What PredictorReady waits for: Knative's latest revision and whatever takes traffic;
-        # in Standard mode every revision the spec names.
+        # What PredictorReady waits for: Knative's latest revision and whatever takes traffic.
         required = [plan.latest_created, *(t.revision for t in plan.traffic if t.percent > 0)]
-        if mode == status.STANDARD:
-            required = [desired.latest, *(c.revision for c in desired.canaries)]
         failures = {r: s.failure for r, s in states.items() if s.failure is not None}
         ready = pods.ready_set(states)
         health = status.health_of(list(dict.fromkeys(required)), ready, failures, bool(route.live()))
-        self._write_status(isvc, status.build(isvc, mode, plan, health, self.settings.domain, ready))
+        self._write_status(isvc, status.build(isvc, plan, health, self.settings.domain))
+
+    def _leave_alone(self, isvc: Obj, owned: list[Obj]) -> None:
+        """An InferenceService of another deployment mode (Standard): KServe's controller's.
+        Nothing is written to it; a route and Deployments of the gateway's own for it (it was
+        Serverless before, or the gateway ran with another default mode) go."""
+        meta = isvc["metadata"]
+        key, uid = (meta["namespace"], meta["name"]), str(meta.get("uid", ""))
+        self.table.drop(*key)
+        for d in owned:
+            self._delete_revision(d)
+        if self._left_alone.get(key) != uid:
+            self._left_alone[key] = uid
+            mode = status.mode_of(isvc, self.settings.default_mode)
+            log.info("%s/%s: deploymentMode %s: left to KServe's controller", *key, mode)
 
     def _route(
-        self, isvc: Obj, mode: str, plan: revisions.Plan, states: dict[str, pods.RevisionState], owned: list[Obj]
+        self, isvc: Obj, plan: revisions.Plan, states: dict[str, pods.RevisionState], owned: list[Obj]
     ) -> routing.Route:
         namespace, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
         by_revision = {pods.revision_of(d): d for d in owned}
@@ -200,37 +223,25 @@ class Controller:
             predictor = ((dep.get("metadata") or {}).get("annotations") or {}).get(manifests.PREDICTOR_ANNOTATION, "")
             endpoints = tuple(e for _, e in states[t.revision].endpoints)
             backends.append(routing.Backend(t.revision, t.percent, endpoints, manifests.sink_of(dep), predictor))
-        u = status.urls(isvc, mode, self.settings.domain)
+        u = status.urls(isvc, self.settings.domain)
         hosts = routing.hosts(name, namespace, [u.url, u.address, u.predictor_url, u.predictor_address])
         return routing.Route(namespace, name, hosts, tuple(backends))
 
-    def _desired(self, isvc: Obj, mode: str) -> Desired:
+    def _desired(self, isvc: Obj) -> Desired:
+        """The predictor's revision (`spec.canary` is Standard mode's and is ignored here, as
+        KServe's Knative reconciler ignores it)."""
         spec, namespace = isvc.get("spec") or {}, isvc["metadata"].get("namespace", "default")
-        namespaced, cluster = self.runtimes.items(namespace), self.cluster_runtimes.items()
+        predictor = spec.get("predictor") or {}
+        percent = predictor.get("canaryTrafficPercent")
+        # canaryTrafficPercent routes revisions; it is not part of any (Knative's neither).
+        predictor = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
+        runtime = manifests.find_runtime(predictor, self.runtimes.items(namespace), self.cluster_runtimes.items())
+        latest, deployment = manifests.revision(isvc, predictor, runtime)
+        return Desired({latest: deployment}, latest, int(percent) if percent is not None else None)
 
-        def render(predictor: Obj) -> tuple[str, Obj]:
-            # canaryTrafficPercent routes revisions; it is not part of any (Knative's neither).
-            predictor = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
-            return manifests.revision(isvc, predictor, manifests.find_runtime(predictor, namespaced, cluster))
-
-        latest, deployment = render(spec.get("predictor") or {})
-        deployments = {latest: deployment}
-        if mode == status.SERVERLESS:
-            percent = (spec.get("predictor") or {}).get("canaryTrafficPercent")
-            return Desired(deployments, latest, int(percent) if percent is not None else None)
-        canaries = []
-        for entry in spec.get("canary") or []:
-            rev, dep = render(entry.get("predictor") or {})
-            deployments[rev] = dep
-            name = (entry.get("predictor") or {}).get("name") or rev
-            canaries.append(revisions.Canary(rev, int(entry.get("trafficPercent") or 0), name))
-        return Desired(deployments, latest, canaries=tuple(canaries))
-
-    def _plan(self, isvc: Obj, mode: str, desired: Desired, states: dict[str, pods.RevisionState]) -> revisions.Plan:
+    def _plan(self, isvc: Obj, desired: Desired, states: dict[str, pods.RevisionState]) -> revisions.Plan:
         prior = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
         existing, ready = set(states), pods.ready_set(states)
-        if mode == status.STANDARD:
-            return revisions.standard(desired.latest, desired.canaries, prior, existing, ready)
         tags = (isvc["metadata"].get("annotations") or {}).get(TAG_ROUTING) == "true"
         return revisions.serverless(desired.latest, desired.canary_percent, prior, existing, ready, tags)
 
@@ -291,7 +302,10 @@ class Controller:
     def write_discovery(self) -> None:
         if self.settings.file_sd is None:
             return
-        content = discovery.render(discovery.targets(self.pods.items()))
+        # Only pods of InferenceServices the gateway routes (Serverless ones).
+        served = {(r.namespace, r.name) for r in self.table.routes()}
+        mine = [p for p in self.pods.items() if (p["metadata"].get("namespace", "default"), _owner(p)) in served]
+        content = discovery.render(discovery.targets(mine))
         if content != self._discovered:
             discovery.write(self.settings.file_sd, content)
             self._discovered = content

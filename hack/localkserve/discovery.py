@@ -1,4 +1,6 @@
-"""Prometheus file-based service discovery of the predictor pods.
+"""Prometheus file-based service discovery of the predictor pods of the Serverless
+InferenceServices the gateway serves (Standard mode's pods are KServe's; the cluster's
+Prometheus finds those through the apiserver).
 
 One target per ready predictor pod: its metrics endpoint is its HTTP port (the KServe
 model server serves /metrics there), at the pod's IP (the local executor gives each pod a

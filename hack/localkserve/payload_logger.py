@@ -1,4 +1,5 @@
-"""KServe's payload logger, as the agent sidecar of a predictor pod runs it.
+"""KServe's payload logger, as the agent sidecar of a predictor pod runs it (Serverless mode:
+in Standard mode KServe's controller injects the real agent).
 
 When a predictor spec has `logger: {url, mode}`, every request served by its revision is sent on as a
 CloudEvent in binary mode (ce-* headers, the inference body as the event's data) to `url`: the request

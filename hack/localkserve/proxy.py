@@ -1,4 +1,5 @@
-"""The gateway's data plane: an HTTP server on the loopback that plays KServe's ingress.
+"""The gateway's data plane: an HTTP server on the loopback that plays KServe's ingress for
+Serverless InferenceServices (Standard mode's is Traefik, hack/localcluster/serving.py).
 
 Each request is routed by the routing table (routing.py) to one ready predictor pod and
 relayed: method, path, headers (hop-by-hop ones aside; Host kept, as an ingress does) and

@@ -1,13 +1,14 @@
 """Which predictor revisions an InferenceService serves, and with what share of the traffic.
 
-Pure functions of the spec, the previous status and which revisions are ready, so both
-deployment modes are unit-tested without a cluster.
+Pure functions of the spec, the previous status and which revisions are ready, so the
+traffic planning is unit-tested without a cluster. Serverless mode only: Standard
+(RawDeployment) mode is KServe's own, run by its real controller on the local cluster
+(hack/localcluster/serving.py), and the gateway leaves such InferenceServices alone.
 
 A revision is one rendered predictor pod template (plus its replica count): its name is
 `<isvc>-predictor-<hash>`, the hash of that template. Knative numbers revisions instead
 (`-00001`); a hash gives the same name to the same spec, so a rollback to an earlier spec
-finds that spec's revision still running and ready, and a Standard-mode promotion (the
-canary's predictor becomes `spec.predictor` unchanged) keeps the canary's pods.
+finds that spec's revision still running and ready.
 
 Serverless follows KServe's Knative reconciler: with `canaryTrafficPercent` and a rolled-out
 revision, the latest revision gets that percent and the last rolled-out revision the rest;
@@ -15,9 +16,6 @@ otherwise the latest gets 100%. "Latest" is Knative's latest *ready* revision, s
 revision takes no traffic before it is ready. The rolled-out revisions are tracked in
 `status.components.predictor` (`latestRolledoutRevision`, `previousRolledoutRevision`)
 exactly as KServe's status propagation does, which is what lets a restarted gateway carry on.
-
-Standard (KServe >= 0.20): `spec.predictor` is the stable revision; each `spec.canary[]`
-entry runs its own predictor with its `trafficPercent`; stable gets the remainder.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Obj = dict[str, Any]
@@ -63,15 +61,6 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Canary:
-    """A Standard-mode canary entry: its revision, its share and its predictor's name."""
-
-    revision: str
-    percent: int
-    name: str
-
-
-@dataclass(frozen=True)
 class Plan:
     """What is served: the traffic table, the revisions that must keep running (`keep`),
     and the revision bookkeeping status.components.predictor carries."""
@@ -82,7 +71,6 @@ class Plan:
     keep: frozenset[str]
     rolled_out: str | None = None
     previous_rolled_out: str | None = None
-    canaries: tuple[Canary, ...] = field(default_factory=tuple)
 
     def weights(self) -> dict[str, int]:
         """Percent per revision (a revision listed twice counts twice)."""
@@ -158,29 +146,3 @@ def _track_rollout(
         ):
             rolled = previous
     return rolled, previous
-
-
-def standard(
-    stable: str,
-    canaries: Sequence[Canary],
-    prior: Mapping[str, Any],
-    existing: Set[str],
-    ready: Set[str],
-) -> Plan:
-    """Standard mode: every revision named by the spec runs; stable takes what the canaries
-    leave (never below 0). The last canary is the "latest" revision. A new stable revision
-    that is not ready yet leaves the stable share on the revision rolled out before it, as
-    a Deployment's rolling update keeps the old pods serving until the new ones are ready."""
-    rolled, previous = _name(prior.get("latestRolledoutRevision")), _name(prior.get("previousRolledoutRevision"))
-    serving = rolled if stable not in ready and rolled is not None and rolled in existing else stable
-    taken = sum(max(0, c.percent) for c in canaries)
-    targets = [Target(serving, max(0, 100 - taken), not canaries)]
-    targets += [Target(c.revision, max(0, c.percent), i == len(canaries) - 1) for i, c in enumerate(canaries)]
-    order = [stable, *(c.revision for c in canaries)]
-    ready_in_order = [r for r in order if r in ready]
-    prior_ready = prior.get("latestReadyRevision")
-    latest_ready = ready_in_order[-1] if ready_in_order else (prior_ready if prior_ready in existing else None)
-    if stable in ready and rolled != stable:
-        previous, rolled = rolled, stable  # the stable revision is what is rolled out here
-    keep = frozenset({*order, serving})
-    return Plan(order[-1], latest_ready, tuple(targets), keep, rolled, previous, tuple(canaries))

@@ -1,5 +1,6 @@
 """The data plane's routing table: which InferenceService a request is for, and which pod
-answers it.
+answers it. Only the Serverless InferenceServices the controller serves have a route;
+Standard mode's requests go through KServe's own ingress (Traefik on the local cluster).
 
 A request is for an InferenceService when its Host header (port aside) is one of the
 service's names (the hosts of status.url, status.address.url and the predictor's URLs, or

@@ -1,14 +1,18 @@
-"""The InferenceService status, shaped as KServe writes it (every field is in the v0.20 CRD).
+"""The InferenceService status, shaped as KServe writes it in Serverless mode (every field is
+in the v0.20 CRD).
 
 Pure: built from the revision plan (revisions.py), the revisions' health and the previous
 status, so that an unchanged world gives an identical status (conditions keep their
 lastTransitionTime while their status holds) and the controller can skip the write.
 
-URLs follow KServe's defaults with the ingress domain `example.com`: Serverless
-`http://<isvc>.<ns>.<domain>` (Knative's domain template), Standard
-`http://<isvc>-<ns>.<domain>`. Nothing resolves these names; the gateway answers them when
-a request carries one in its Host header (as with KServe behind an ingress:
-`curl -H "Host: <host of status.url>" http://127.0.0.1:<gateway port>/v1/models/...`).
+URLs follow KServe's defaults with the ingress domain `example.com`:
+`http://<isvc>.<ns>.<domain>` (Knative's domain template). Nothing resolves these names; the
+gateway answers them when a request carries one in its Host header (as with KServe behind an
+ingress: `curl -H "Host: <host of status.url>" http://127.0.0.1:<gateway port>/v1/models/...`).
+
+Only Serverless InferenceServices get a status from here (`serves`): Standard (RawDeployment)
+mode is KServe's own, its real controller on the local cluster (hack/localcluster/serving.py)
+writes theirs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .revisions import Plan
 Obj = dict[str, Any]
 
 SERVERLESS, STANDARD = "Serverless", "Standard"
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
 
@@ -31,9 +36,22 @@ def now() -> str:
 
 
 def mode_of(isvc: Obj, default: str = SERVERLESS) -> str:
-    """The deployment mode from the annotation; KServe's older name RawDeployment is Standard."""
-    value = ((isvc.get("metadata") or {}).get("annotations") or {}).get("serving.kserve.io/deploymentMode") or default
-    return STANDARD if value in (STANDARD, "RawDeployment") else SERVERLESS
+    """The deployment mode from the annotation (`default` without one). KServe v0.20 renamed
+    the modes: Knative is Serverless here, RawDeployment is Standard; any other value
+    (ModelMesh, a typo) is returned as it is."""
+    value = str(((isvc.get("metadata") or {}).get("annotations") or {}).get(MODE_ANNOTATION) or default)
+    if value in (SERVERLESS, "Knative"):
+        return SERVERLESS
+    if value in (STANDARD, "RawDeployment"):
+        return STANDARD
+    return value
+
+
+def serves(isvc: Obj, default: str = SERVERLESS) -> bool:
+    """Whether the gateway plays KServe for this InferenceService: Serverless mode only. Any
+    other is left alone (no Deployments, status, route, payload logging or discovery):
+    Standard mode is KServe's own controller's."""
+    return mode_of(isvc, default) == SERVERLESS
 
 
 @dataclass(frozen=True)
@@ -65,19 +83,13 @@ class Urls:
     predictor_address: str
 
 
-def urls(isvc: Obj, mode: str, domain: str) -> Urls:
+def urls(isvc: Obj, domain: str) -> Urls:
+    """Knative's: the InferenceService's and its predictor's, external and cluster-local."""
     name, ns = isvc["metadata"]["name"], isvc["metadata"].get("namespace", "default")
-    if mode == SERVERLESS:
-        return Urls(
-            f"http://{name}.{ns}.{domain}",
-            f"http://{name}.{ns}.svc.cluster.local",
-            f"http://{name}-predictor.{ns}.{domain}",
-            f"http://{name}-predictor.{ns}.svc.cluster.local",
-        )
     return Urls(
-        f"http://{name}-{ns}.{domain}",
-        f"http://{name}-predictor.{ns}.svc.cluster.local",
-        f"http://{name}-predictor-{ns}.{domain}",
+        f"http://{name}.{ns}.{domain}",
+        f"http://{name}.{ns}.svc.cluster.local",
+        f"http://{name}-predictor.{ns}.{domain}",
         f"http://{name}-predictor.{ns}.svc.cluster.local",
     )
 
@@ -153,24 +165,15 @@ def predictor_component(plan: Plan | None, health: Health, u: Urls, previous: Ob
     return out
 
 
-def build(
-    isvc: Obj,
-    mode: str,
-    plan: Plan | None,
-    health: Health,
-    domain: str,
-    ready: Set[str] = frozenset(),
-    at: str | None = None,
-) -> Obj:
-    """The whole status for `isvc` (its current status is the "previous" one); `ready`: the
-    revisions that are ready."""
+def build(isvc: Obj, plan: Plan | None, health: Health, domain: str, at: str | None = None) -> Obj:
+    """The whole status for a Serverless `isvc` (its current status is the "previous" one)."""
     at = at or now()
     previous = isvc.get("status") or {}
-    u = urls(isvc, mode, domain)
+    u = urls(isvc, domain)
     prev_predictor = (previous.get("components") or {}).get("predictor") or {}
     out: Obj = {
         "observedGeneration": isvc["metadata"].get("generation", 0),
-        "deploymentMode": mode,
+        "deploymentMode": SERVERLESS,
         "conditions": conditions(health, previous.get("conditions") or [], at),
         "components": {"predictor": predictor_component(plan, health, u, prev_predictor)},
         "modelStatus": model_status(plan, health),
@@ -178,11 +181,6 @@ def build(
     if health.routable or previous.get("url"):
         out["url"] = u.url
         out["address"] = {"url": u.address}
-    if plan is not None and plan.canaries:
-        out["canaryStatuses"] = [
-            {"name": c.name or c.revision, "ready": c.revision in ready, "trafficPercent": c.percent}
-            for c in plan.canaries
-        ]
     return out
 
 

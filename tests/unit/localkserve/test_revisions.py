@@ -1,9 +1,9 @@
-"""Revision and traffic planning for both deployment modes (hack/localkserve/revisions.py)."""
+"""Revision and traffic planning in Serverless mode (hack/localkserve/revisions.py)."""
 
 from __future__ import annotations
 
 from localkserve import revisions
-from localkserve.revisions import Canary, Plan, Target
+from localkserve.revisions import Plan, Target
 
 R1, R2, R3 = "m-predictor-1111111111", "m-predictor-2222222222", "m-predictor-3333333333"
 
@@ -80,28 +80,3 @@ def test_serverless_tags_with_tag_routing() -> None:
         {"revisionName": R2, "percent": 10, "latestRevision": True, "tag": "latest"},
         {"revisionName": R1, "percent": 90, "latestRevision": False, "tag": "prev"},
     ]
-
-
-def test_standard_stable_takes_the_remainder() -> None:
-    plan = revisions.standard(R1, [Canary(R2, 20, "v2")], {}, {R1, R2}, {R1, R2})
-    assert plan.traffic == (Target(R1, 80, False), Target(R2, 20, True))
-    assert plan.keep == {R1, R2} and (plan.latest_created, plan.latest_ready, plan.rolled_out) == (R2, R2, R1)
-    plan = revisions.standard(R1, [Canary(R2, 20, "v2"), Canary(R3, 90, "v3")], {}, set(), set())
-    assert plan.weights() == {R1: 0, R2: 20, R3: 90} and plan.latest_created == R3
-
-
-def test_standard_promotion_and_rollback() -> None:
-    prior = {"latestRolledoutRevision": R1, "latestReadyRevision": R2}
-    promoted = revisions.standard(R2, [], prior, {R1, R2}, {R1, R2})
-    assert promoted.traffic == (Target(R2, 100, True),) and promoted.keep == {R2}
-    assert (promoted.rolled_out, promoted.previous_rolled_out) == (R2, R1)
-    rolled_back = revisions.standard(R1, [], prior, {R1, R2}, {R1, R2})
-    assert rolled_back.traffic == (Target(R1, 100, True),) and rolled_back.keep == {R1}
-
-
-def test_standard_new_stable_waits_like_a_rolling_update() -> None:
-    prior = {"latestRolledoutRevision": R1, "latestReadyRevision": R1}
-    plan = revisions.standard(R2, [], prior, {R1, R2}, {R1})
-    assert plan.traffic == (Target(R1, 100, True),) and plan.keep == {R1, R2} and plan.rolled_out == R1
-    plan = revisions.standard(R2, [], prior, {R1, R2}, {R1, R2})
-    assert plan.traffic == (Target(R2, 100, True),) and plan.keep == {R2}

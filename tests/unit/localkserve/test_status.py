@@ -1,5 +1,5 @@
-"""The InferenceService status as KServe writes it (hack/localkserve/status.py), checked field
-by field against the real KServe v0.20.0 CRD schema."""
+"""The InferenceService status as KServe writes it in Serverless mode (hack/localkserve/status.py),
+checked field by field against the real KServe v0.20.0 CRD schema."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import yaml
 from localcluster.layout import default_kserve_crds
 from localkserve import revisions, status
-from localkserve.revisions import Canary
 from localkserve.status import FALSE, TRUE, UNKNOWN, Failure, Health
 
 R1, R2 = "iris-predictor-1111111111", "iris-predictor-2222222222"
@@ -61,7 +60,7 @@ def check(value: Any, schema: dict[str, Any], where: str = "status") -> None:
 
 def test_serverless_canary_status(status_schema: dict[str, Any]) -> None:
     plan = revisions.serverless(R2, 30, {"latestRolledoutRevision": R1}, {R1, R2}, {R1, R2})
-    out = status.build(isvc(), "Serverless", plan, Health(TRUE, routable=True), "example.com", {R1, R2}, T0)
+    out = status.build(isvc(), plan, Health(TRUE, routable=True), "example.com", T0)
     check(out, status_schema)
     assert out["url"] == "http://iris.ml.example.com" and out["address"]["url"] == "http://iris.ml.svc.cluster.local"
     assert out["observedGeneration"] == 3 and out["deploymentMode"] == "Serverless"
@@ -84,25 +83,12 @@ def test_serverless_canary_status(status_schema: dict[str, Any]) -> None:
     }
 
 
-def test_standard_status_with_canary_statuses(status_schema: dict[str, Any]) -> None:
-    plan = revisions.standard(R1, [Canary(R2, 20, "iris-v2")], {}, {R1, R2}, {R1})
-    health = status.health_of([R1, R2], {R1}, {}, routable=True)
-    out = status.build(isvc("Standard"), "Standard", plan, health, "example.com", {R1}, T0)
-    check(out, status_schema)
-    assert out["url"] == "http://iris-ml.example.com" and out["deploymentMode"] == "Standard"
-    assert out["canaryStatuses"] == [{"name": "iris-v2", "ready": False, "trafficPercent": 20}]
-    conditions = {c["type"]: c for c in out["conditions"]}
-    assert conditions["PredictorReady"]["status"] == UNKNOWN and conditions["Ready"]["status"] == UNKNOWN
-    assert "url" not in out["components"]["predictor"]  # set once the predictor is ready
-    assert out["modelStatus"]["transitionStatus"] == "InProgress"
-
-
 def test_failure_and_transition_times(status_schema: dict[str, Any]) -> None:
     plan = revisions.serverless(R2, 30, {"latestRolledoutRevision": R1}, {R1, R2}, {R1})
-    ready = status.build(isvc(), "Serverless", plan, Health(TRUE, routable=True), "example.com", {R1}, T0)
+    ready = status.build(isvc(), plan, Health(TRUE, routable=True), "example.com", T0)
     failure = Failure(R2, "CrashLoopBackOff", "model file is corrupt", 65)
     health = status.health_of([R2, R1], {R1}, {R2: failure}, routable=True)
-    out = status.build(isvc(previous=ready), "Serverless", plan, health, "example.com", {R1}, T1)
+    out = status.build(isvc(previous=ready), plan, health, "example.com", T1)
     check(out, status_schema)
     conditions = {c["type"]: c for c in out["conditions"]}
     assert conditions["IngressReady"] == {"type": "IngressReady", "status": TRUE, "lastTransitionTime": T0}
@@ -118,15 +104,15 @@ def test_failure_and_transition_times(status_schema: dict[str, Any]) -> None:
         "exitCode": 65,
     }
     # The same world again: the same status, so nothing to write.
-    again = status.build(isvc(previous=out), "Serverless", plan, health, "example.com", {R1}, "2026-01-02T00:00:00Z")
+    again = status.build(isvc(previous=out), plan, health, "example.com", "2026-01-02T00:00:00Z")
     assert again == out
 
 
 def test_no_runtime_keeps_what_is_served(status_schema: dict[str, Any]) -> None:
     plan = revisions.serverless(R1, None, {}, {R1}, {R1})
-    served = status.build(isvc(), "Serverless", plan, Health(TRUE, routable=True), "example.com", {R1}, T0)
+    served = status.build(isvc(), plan, Health(TRUE, routable=True), "example.com", T0)
     health = Health(FALSE, "RuntimeNotRecognized", "ServingRuntime x not found", routable=True)
-    out = status.build(isvc(previous=served), "Serverless", None, health, "example.com", at=T1)
+    out = status.build(isvc(previous=served), None, health, "example.com", at=T1)
     check(out, status_schema)
     assert out["components"] == served["components"] and out["url"] == served["url"]
     assert out["modelStatus"]["transitionStatus"] == "InvalidSpec"
@@ -140,8 +126,13 @@ def test_health_of() -> None:
     assert (failed.predictor, failed.reason, failed.routable) == (FALSE, "RevisionFailed", False)
 
 
-def test_mode_of() -> None:
-    assert status.mode_of(isvc("Standard")) == "Standard"
-    assert status.mode_of(isvc("RawDeployment")) == "Standard"
-    assert status.mode_of({"metadata": {}}) == "Serverless"
+def test_mode_of_and_serves_only_serverless() -> None:
+    assert status.mode_of(isvc("Knative")) == "Serverless" and status.serves(isvc("Knative"))
+    assert status.mode_of(isvc("Serverless")) == "Serverless" and status.serves(isvc("Serverless"))
+    assert status.mode_of({"metadata": {}}) == "Serverless" and status.serves({"metadata": {}})
+    # Standard mode is KServe's own controller's, under either name; so is any other mode.
+    assert status.mode_of(isvc("Standard")) == "Standard" and not status.serves(isvc("Standard"))
+    assert status.mode_of(isvc("RawDeployment")) == "Standard" and not status.serves(isvc("RawDeployment"))
+    assert status.mode_of(isvc("ModelMesh")) == "ModelMesh" and not status.serves(isvc("ModelMesh"))
     assert status.mode_of({"metadata": {}}, "Standard") == "Standard"
+    assert not status.serves({"metadata": {}}, "Standard")
