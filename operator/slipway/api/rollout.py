@@ -23,6 +23,18 @@ class Predictor(Model):
     runtime: Annotated[
         str, Field(default="slipway-predictor", max_length=253, description="ServingRuntime that serves the model.")
     ]
+    model_format: Annotated[
+        str,
+        Field(
+            default="slipway",
+            max_length=63,
+            pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$",
+            description="The modelFormat the runtime serves: slipway for slipway's predictor; sklearn, xgboost, "
+            "lightgbm, ... with one of KServe's own runtimes (runtime: kserve-sklearnserver, ...), which load the "
+            "artifact KServe's storage initializer fetched and report no version-labelled metrics "
+            "(canary analysis then needs source: traefik).",
+        ),
+    ]
     protocol_version: Annotated[Literal["v1", "v2"], Field(default="v2", description="Inference protocol.")]
     min_replicas: Annotated[int, Field(default=1, ge=0, le=100)]
     max_replicas: Annotated[int | None, Field(default=None, ge=1, le=1000)]

@@ -25,7 +25,6 @@ MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 # reconcilers); the Rollout's own HTTPRoute serves its host instead.
 VISIBILITY_LABEL, CLUSTER_LOCAL = "networking.kserve.io/visibility", "cluster-local"
 CANARY_READY = "CanaryPredictorReady"
-FORMAT = "slipway"
 ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # KServe's IsvcNameFmt
 # KServe labels predictor pods app=isvc.<isvc>-<predictor>-predictor (a label value: at most 63 characters),
 # so <isvc> + <predictor> <= 63 - len("isvc.") - len("-") - len("-predictor") = 47.
@@ -109,7 +108,7 @@ def predictor(
                 {"name": key, "valueFrom": {"secretKeyRef": {"name": art.credentials_secret_ref.name, "key": key}}}
             )
     model: dict[str, Any] = {
-        "modelFormat": {"name": FORMAT},
+        "modelFormat": {"name": tmpl.model_format},
         "runtime": tmpl.runtime,
         "protocolVersion": tmpl.protocol_version,
         "storageUri": art.uri,
