@@ -1,10 +1,12 @@
 """The local KServe gateway (hack/localkserve) and Prometheus against a real control plane.
 
 A private cluster (own state dir, free ports) runs with `kserve=True, prometheus=True`. The
-predictor pods run a stand-in predictor (hack/localkserve/standin.py) through the local
-executor, as image ghcr.io/slipway-dev/predictor:0.1.0 with the ServingRuntime's command
-pointing at it: two pods of one InferenceService both listen on container port 8080, each
-on its own host port.
+gateway plays KServe for Serverless InferenceServices only; Standard mode is KServe's own
+(its real controller: tests/integration/test_kserve_standard.py on `serving_cluster`), and a
+Standard-mode InferenceService here gets nothing from the gateway. The predictor pods run a
+stand-in predictor (hack/localkserve/standin.py) through the local executor, as image
+ghcr.io/slipway-dev/predictor:0.1.0 with the ServingRuntime's command pointing at it: two
+pods of one InferenceService both listen on container port 8080, each at its own pod IP.
 """
 
 from __future__ import annotations
@@ -165,68 +167,7 @@ def active_targets(cluster: Cluster, namespace: str) -> set[str]:
     return {t["labels"]["pod"] for t in targets if t["labels"].get("namespace") == namespace}
 
 
-def test_standard_canary_split_promotion_and_prometheus(cluster: Cluster, kubectl: Kubectl) -> None:
-    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": predictor("iris-v2"), "trafficPercent": 20}]}
-    create(kubectl, "iris", "Standard", spec)
-    st = wait_for("iris Ready with stable and canary", ready_with(kubectl, "iris", 2), timeout=60)
-    running = revisions_running(kubectl, "iris")
-    (stable, _, _), (canary, _, _) = traffic(st)
-    assert traffic(st) == [(stable, 80, False), (canary, 20, True)]
-    assert set(running) == {stable, canary}
-    assert all(d["status"].get("readyReplicas") == 1 for d in running.values())
-    assert st["canaryStatuses"] == [{"name": "iris-v2", "ready": True, "trafficPercent": 20}]
-    assert st["url"] == f"http://iris-{kubectl.namespace}.example.com" and st["deploymentMode"] == "Standard"
-
-    # Both pods listen on container port 8080, each at its own pod IP.
-    pods = pods_of(kubectl, "iris")
-    assert len(pods) == 2 and len({p["status"]["podIP"] for p in pods}) == 2
-
-    seen = versions(cluster, host_of(st), "iris", 500)
-    assert set(seen) == {"iris-v1", "iris-v2"} and sum(seen.values()) == 500, seen
-    assert 0.13 <= seen["iris-v2"] / 500 <= 0.27, seen
-
-    # Prometheus scrapes both pods, labelled by revision, and sees the requests they served.
-    by_pod = wait_for(
-        "Prometheus scraping both pods",
-        lambda: len(up_pods(cluster, kubectl.namespace)) == 2 and up_pods(cluster, kubectl.namespace),
-    )
-    assert set(by_pod.values()) == {stable, canary}
-    served = f'sum by (version) (slipway_predictor_requests_total{{namespace="{kubectl.namespace}",outcome="ok"}})'
-
-    def scraped() -> dict[str, float] | None:
-        result = {
-            r["metric"]["version"]: float(r["value"][1])
-            for r in prometheus(cluster, "/api/v1/query", query=served)["result"]
-        }
-        return result if sum(result.values()) == 500 else None
-
-    assert wait_for("Prometheus seeing the 500 requests", scraped) == {k: float(v) for k, v in seen.items()}
-
-    # Promotion: the canary's predictor becomes spec.predictor, the canary entry goes.
-    canary_pod = next(p["metadata"]["uid"] for p in pods if p["metadata"]["labels"][REVISION_LABEL] == canary)
-    patch(kubectl, "iris", {"predictor": predictor("iris-v2"), "canary": None})
-    st = wait_for("iris promoted", ready_with(kubectl, "iris", 1))
-    assert traffic(st) == [(canary, 100, True)]
-    predictor_status = st["components"]["predictor"]
-    assert (predictor_status["latestRolledoutRevision"], predictor_status["previousRolledoutRevision"]) == (
-        canary,
-        stable,
-    )
-    assert "canaryStatuses" not in st
-    wait_for("the old revision's Deployment removed", lambda: set(revisions_running(kubectl, "iris")) == {canary})
-    assert [p["metadata"]["uid"] for p in pods_of(kubectl, "iris") if not p["metadata"].get("deletionTimestamp")] == [
-        canary_pod
-    ]
-    assert versions(cluster, host_of(st), "iris", 50) == {"iris-v2": 50}
-    # Discovery follows: the old pod is no longer a target.
-    canary_pod_name = next(p["metadata"]["name"] for p in pods if p["metadata"]["uid"] == canary_pod)
-    wait_for(
-        "the old pod gone from Prometheus' targets",
-        lambda: active_targets(cluster, kubectl.namespace) == {canary_pod_name},
-    )
-
-
-def test_serverless_canary_then_promotion(cluster: Cluster, kubectl: Kubectl) -> None:
+def test_serverless_canary_promotion_and_prometheus(cluster: Cluster, kubectl: Kubectl) -> None:
     create(kubectl, "wine", "Serverless", {"predictor": predictor("wine-v1")})
     st = wait_for("wine Ready", ready_with(kubectl, "wine", 1), timeout=60)
     [(first, _, _)] = traffic(st)
@@ -245,9 +186,31 @@ def test_serverless_canary_then_promotion(cluster: Cluster, kubectl: Kubectl) ->
     predictor_status = st["components"]["predictor"]
     assert (predictor_status["latestCreatedRevision"], predictor_status["latestReadyRevision"]) == (latest, latest)
     assert predictor_status["latestRolledoutRevision"] == first
-    assert set(revisions_running(kubectl, "wine")) == {first, latest}
+    running = revisions_running(kubectl, "wine")
+    assert set(running) == {first, latest}
+    assert all(d["status"].get("readyReplicas") == 1 for d in running.values())
+    # Both pods listen on container port 8080, each at its own pod IP.
+    pods = pods_of(kubectl, "wine")
+    assert len(pods) == 2 and len({p["status"]["podIP"] for p in pods}) == 2
     seen = versions(cluster, host_of(st), "wine", 300)
     assert 0.2 <= seen["wine-v2"] / 300 <= 0.4 and seen["wine-v1"] + seen["wine-v2"] == 300, seen
+
+    # Prometheus scrapes both pods, labelled by revision, and sees the requests they served.
+    by_pod = wait_for(
+        "Prometheus scraping both pods",
+        lambda: len(up_pods(cluster, kubectl.namespace)) == 2 and up_pods(cluster, kubectl.namespace),
+    )
+    assert set(by_pod.values()) == {first, latest}
+    served = f'sum by (version) (slipway_predictor_requests_total{{namespace="{kubectl.namespace}",outcome="ok"}})'
+
+    def scraped() -> dict[str, float] | None:
+        result = {
+            r["metric"]["version"]: float(r["value"][1])
+            for r in prometheus(cluster, "/api/v1/query", query=served)["result"]
+        }
+        return result if sum(result.values()) == 300 else None
+
+    assert wait_for("Prometheus seeing the 300 requests", scraped) == {k: float(v) for k, v in seen.items()}
 
     patch(kubectl, "wine", {"predictor": {**predictor("wine-v2"), "canaryTrafficPercent": None}})
     st = wait_for(
@@ -260,30 +223,67 @@ def test_serverless_canary_then_promotion(cluster: Cluster, kubectl: Kubectl) ->
         first,
     )
     wait_for("wine-v1's Deployment removed", lambda: set(revisions_running(kubectl, "wine")) == {latest})
+    # Promotion keeps the canary's pod (canaryTrafficPercent is not part of the revision).
+    latest_pod = next(p["metadata"] for p in pods if p["metadata"]["labels"][REVISION_LABEL] == latest)
+    live = [p["metadata"]["uid"] for p in pods_of(kubectl, "wine") if not p["metadata"].get("deletionTimestamp")]
+    assert live == [latest_pod["uid"]]
     assert versions(cluster, host_of(st), "wine", 30) == {"wine-v2": 30}
+    # Discovery follows: the old pod is no longer a target.
+    wait_for(
+        "the old pod gone from Prometheus' targets",
+        lambda: active_targets(cluster, kubectl.namespace) == {latest_pod["name"]},
+    )
 
 
 def test_failing_canary_is_reported_and_takes_no_traffic(cluster: Cluster, kubectl: Kubectl) -> None:
+    create(kubectl, "iris", "Serverless", {"predictor": predictor("iris-v1")})
+    wait_for("iris Ready", ready_with(kubectl, "iris", 1), timeout=60)
     broken = predictor("iris-v3", STANDIN_FAIL="artifact sha256 mismatch")
-    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": broken, "trafficPercent": 50}]}
-    create(kubectl, "iris", "Standard", spec)
+    patch(kubectl, "iris", {"predictor": {**broken, "canaryTrafficPercent": 50}})
 
     def failed() -> dict[str, Any] | None:
         st = isvc_status(kubectl, "iris")
-        cond = next((c for c in st.get("conditions") or [] if c["type"] == "PredictorReady"), {})
+        cond: dict[str, Any] = next((c for c in st.get("conditions") or [] if c["type"] == "PredictorReady"), {})
         return st if cond.get("status") == "False" and st.get("url") else None
 
     st = wait_for("PredictorReady False for the broken canary", failed, timeout=60)
     cond = next(c for c in st["conditions"] if c["type"] == "PredictorReady")
     assert cond["reason"] == "RevisionFailed" and "artifact sha256 mismatch" in cond["message"]
     assert st["modelStatus"]["lastFailureInfo"]["message"] == "artifact sha256 mismatch"
-    assert st["canaryStatuses"] == [{"name": "iris-v3", "ready": False, "trafficPercent": 50}]
-    assert versions(cluster, host_of(st), "iris", 40) == {"iris-v1": 40}  # its share goes to the ready stable
+    # Knative's latest *ready* revision is still iris-v1: it takes both shares.
+    predictor_status = st["components"]["predictor"]
+    assert predictor_status["latestCreatedRevision"] != predictor_status["latestReadyRevision"]
+    assert {t[0] for t in traffic(st)} == {predictor_status["latestReadyRevision"]}
+    assert versions(cluster, host_of(st), "iris", 40) == {"iris-v1": 40}
 
     # Deleting the InferenceService takes its Deployments (owner references) and its route.
     kubectl("delete", "inferenceservice", "iris", "--wait=false")
     wait_for("the Deployments garbage-collected", lambda: not revisions_running(kubectl, "iris"))
     assert wait_for("no route", lambda: versions(cluster, host_of(st), "iris", 1).get("HTTP 404"))
+
+
+def test_standard_mode_is_left_to_kserve(cluster: Cluster, kubectl: Kubectl) -> None:
+    """A Standard-mode InferenceService is KServe's own controller's: the gateway makes no
+    Deployment for it, writes no status, does not route it or list it for Prometheus."""
+    spec = {"predictor": predictor("iris-v1"), "canary": [{"predictor": predictor("iris-v2"), "trafficPercent": 20}]}
+    create(kubectl, "iris", "Standard", spec)
+    create(kubectl, "raw", "RawDeployment", {"predictor": predictor("raw-v1")})
+    # A Serverless one created after them: once it is Ready, the gateway has seen all three.
+    create(kubectl, "wine", "Serverless", {"predictor": predictor("wine-v1")})
+    wait_for("wine Ready", ready_with(kubectl, "wine", 1), timeout=60)
+    gateway_log = cluster.state.logs / "localkserve.log"
+    for name in ("iris", "raw"):
+        assert isvc_status(kubectl, name) == {}
+        assert revisions_running(kubectl, name) == {} and pods_of(kubectl, name) == []
+        left = f"{kubectl.namespace}/{name}: deploymentMode Standard: left to KServe's controller"
+        assert gateway_log.read_text().count(left) == 1
+    with urllib.request.urlopen(f"{cluster.gateway_url}/_localkserve/routes", timeout=5) as resp:
+        routes = {(r["namespace"], r["name"]) for r in json.loads(resp.read())}
+    assert routes & {(kubectl.namespace, n) for n in ("iris", "raw", "wine")} == {(kubectl.namespace, "wine")}
+    assert versions(cluster, f"raw.{kubectl.namespace}", "raw", 1) == {"HTTP 404": 1}
+    targets = json.loads((cluster.file_sd_dir / "predictors.json").read_text())
+    listed = {t["labels"]["inferenceservice"] for t in targets if t["labels"]["namespace"] == kubectl.namespace}
+    assert listed == {"wine"}
 
 
 def test_gateway_restart_keeps_routing_and_status(cluster: Cluster, kubectl: Kubectl) -> None:
