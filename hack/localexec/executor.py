@@ -474,7 +474,7 @@ class Executor:
             return True
         preferred = (rec.pod.get("status") or {}).get("podIP")
         try:
-            rec.pod_ip = self.net.ensure(rec.uid, podnet.declared_ports(rec.pod), preferred)
+            rec.pod_ip = self.net.ensure(rec.uid, podnet.own_ports(rec.pod), preferred)
         except podnet.NetworkError as err:
             message = f"failed to create pod sandbox: {err}"
             run = rec.runs[name]

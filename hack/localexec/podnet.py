@@ -314,6 +314,32 @@ def declared_ports(pod: Mapping[str, object]) -> list[int]:
     return out
 
 
+# Flags naming a port that a sidecar reaches over the pod's own 127.0.0.1: KServe's agent
+# proxies to the model server at 127.0.0.1:<--component-port>, a port the model server's
+# container (kserve-container, listening on 8080) does not declare.
+LOCAL_PORT_FLAGS = ("--component-port",)
+
+
+def own_ports(pod: Mapping[str, object]) -> list[int]:
+    """The TCP ports the pod serves itself on its 127.0.0.1: those its containers declare,
+    and those a sidecar's args say it reaches there (LOCAL_PORT_FLAGS)."""
+    ports = declared_ports(pod)
+    spec = pod.get("spec") or {}
+    assert isinstance(spec, Mapping)
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            args = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
+            for i, arg in enumerate(args):
+                flag, eq, value = arg.partition("=")
+                if flag not in LOCAL_PORT_FLAGS:
+                    continue
+                if not eq:
+                    value = args[i + 1] if i + 1 < len(args) else ""
+                if value.isdigit() and 0 < int(value) < 65536 and int(value) not in ports:
+                    ports.append(int(value))
+    return ports
+
+
 def wrap(argv: Sequence[str], netns: Path, mounts: Sequence[tuple[str, str, bool]]) -> list[str]:
     """argv run in the pod's network namespace and a mount namespace of its own (private
     propagation) without the host's /run/netns mounts, with `mounts` ((source, target,

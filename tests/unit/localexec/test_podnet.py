@@ -132,6 +132,21 @@ def test_declared_ports() -> None:
     assert podnet.declared_ports(pod) == [9000, 8080, 9081]
 
 
+def test_own_ports_include_the_port_kserves_agent_proxies_to() -> None:
+    agent = {
+        "name": "agent",
+        "args": ["--log-url", "http://x/", "--component-port", "8080"],
+        "ports": [{"containerPort": 9081}],
+    }
+    pod = {"spec": {"containers": [{"name": "kserve-container", "args": ["--http_port=8080"]}, agent]}}
+    assert podnet.declared_ports(pod) == [9081]
+    assert podnet.own_ports(pod) == [9081, 8080]  # the model server's undeclared port is the pod's own
+    agent["args"] = ["--component-port=8085"]
+    assert podnet.own_ports(pod) == [9081, 8085]
+    agent["args"] = ["--component-port"]  # no value: nothing added
+    assert podnet.own_ports(pod) == [9081]
+
+
 def test_wrap_enters_the_namespaces_and_mounts_first(tmp_path: Path) -> None:
     argv = podnet.wrap(["echo", "a b"], Path("/run/netns/x"), [("/src dir", "/mnt/m", True), ("/s2", "/t2", False)])
     assert argv[:3] == ["nsenter", "--net=/run/netns/x", "--"]
