@@ -39,6 +39,8 @@ class Timeline:
         if rollout:
             st = rollout.get("status") or {}
             stable, canary, weight = st.get("stableVersion"), st.get("canaryVersion"), int(st.get("canaryWeight") or 0)
+            if st.get("stepStartedAt") is None:  # Standard mode: the route sends a canary nothing until it is ready
+                weight = 0
             shares = {stable: 100 - weight if canary else 100} if stable else {}
             if canary:
                 shares[canary] = weight
