@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from slipway.analysis import Outcome
 from slipway.api import Rollout
+from slipway.conditions import rfc3339
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
 from slipway.controllers import rollout_route as route
@@ -204,6 +205,11 @@ def test_last_step_sends_everything_to_the_canary_then_promotes_once_that_is_ser
         wait = decide(rollout("m-v2", full), "m-v2", T0 + timedelta(seconds=62), stable="m-v1", isvc_obj=isvc_obj,
                       route_obj=route_obj)  # fmt: skip
         assert "stableVersion" not in wait.fields and conds(wait)["Ready"][1] == "CanaryNotReady"
+    # Everything is on the canary, but the gateway may still be draining stable: its pods stay 10s more.
+    early = decide(rollout("m-v2", full), "m-v2", T0 + timedelta(seconds=4), stable="m-v1",
+                   isvc_obj=served(("m-v2", 100, True)), route_obj=at_100)  # fmt: skip
+    assert "stableVersion" not in early.fields and conds(early)["Ready"][1] == "Promoting"
+    assert 0 < (early.requeue_after or 0) <= 6 and applied(early)["spec"]["canary"][0]["trafficPercent"] == 100
     r = decide(rollout("m-v2", full), "m-v2", T0 + timedelta(seconds=62), stable="m-v1",
                isvc_obj=served(("m-v2", 100, True)), route_obj=at_100)  # fmt: skip
     assert r.fields["stableVersion"] == "m-v2" and r.fields["canaryVersion"] is None and r.fields["phase"] == "Promoted"
@@ -217,12 +223,27 @@ def test_regression_rolls_back_in_the_same_pass_with_evidence() -> None:
     r = decide(rollout("m-v2", progressing()), "m-v2", T0 + timedelta(seconds=5), stable="m-v1", outcome=REGRESSED)
     assert r.fields["rolledBackVersion"] == "m-v2" and r.fields["canaryVersion"] is None
     assert r.fields["canaryWeight"] == 0 and r.fields["phase"] == "RolledBack"
+    # The route sends the canary nothing at once; its pods stay until the gateway has drained them.
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 100}
+    assert r.fields["drainingVersion"] == "m-v2"
+    assert r.fields["drainUntil"] == rfc3339(T0 + timedelta(seconds=15)) and r.requeue_after == 10
     spec = applied(r)["spec"]
-    assert spec["predictor"]["name"] == "m-v1" and "canary" not in spec
+    assert spec["predictor"]["name"] == "m-v1" and spec["canary"][0]["predictor"]["name"] == "m-v2"
     last = r.fields["decisions"][-1]
     assert last["action"] == "Rollback" and last["verdict"] == "Regressed" and last["evidence"][0]["pValue"] == 0.001
     assert conds(r)["RolledBack"][0] == "True" and conds(r)["Stalled"][0] == "True"
     assert any(e.reason == "RolledBack" and e.type == "Warning" for e in r.events)
+
+
+def test_a_rolled_back_canary_loses_its_pods_once_drained() -> None:
+    status = {"stableVersion": "m-v1", "rolledBackVersion": "m-v2", "phase": "RolledBack",
+              "drainingVersion": "m-v2", "drainUntil": rfc3339(T0 + timedelta(seconds=15)),
+              "decisions": [{"time": "t", "action": "Rollback", "message": "errors up"}]}  # fmt: skip
+    during = decide(rollout("m-v2", status), "m-v2", T0 + timedelta(seconds=10), stable="m-v1")
+    assert "canary" in applied(during)["spec"] and during.requeue_after == 5
+    after = decide(rollout("m-v2", status), "m-v2", T0 + timedelta(seconds=16), stable="m-v1")
+    assert "canary" not in applied(after)["spec"]
+    assert after.fields["drainingVersion"] is None and after.fields["drainUntil"] is None
 
 
 def test_rolled_back_version_is_not_retried_until_asked() -> None:

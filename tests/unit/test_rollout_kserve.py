@@ -169,6 +169,12 @@ def test_rollback_sends_everything_to_stable() -> None:
     from tests.unit.test_rollout import REGRESSED
 
     r = decide(rollout("m-v2", progressing()), "m-v2", T0 + timedelta(seconds=5), stable="m-v1", outcome=REGRESSED)
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 100}
+    assert applied(r)["spec"]["canary"][0]["predictor"]["name"] == "m-v2", "drained first (scaleDownDelaySeconds)"
+    now = rollout("m-v2", progressing())
+    assert now.spec.canary is not None
+    now.spec.canary.scale_down_delay_seconds = 0
+    r = decide(now, "m-v2", T0 + timedelta(seconds=5), stable="m-v1", outcome=REGRESSED)
     assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 100} and "canary" not in applied(r)["spec"]
 
 

@@ -184,6 +184,18 @@ class Canary(Model):
             "status.canaryStatuses[].ready) before it is rolled back. Step clocks start when it is ready.",
         ),
     ]
+    scale_down_delay_seconds: Annotated[
+        int,
+        Field(
+            default=10,
+            ge=0,
+            le=3600,
+            description="Standard mode with the Rollout's HTTPRoute: how long a version keeps its pods after the "
+            "route stopped sending it requests (before promotion, the old stable; after a rollback, the canary). "
+            "A gateway applies a route change a moment after accepting it; removing the pods at once would fail "
+            "the requests still in flight to them. As Argo Rollouts' scaleDownDelaySeconds.",
+        ),
+    ]
 
 
 class RolloutSpec(Model):
@@ -262,6 +274,11 @@ class RolloutStatus(StatusBase):
             description="When the canary's predictor was asked for; progressDeadlineSeconds counts from here.",
         ),
     ]
+    draining_version: Annotated[
+        str | None,
+        Field(default=None, description="A rolled-back canary whose pods stay until drainUntil (no requests)."),
+    ]
+    drain_until: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
     applied: Annotated[
         dict[str, str] | None,
         Field(

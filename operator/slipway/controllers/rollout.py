@@ -235,7 +235,18 @@ class Walk:
         self.absorb_tokens()
         self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": reason,
                         "canaryDeployedAt": None}  # fmt: skip
-        return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)])
+        drain = self.draining()
+        if drain is None:
+            self.fields |= {"drainingVersion": None, "drainUntil": None}
+        left = (drain[1] - self.now).total_seconds() if drain else None
+        return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)], left)
+
+    def draining(self) -> tuple[str, datetime] | None:
+        """A rolled-back canary still keeping its pods (no requests routed to it), and until when."""
+        version, until = self.get("drainingVersion"), parse(self.get("drainUntil"))
+        if version and until is not None and self.now < until:
+            return version, until
+        return None
 
     def start_canary(self, target: str) -> None:
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
@@ -244,7 +255,8 @@ class Walk:
         clock = None if self.standard else now  # Standard: step clocks start once KServe reports the canary ready
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
                         "canaryDeployedAt": now, "canaryStartedAt": clock, "stepStartedAt": clock,
-                        "lastAnalysisTime": None, "lastVerdict": None}  # fmt: skip
+                        "lastAnalysisTime": None, "lastVerdict": None, "drainingVersion": None,
+                        "drainUntil": None}  # fmt: skip
         proposed = f", proposed by {self.get('candidate')}" if self.get("candidate") else ""
         self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)}){proposed}")
         self.events.append(Event("Normal", "CanaryStarted", f"{target} at {weight}%"))
@@ -304,10 +316,17 @@ class Walk:
             self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
             self.record("CanaryReady", f"{canary} is ready: it takes {self.get('canaryWeight')}% of requests")
         service = isvc.predictor_service(name, canary)
+        settle = 0.0
         if ready and final and serving.routed(self.r, self.settings):
             on_route = route.weights(self.o.route).get(service) == 100
             ready = on_route and route.accepted(self.o.route, self.settings.gateway)
+            # Stable keeps its pods until the gateway has surely stopped sending it requests.
+            full_since = parse(self.get("stepStartedAt")) or self.now
+            settle = self.scale_down_delay() - (self.now - full_since).total_seconds()
         if ready and (not final or percent == 100):
+            if settle > 0:
+                return self.waiting("Promoting", f"{service} takes all requests; stable keeps its pods "
+                                    f"{settle:.0f}s more while the gateway drains it", settle)  # fmt: skip
             return None
         if self.get("stepStartedAt") is None:
             deployed = parse(self.get("canaryDeployedAt"))
@@ -343,9 +362,16 @@ class Walk:
         self.events.append(Event("Normal", "Promoted", f"{canary} promoted: {why}"))
         return self.steady()
 
+    def scale_down_delay(self) -> float:
+        return float(self.r.spec.canary.scale_down_delay_seconds) if self.r.spec.canary else 0.0
+
     def rollback(self, action: str, why: str, outcome: Outcome | None = None) -> Result:
         canary, stable = self.get("canaryVersion"), self.get("stableVersion")
         self.fields |= {"rolledBackVersion": canary}
+        if self.standard and serving.routed(self.r, self.settings) and self.scale_down_delay() > 0:
+            # The route sends the canary nothing from now on; its pods go once the gateway has drained them.
+            until = self.now + timedelta(seconds=self.scale_down_delay())
+            self.fields |= {"drainingVersion": canary, "drainUntil": rfc3339(until)}
         self.record(action, why, outcome)
         self.events.append(Event("Warning", "RolledBack" if action == "Rollback" else "Aborted",
                                  f"{canary} rolled back, all traffic to {stable}: {why}"))  # fmt: skip
@@ -420,6 +446,12 @@ class Walk:
         if not stable_name or stable_name not in by_name:
             return None
         canary_name = self.get("canaryVersion")
+        if canary_name is None and (drain := self.draining()) is not None and drain[0] in by_name:
+            # Kept in the InferenceService, off the route: the gateway drains it before KServe removes it.
+            gone = version_of(by_name[drain[0]])
+            name = isvc.predictor_name(isvc.isvc_name(self.r), drain[0])
+            percent = isvc.canary_state(self.o.isvc, name)[1] or 1  # as it was: KServe resizes nothing
+            return serving.Serving(version_of(by_name[stable_name]), gone, percent, canary_ready=False)
         canary = version_of(by_name[canary_name]) if canary_name in by_name else None
         ready = False
         if canary is not None and self.standard:
