@@ -47,7 +47,7 @@ def trainer_pod(rank: int = 0, command: list[str] | None = None, **container: An
     }
 
 
-IPS = {"job-a1-w0": "127.64.0.2", "job-a1-w1": "127.64.0.3"}
+IPS = {"job-a1-w0": "198.18.0.2", "job-a1-w1": "198.18.0.3"}
 
 
 def prep(cfg: Config, pod: dict[str, Any], others: list[dict[str, Any]] | None = None) -> Any:
@@ -67,12 +67,12 @@ def test_prepare_distributed_trainer(tmp_path: Path) -> None:
     assert w0.argv == [
         "/venv/bin/torchrun",
         "--node-rank=0",
-        "--master-addr=127.64.0.2",  # rank 0's pod IP
+        "--master-addr=198.18.0.2",  # rank 0's pod IP
         "--master-port=29500",  # its own address: no port needs moving
         "-m",
         "slipway_trainer",
     ]
-    assert w1.argv[1:4] == ["--node-rank=1", "--master-addr=127.64.0.2", "--master-port=29500"]
+    assert w1.argv[1:4] == ["--node-rank=1", "--master-addr=198.18.0.2", "--master-port=29500"]
     env = w0.env
     assert env["AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
     assert env["PYTHONPATH"] == str(cfg.repo_root / "runtimes" / "trainer")

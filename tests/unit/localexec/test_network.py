@@ -34,15 +34,15 @@ def test_dns_candidates(host: str, expected: list[Candidate]) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("job-w0.job", "127.64.0.2"),
-        ("job-w0.job:29500", "127.64.0.2:29500"),
-        ("tcp://job-w0.job:29500", "tcp://127.64.0.2:29500"),
-        ("http://user:pw@job-w0.job.ml.svc.cluster.local/x?y=z", "http://user:pw@127.64.0.2/x?y=z"),
-        ("job-w0.job:1,minio.storage.svc:9000", "127.64.0.2:1,minio.storage.svc:9000"),
-        ("pred:80", "127.64.0.5:8080"),  # a Service: its port becomes the targetPort
-        ("http://pred.ml.svc/v1/models", "http://127.64.0.5/v1/models"),
-        ("http://pred.ml.svc:80/v1/models", "http://127.64.0.5:8080/v1/models"),
-        ("pred:81", "127.64.0.5:81"),  # a port the Service does not map is kept
+        ("job-w0.job", "198.18.0.2"),
+        ("job-w0.job:29500", "198.18.0.2:29500"),
+        ("tcp://job-w0.job:29500", "tcp://198.18.0.2:29500"),
+        ("http://user:pw@job-w0.job.ml.svc.cluster.local/x?y=z", "http://user:pw@198.18.0.2/x?y=z"),
+        ("job-w0.job:1,minio.storage.svc:9000", "198.18.0.2:1,minio.storage.svc:9000"),
+        ("pred:80", "198.18.0.5:8080"),  # a Service: its port becomes the targetPort
+        ("http://pred.ml.svc/v1/models", "http://198.18.0.5/v1/models"),
+        ("http://pred.ml.svc:80/v1/models", "http://198.18.0.5:8080/v1/models"),
+        ("pred:81", "198.18.0.5:81"),  # a port the Service does not map is kept
         ("s3://bucket/job-w0.job", "s3://bucket/job-w0.job"),  # a bucket name is not a host we run
         ("elsewhere.example.com", "elsewhere.example.com"),
         ("some words with job-w0.job inside", "some words with job-w0.job inside"),
@@ -52,9 +52,9 @@ def test_dns_candidates(host: str, expected: list[Candidate]) -> None:
 def test_rewrite_hosts(value: str, expected: str) -> None:
     def resolve(host: str) -> Target | None:
         if host.startswith("job-w0.job"):
-            return Target("127.64.0.2")
+            return Target("198.18.0.2")
         if host.startswith("pred"):
-            return Target("127.64.0.5", {80: 8080})
+            return Target("198.18.0.5", {80: 8080})
         return None
 
     assert rewrite_hosts(value, resolve) == expected
@@ -80,13 +80,13 @@ def test_resolver_pod_and_service_names() -> None:
         asked.append((ns, name))
         return services.get((ns, name))
 
-    ips = {"job-a1-w1": "127.64.0.3", "other-a1-w0": "127.64.0.4", "pred-1": "127.64.0.5", "pred-0": "127.64.0.6"}
+    ips = {"job-a1-w1": "198.18.0.3", "other-a1-w0": "198.18.0.4", "pred-1": "198.18.0.5", "pred-0": "198.18.0.6"}
     r = Resolver([client, other_gang, unready, predictor, done], service, lambda p: ips.get(p["metadata"]["name"]))
     assert r.resolve("job-w0.job", client) is None  # a sibling not created yet: no IP to give
-    assert r.resolve("job-w1.job", client) == Target("127.64.0.3")
-    assert r.resolve("other-w0.other.ml.svc.cluster.local", client) == Target("127.64.0.4")
+    assert r.resolve("job-w1.job", client) == Target("198.18.0.3")
+    assert r.resolve("other-w0.other.ml.svc.cluster.local", client) == Target("198.18.0.4")
     assert r.resolve("other-w9.other", client) is None
-    assert r.resolve("pred", client) == Target("127.64.0.5", {80: 8080})  # the ready pod, its named port
+    assert r.resolve("pred", client) == Target("198.18.0.5", {80: 8080})  # the ready pod, its named port
     assert r.resolve("nothing.ml.svc", client) is None  # a Service selecting no pod of ours
     assert r.resolve("missing", client) is None
     assert r.resolve("pred.elsewhere.svc", client) is None  # no pod of ours there: the API is not even asked

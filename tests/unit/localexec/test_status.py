@@ -76,9 +76,9 @@ def test_pod_phase(runs: list[ContainerRun], policy: str, phase: str) -> None:
 
 def test_pod_status_running() -> None:
     pod = {"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never"}, "status": {}}
-    s = pod_status(pod, [run(RUNNING)], "2026-01-01T00:00:00Z", "127.64.0.2")
+    s = pod_status(pod, [run(RUNNING)], "2026-01-01T00:00:00Z", "198.18.0.2")
     assert s["phase"] == "Running"
-    assert s["podIP"] == "127.64.0.2" and s["podIPs"] == [{"ip": "127.64.0.2"}] and s["hostIP"] == "127.0.0.1"
+    assert s["podIP"] == "198.18.0.2" and s["podIPs"] == [{"ip": "198.18.0.2"}] and s["hostIP"] == "127.0.0.1"
     assert "initContainerStatuses" not in s
     assert s["startTime"] == "2026-01-01T00:00:00Z"
     conditions = {c["type"]: c["status"] for c in s["conditions"]}
@@ -116,7 +116,7 @@ def test_pod_status_with_init_containers() -> None:
     pod = {"metadata": {"name": "p"}, "spec": {"restartPolicy": "Always"}, "status": {}}
     init = [run(TERMINATED, 0), run(RUNNING)]
     init[0].name, init[1].name = "fetch", "unpack"
-    s = pod_status(pod, [run(WAITING, reason="PodInitializing")], "2026-01-01T00:00:00Z", "127.64.0.2", init)
+    s = pod_status(pod, [run(WAITING, reason="PodInitializing")], "2026-01-01T00:00:00Z", "198.18.0.2", init)
     assert s["phase"] == "Pending"
     by_type = {c["type"]: c for c in s["conditions"]}
     assert by_type["Initialized"]["status"] == "False"
