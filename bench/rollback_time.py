@@ -197,16 +197,24 @@ def stages(samples: list[tuple[float, int]]) -> list[tuple[int, float, float]]:
 
 
 def shares(load: Load, version: str, samples: list[tuple[float, int]]) -> list[dict[str, Any]]:
-    """The canary's share of the answers at each routed weight, as counted at the predictors (each answer names
-    the version that gave it), against the weight the route asked for."""
+    """The canary's share of the requests at each routed weight, against the weight the route asked for, as
+    counted at the predictors: each answer names the version that gave it; a 500 names none, and is counted as
+    the canary's (only a flaky canary answers 500: stable is healthy, and the data plane's own failures are
+    other codes)."""
     out = []
     for weight, since, until in stages(samples):
-        answers = load.versions(since, until)
-        total, canary = sum(answers.values()), answers.get(version, 0)
-        out.append({"weight_percent": weight, "seconds": round(until - since, 1), "answers": total,
-                    "canary_answers": canary,
+        answers, errors = load.versions(since, until), codes_between(load, since, until).get(500, 0)
+        total, canary = sum(answers.values()) + errors, answers.get(version, 0) + errors
+        out.append({"weight_percent": weight, "seconds": round(until - since, 1), "requests": total,
+                    "canary_answers": answers.get(version, 0), "canary_errors_500": errors,
                     "canary_share_percent": round(100 * canary / total, 1) if total else None})  # fmt: skip
     return out
+
+
+def achieved_rate(load: Load) -> float | None:
+    """Requests per second actually sent: the generator waits for each answer, so a slow machine sends fewer."""
+    times = [t for t, _ in list(load.results)]
+    return round(len(times) / (times[-1] - times[0]), 1) if len(times) > 1 and times[-1] > times[0] else None
 
 
 def codes_between(load: Load, since: float, until: float) -> dict[int, int]:
@@ -275,14 +283,15 @@ def main() -> int:
                     "failed_requests": {str(c): n for c, n in sorted(codes.items()) if c != 200},
                     "steps": shares(load, good, samples),
                 })  # fmt: skip
-            codes = load.codes()
+            codes, rate = load.codes(), achieved_rate(load)
     healthy = [c for c in canaries if c["kind"] == "healthy"]
     regressions = [c for c in canaries if c["kind"] == "regression"]
     print(json.dumps({
         "benchmark": "rollback_time",
         "stack": "KServe v0.20.0 controller (Standard mode), Traefik Gateway API route owned by the Rollout, "
                  "Prometheus kubernetes_sd",
-        "settings": {"requests_per_second": args.rps, "canary_weight_percent": args.canary_weight,
+        "settings": {"requests_per_second": args.rps, "achieved_requests_per_second": rate,
+                     "canary_weight_percent": args.canary_weight,
                      "analysis_interval_seconds": args.interval, "scrape_interval": args.scrape,
                      "fail_fraction": args.fail_fraction, "false_rollback_rate_alpha": 0.05},
         "rollback_seconds": {"runs": [round(x, 2) for x in rollback_s],
