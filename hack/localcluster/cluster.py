@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from localexec.podnet import POD_NETWORK
+
 from . import components, kubeconfig, nodes
 from . import prometheus as prom
 from .api import Api, ApiError
@@ -349,6 +351,7 @@ class Cluster:
     def _prepare(self) -> None:
         for d in (self.state.root, self.state.logs, self.state.run, self.state.kwok_workdir):
             d.mkdir(parents=True, exist_ok=True)
+        self._guard_network()
         self.state.save_ports(self.ports)
         self._api_client = None  # certificates may be new
         if self.pki.ensure():
@@ -357,6 +360,15 @@ class Cluster:
         for who, path in self._kubeconfigs().items():
             cert, key = self.pki.client_cert(who)
             kubeconfig.write(path, self.server, self.pki.ca_cert, cert, key, user=who.name)
+
+    def _guard_network(self) -> None:
+        """kwok's simulated pods have addresses in the pod network and Services have ClusterIPs, neither with
+        anything behind them: route both to `unreachable` before anything can learn them, so no proxy's packet
+        follows the default route off the machine (the executor installs the same, with or without us)."""
+        for cidr in (POD_NETWORK, components.SERVICE_CIDR):
+            proc = subprocess.run(["ip", "route", "replace", "unreachable", cidr], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ClusterError(f"cannot route {cidr} to unreachable (needs root): {proc.stderr.strip()}")
 
     def _kubeconfigs(self) -> dict[ClientIdentity, Path]:
         return {
@@ -429,7 +441,9 @@ class Cluster:
     def _start_executor(self) -> None:
         # A ready file left by an executor that died must not pass for the new one's.
         self._executor_ready.unlink(missing_ok=True)
-        argv = components.executor(self.executor_python, self.state, self.kubeconfig, self.executor_python)
+        argv = components.executor(
+            self.executor_python, self.state, self.kubeconfig, self.executor_python, self.bin_dir
+        )
         pythonpath = os.pathsep.join(p for p in (str(HACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
         self._start(ProcessSpec(EXECUTOR, argv, env=dict(os.environ, PYTHONPATH=pythonpath)))
 

@@ -8,11 +8,13 @@ otherwise, so the Rollout's assumptions cannot drift from what a cluster does.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import Kubectl, _creds, wait_for
+from tests.integration.test_kserve_sklearn import s3_credentials, train
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +31,35 @@ def isvc(name: str, *, predictor: dict[str, Any], canary: list[dict[str, Any]] |
     return json.dumps(body)
 
 
+ACCOUNT = "s3-reader"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, s3_server: Any) -> None:
+    """The predictor pods are real (the local executor runs KServe's sklearn server): the
+    models their storage URIs name exist in the local S3 server."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, **_creds(s3_server))
+    if "models" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="models")
+    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    train(path)
+    for prefix in ("iris", "iris2"):
+        s3.upload_file(str(path), "models", f"{prefix}/model.joblib")
+
+
+@pytest.fixture(autouse=True)
+def credentials(request: pytest.FixtureRequest, s3_server: Any) -> Iterator[None]:
+    if "serving_kubectl" in request.fixturenames:
+        request.getfixturevalue("models")
+        s3_credentials(request.getfixturevalue("serving_kubectl"), s3_server)
+    yield
+
+
 def sklearn(storage_uri: str = "s3://models/iris", **extra: Any) -> dict[str, Any]:
     model = {"modelFormat": {"name": "sklearn"}, "storageUri": storage_uri, **extra}
-    return {"minReplicas": 1, "model": model}
+    return {"minReplicas": 1, "serviceAccountName": ACCOUNT, "model": model}
 
 
 def test_webhook_refuses_a_model_name_on_the_standard_predictor(serving_kubectl: Kubectl) -> None:
