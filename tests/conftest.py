@@ -38,21 +38,27 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interva
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def _local_cluster(
+    tmp_path_factory: pytest.TempPathFactory, name: str, what: str, timeout: float, **options: bool
+) -> Iterator[Any]:
     from localcluster import Cluster, ClusterError
 
-    # The whole local environment: executor, KServe gateway and a real Prometheus (scraping every second).
-    c = Cluster(tmp_path_factory.mktemp("cluster"), free_ports=True, kserve=True, prometheus=True)
+    c = Cluster(tmp_path_factory.mktemp(name), free_ports=True, **options)
     try:
-        c.up()
+        c.up(timeout=timeout)
     except (ClusterError, OSError) as e:
         c.down(purge=True)
         if REQUIRE_CLUSTER:
-            pytest.fail(f"local control plane did not start: {e}")
-        pytest.skip(f"local control plane unavailable: {e}")
+            pytest.fail(f"{what} did not start: {e}")
+        pytest.skip(f"{what} unavailable: {e}")
     yield c
     c.down(purge=True)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # The whole local environment: executor, KServe gateway and a real Prometheus (scraping every second).
+    yield from _local_cluster(tmp_path_factory, "cluster", "local control plane", 300.0, kserve=True, prometheus=True)
 
 
 @pytest.fixture(scope="session")
@@ -61,18 +67,7 @@ def serving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     Traefik on the Gateway API) for Standard mode; apart from `cluster`, whose local KServe
     gateway still plays Serverless mode and would fight KServe's controller over
     InferenceServices."""
-    from localcluster import Cluster, ClusterError
-
-    c = Cluster(tmp_path_factory.mktemp("serving"), free_ports=True, serving=True, prometheus=True)
-    try:
-        c.up(timeout=600)
-    except (ClusterError, OSError) as e:
-        c.down(purge=True)
-        if REQUIRE_CLUSTER:
-            pytest.fail(f"local serving stack did not start: {e}")
-        pytest.skip(f"local serving stack unavailable: {e}")
-    yield c
-    c.down(purge=True)
+    yield from _local_cluster(tmp_path_factory, "serving", "local serving stack", 600.0, serving=True, prometheus=True)
 
 
 @pytest.fixture(scope="session")
@@ -150,8 +145,7 @@ class Kubectl:
         return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
 
 
-@pytest.fixture
-def kubectl(cluster: Any) -> Iterator[Kubectl]:
+def _namespace(cluster: Any) -> Iterator[Kubectl]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", ns)
     yield Kubectl(cluster, ns)
@@ -159,11 +153,13 @@ def kubectl(cluster: Any) -> Iterator[Kubectl]:
 
 
 @pytest.fixture
+def kubectl(cluster: Any) -> Iterator[Kubectl]:
+    yield from _namespace(cluster)
+
+
+@pytest.fixture
 def serving_kubectl(serving_cluster: Any) -> Iterator[Kubectl]:
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    serving_cluster.kubectl("create", "namespace", ns)
-    yield Kubectl(serving_cluster, ns)
-    serving_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    yield from _namespace(serving_cluster)
 
 
 class Operator:
