@@ -38,7 +38,7 @@ MONITORING_CRDS = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prome
 DENIED = [
     ("list", "secrets"),
     ("watch", "secrets"),
-    ("create", "secrets"),
+    ("delete", "secrets"),  # it creates and patches the storage identity's copy, never deletes one
     ("create", "deployments.apps"),
     ("delete", "namespaces"),
     ("update", "trainingjobs.slipway.dev"),

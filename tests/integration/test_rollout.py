@@ -126,8 +126,20 @@ def test_bad_canary_is_rolled_back_and_good_one_promoted(stack: Stack, s3_server
         evidence = next(e for e in decision["evidence"] if e["metric"] == "errorRate")
         assert evidence["canary"]["value"] > evidence["stable"]["value"] and evidence["pValue"] <= 0.05
         assert st["stableVersion"] == v1 and st["canaryWeight"] == 0
-        isvc = serving.get("inferenceservice", "cancer-rf") or {}
-        assert not isvc["spec"].get("canary") and isvc["spec"]["predictor"].get("canaryTrafficPercent") is None
+        wait_for("the canary gone from the InferenceService", lambda: canary_percent(serving) is None)
+
+        # Asked to, the rolled-back version is canaried again, and rolled back again: it still fails.
+        serving("annotate", "rollout", "cancer-rf", "slipway.dev/retry=1")
+
+        def rolled_back_twice() -> dict[str, Any] | None:
+            st = rollout_status(serving)
+            return st if [d["action"] for d in st.get("decisions", [])].count("Rollback") == 2 else None
+
+        st = wait_for("the retried canary rolled back again", rolled_back_twice, timeout=SERVE_TIMEOUT)
+        actions = [d["action"] for d in st["decisions"]]
+        first = actions.index("Rollback")
+        assert actions[first + 1 : first + 3] == ["Retry", "CanaryStarted"], actions
+        assert st["stableVersion"] == v1 and st["rolledBackVersion"] == bad and st["retryToken"] == "1"
 
         v2 = train(serving, "train-2", seed=2)
         serving.apply(rollout_doc(v2, prom, steps, mode))
@@ -136,7 +148,7 @@ def test_bad_canary_is_rolled_back_and_good_one_promoted(stack: Stack, s3_server
         actions = [d["action"] for d in st["decisions"]]
         assert actions[-1] == "Promote" and "Advance" in actions
     assert load.codes().get(200, 0) > 100, load.codes()
-    assert operator.metric("slipway_rollout_rollbacks_total", rollout="cancer-rf") == 1
+    assert operator.metric("slipway_rollout_rollbacks_total", rollout="cancer-rf") == 2
     assert operator.metric("slipway_rollout_verdicts_total", verdict="Regressed") >= 1
     assert operator.metric("slipway_rollout_canary_weight", rollout="cancer-rf") == 0
 
