@@ -218,11 +218,13 @@ class Cluster:
     def status(self) -> dict[str, Any]:
         """Readiness is the control plane's; the executor's pid is listed (None when it is
         not running, which `up --no-executor` intends), whatever this Cluster's option; the
-        gateway's and Prometheus' when they run or this Cluster asks for them, and their URLs
-        when they run."""
+        gateway's, Prometheus', Traefik's and KServe's manager's when they run or this Cluster
+        asks for them, and their URLs when they run."""
         processes = self.procs.running((*START_ORDER, *OPTIONAL))
         processes = {
-            n: pid for n, pid in processes.items() if pid or n not in (GATEWAY, PROMETHEUS) or n in self.start_order
+            n: pid
+            for n, pid in processes.items()
+            if pid or n not in (GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER) or n in self.start_order
         }
         up = all(processes[name] is not None for name in START_ORDER)
         out: dict[str, Any] = {
@@ -239,6 +241,8 @@ class Cluster:
             out["gateway_url"] = self.gateway_url
         if processes.get(PROMETHEUS):
             out["prometheus_url"] = self.prometheus_url
+        if processes.get(TRAEFIK):
+            out["ingress_url"] = self.ingress_url
         return out
 
     def up(self, timeout: float = 300.0) -> dict[str, float]:
