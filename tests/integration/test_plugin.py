@@ -93,7 +93,7 @@ def test_get_watch_promote_and_history_on_a_live_rollout(serving: Kubectl, s3: A
             wait_for("the watch to show the gate", lambda: "manual gate" in log.read_text(), timeout=20)
             promoted = slipway(cluster, ns, "promote", "cancer-rf", "--wait", "20").stdout
             assert "slipway.dev/promote=" in promoted and "the operator acted on it" in promoted
-            wait_for("promotion", lambda: rollout_status(serving).get("stableVersion") == v2, timeout=60)
+            wait_for("promotion", lambda: rollout_status(serving).get("stableVersion") == v2, timeout=SERVE_TIMEOUT)
             time.sleep(2)  # let the watch poll once more
     finally:
         watcher.terminate()

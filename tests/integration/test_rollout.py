@@ -206,7 +206,7 @@ def test_manual_gate_restart_retarget_abort_and_a_slow_version(stack: Stack, s3_
         # A manual gate holds the canary at 20 %, across an operator crash.
         v2 = copy_version(serving, good, "cancer-rf-v2", 2, copy_artifact(s3, good, "cancer-rf-v2"))
         serving.apply(rollout_doc(v2, prom, [{"weight": 20, "manualGate": True}], mode))
-        wait_for("paused at the gate", lambda: rollout_status(serving).get("phase") == "Paused")
+        wait_for("paused at the gate", lambda: rollout_status(serving).get("phase") == "Paused", timeout=SERVE_TIMEOUT)
         assert canary_percent(serving) == 20
         first.stop(kill=True)
         second = operator_factory()
@@ -215,7 +215,8 @@ def test_manual_gate_restart_retarget_abort_and_a_slow_version(stack: Stack, s3_
         assert st["phase"] == "Paused" and st["currentStep"] == 0 and st["canaryVersion"] == v2
         assert canary_percent(serving) == 20
         serving("annotate", "rollout", "cancer-rf", "slipway.dev/promote=1")
-        wait_for("promotion", lambda: rollout_status(serving).get("stableVersion") == v2, timeout=60)
+        # Standard mode: all requests to the canary, KServe ready at 100 %, stable drained, then promotion.
+        wait_for("promotion", lambda: rollout_status(serving).get("stableVersion") == v2, timeout=SERVE_TIMEOUT)
 
         # Changing the target mid-rollout starts over from the stable version; abort rolls back by hand.
         steps = [{"weight": 30, "holdSeconds": 600}]
