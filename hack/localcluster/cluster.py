@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from localexec.podnet import POD_NETWORK
+from localexec.podnet import unreachable_routes
 
 from . import components, kubeconfig, nodes
 from . import prometheus as prom
@@ -369,10 +369,10 @@ class Cluster:
         """kwok's simulated pods have addresses in the pod network and Services have ClusterIPs, neither with
         anything behind them: route both to `unreachable` before anything can learn them, so no proxy's packet
         follows the default route off the machine (the executor installs the same, with or without us)."""
-        for cidr in (POD_NETWORK, components.SERVICE_CIDR):
-            proc = subprocess.run(["ip", "route", "replace", "unreachable", cidr], capture_output=True, text=True)
+        for cmd in unreachable_routes(components.SERVICE_CIDR):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                raise ClusterError(f"cannot route {cidr} to unreachable (needs root): {proc.stderr.strip()}")
+                raise ClusterError(f"{' '.join(cmd)} failed (needs root): {proc.stderr.strip()}")
 
     def _kubeconfigs(self) -> dict[ClientIdentity, Path]:
         return {

@@ -183,16 +183,17 @@ class Allocator:
 # ---- what is run: pure builders, unit-tested -----------------------------------------
 
 
+def unreachable_routes(service_cidr: str) -> list[list[str]]:
+    """`unreachable` routes for the whole pod network and the Service CIDR (idempotent), so
+    what has no /32 route of a live pod fails at once instead of following the default route
+    off the machine. The local cluster installs them too, before kwok hands out addresses."""
+    return [["ip", "route", "replace", "unreachable", cidr] for cidr in (POD_NETWORK, service_cidr)]
+
+
 def host_guard_commands(pod_range: PodRange, service_cidr: str) -> list[list[str]]:
     """Root-namespace set-up shared by every pod (and every executor): idempotent. The
-    gateway on `lo` (the source of the host's packets to pods), and `unreachable` routes
-    for the whole pod network and the Service CIDR, so what has no /32 route of a live pod
-    fails at once instead of following the default route off the machine."""
-    return [
-        ["ip", "addr", "replace", f"{pod_range.gateway}/32", "dev", "lo"],
-        ["ip", "route", "replace", "unreachable", POD_NETWORK],
-        ["ip", "route", "replace", "unreachable", service_cidr],
-    ]
+    gateway on `lo` (the source of the host's packets to pods) and the unreachable routes."""
+    return [["ip", "addr", "replace", f"{pod_range.gateway}/32", "dev", "lo"], *unreachable_routes(service_cidr)]
 
 
 def check_service_cidr(cidr: str) -> str:
