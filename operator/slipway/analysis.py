@@ -15,6 +15,7 @@ the step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,51 @@ def traefik_service(namespace: str, service: str) -> str:
     return f"{namespace}-{service}-http-{SERVICE_PORT}@kubernetesgateway"
 
 
+@dataclass(frozen=True)
+class Signals:
+    """Where one source keeps its request counter and latency histogram, which label tells the versions apart,
+    and which label says a request was a server error."""
+
+    requests: str
+    latency: str
+    side_label: str
+    error_label: str
+    is_error: Callable[[str], bool]
+
+
+PREDICTOR = Signals(REQUESTS, LATENCY, "version", "outcome", lambda outcome: outcome == "server_error")
+# A server error is the backend's 5xx, or the gateway's when it could not reach it.
+TRAEFIK = Signals(TRAEFIK_REQUESTS, TRAEFIK_LATENCY, "service", "code", lambda code: code.startswith("5"))
+
+
+async def observe(
+    analysis: Analysis, signals: Signals, sel: str, sides: dict[str, str], window_s: int
+) -> dict[str, Side]:
+    """Each version's Side over the window; `sides` maps the value of `signals.side_label` to the version."""
+    window, by = f"{max(window_s, 1)}s", signals.side_label
+    counts = await query(
+        analysis.prometheus.address,
+        f"sum by ({by}, {signals.error_label}) (increase({signals.requests}{{{sel}}}[{window}]))",
+    )
+    quantiles: list[tuple[dict[str, str], float]] = []
+    if analysis.latency.enabled:
+        quantiles = await query(
+            analysis.prometheus.address,
+            f"histogram_quantile({analysis.latency.quantile}, "
+            f"sum by (le, {by}) (increase({signals.latency}{{{sel}}}[{window}])))",
+        )
+    out = {}
+    for key, version in sides.items():
+        rows = [(m, v) for m, v in counts if m.get(by) == key and not math.isnan(v)]
+        lat = [v for m, v in quantiles if m.get(by) == key and math.isfinite(v)]
+        out[version] = Side(
+            requests=sum(v for _, v in rows),
+            server_errors=sum(v for m, v in rows if signals.is_error(m.get(signals.error_label, ""))),
+            latency_q=lat[0] if lat else None,
+        )
+    return out
+
+
 async def observe_traefik(
     analysis: Analysis, namespace: str, services: dict[str, str], window_s: int
 ) -> dict[str, Side]:
@@ -84,55 +130,13 @@ async def observe_traefik(
     labels = {traefik_service(namespace, svc): version for version, svc in services.items()}
     # Namespaces and Service names are DNS labels: nothing in them is special to a regular expression.
     sel = 'service=~"' + "|".join(sorted(labels)) + '"'
-
-    window = f"{max(window_s, 1)}s"
-    counts = await query(
-        analysis.prometheus.address, f"sum by (service, code) (increase({TRAEFIK_REQUESTS}{{{sel}}}[{window}]))"
-    )
-    quantiles: list[tuple[dict[str, str], float]] = []
-    if analysis.latency.enabled:
-        quantiles = await query(
-            analysis.prometheus.address,
-            f"histogram_quantile({analysis.latency.quantile}, "
-            f"sum by (le, service) (increase({TRAEFIK_LATENCY}{{{sel}}}[{window}])))",
-        )
-    sides = {}
-    for label, version in labels.items():
-        rows = [(m, v) for m, v in counts if m.get("service") == label and not math.isnan(v)]
-        lat = [v for m, v in quantiles if m.get("service") == label and math.isfinite(v)]
-        sides[version] = Side(
-            requests=sum(v for _, v in rows),
-            # A server error is the backend's 5xx, or the gateway's when it could not reach it.
-            server_errors=sum(v for m, v in rows if m.get("code", "").startswith("5")),
-            latency_q=lat[0] if lat else None,
-        )
-    return sides
+    return await observe(analysis, TRAEFIK, sel, labels, window_s)
 
 
 async def observe_sides(
     analysis: Analysis, namespace: str, model: str, versions: tuple[str, str], window_s: int
 ) -> dict[str, Side]:
-    sel, window = selector(namespace, model), f"{max(window_s, 1)}s"
-    counts = await query(
-        analysis.prometheus.address, f"sum by (version, outcome) (increase({REQUESTS}{{{sel}}}[{window}]))"
-    )
-    quantiles: list[tuple[dict[str, str], float]] = []
-    if analysis.latency.enabled:
-        q = analysis.latency.quantile
-        quantiles = await query(
-            analysis.prometheus.address,
-            f"histogram_quantile({q}, sum by (le, version) (increase({LATENCY}{{{sel}}}[{window}])))",
-        )
-    sides = {}
-    for version in versions:
-        rows = [(m, v) for m, v in counts if m.get("version") == version and not math.isnan(v)]
-        lat = [v for m, v in quantiles if m.get("version") == version and math.isfinite(v)]
-        sides[version] = Side(
-            requests=sum(v for _, v in rows),
-            server_errors=sum(v for m, v in rows if m.get("outcome") == "server_error"),
-            latency_q=lat[0] if lat else None,
-        )
-    return sides
+    return await observe(analysis, PREDICTOR, selector(namespace, model), {v: v for v in versions}, window_s)
 
 
 async def observe_custom(analysis: Analysis, canary: str) -> dict[str, float | None]:
