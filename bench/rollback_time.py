@@ -10,9 +10,10 @@ model's artifact copied to a new key (KServe refuses a predictor rename without 
 Per canary it also counts requests as the load generator saw them: failures during a healthy canary's steps and
 promotion (there should be none), failures during a rollback other than the failing canary's own (its model's
 500s), and the canary's share of the answers at each step weight (the predictors name their version in every
-answer). Prints one JSON object.
+answer). A healthy canary goes through two steps (10 % and 50 %, 45 s each: over 2,000 requests a step at 50
+requests/s); `split` sums up how far the share strayed from the weight. Prints one JSON object.
 
-    .venv/bin/python bench/rollback_time.py [--regressions 5] [--healthy 5]
+    .venv/bin/python bench/rollback_time.py [--regressions 5] [--healthy 5] [--healthy-steps 10:45,50:45]
 """
 
 from __future__ import annotations
@@ -148,12 +149,12 @@ def s3_parts(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def rollout(env: Env, target: str, canary_weight: int, interval: int, hold: int) -> None:
+def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int) -> None:
     doc = yaml.safe_load((REPO / "examples" / "rollout.yaml").read_text())
     doc["spec"]["modelVersionRef"]["name"] = target
     doc["spec"]["inferenceService"]["predictor"]["protocolVersion"] = "v1"
     doc["spec"]["canary"] = {
-        "steps": [{"weight": canary_weight, "holdSeconds": hold}],
+        "steps": steps,
         "analysis": {"prometheus": {"address": env.cluster.prometheus_url}, "intervalSeconds": interval,
                      "minRequests": 20, "latency": {"enabled": False}},
     }  # fmt: skip
@@ -211,10 +212,14 @@ def shares(load: Load, version: str, samples: list[tuple[float, int]]) -> list[d
     return out
 
 
-def achieved_rate(load: Load) -> float | None:
-    """Requests per second actually sent: the generator waits for each answer, so a slow machine sends fewer."""
-    times = [t for t, _ in list(load.results)]
-    return round(len(times) / (times[-1] - times[0]), 1) if len(times) > 1 and times[-1] > times[0] else None
+def split_summary(canaries: list[dict[str, Any]], min_requests: int = 2000) -> dict[str, Any]:
+    """How far the canary's share at the predictors strayed from each step's weight, over the steps that saw at
+    least `min_requests` requests (the acceptance bound is 3 points)."""
+    steps = [s for c in canaries for s in c["steps"] if s["requests"] >= min_requests]
+    errors = [abs(s["canary_share_percent"] - s["weight_percent"]) for s in steps]
+    return {"steps_with_enough_requests": len(steps), "min_requests": min_requests,
+            "max_abs_error_points": round(max(errors), 1) if errors else None,
+            "by_step": [(s["weight_percent"], s["requests"], s["canary_share_percent"]) for s in steps]}  # fmt: skip
 
 
 def codes_between(load: Load, since: float, until: float) -> dict[int, int]:
@@ -234,7 +239,11 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=2)
     parser.add_argument("--scrape", default="1s")
     parser.add_argument("--fail-fraction", type=float, default=0.3)
+    parser.add_argument("--healthy-steps", default="10:45,50:45", help="a healthy canary's steps, weight:holdSeconds, "
+                        "long enough for 2,000 requests a step at 50 requests/s")  # fmt: skip
     args = parser.parse_args()
+    healthy_steps = [{"weight": int(w), "holdSeconds": int(h)}
+                     for w, h in (step.split(":") for step in args.healthy_steps.split(","))]  # fmt: skip
     rollback_s: list[float] = []
     restored_s: list[float] = []
     outcomes: list[str] = []
@@ -242,14 +251,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, Env(Path(tmp), args.scrape) as env:
         base = train(env)
         v1 = base["metadata"]["name"]
-        rollout(env, v1, args.canary_weight, args.interval, hold=20)
+        rollout(env, v1, [{"weight": args.canary_weight, "holdSeconds": 20}], args.interval)
         env.wait("v1 served", lambda: ready(env, "rollout", "cancer-rf"))
         rows = load_breast_cancer().data.tolist()
         with Load(env.cluster.ingress_url, "cancer-rf", NS, rows, args.rps, max_seconds=3600, host=host(env)) as load:
             for i in range(args.regressions):
                 bad = register(env, base, f"cancer-rf-v{100 + i}", 100 + i, args.fail_fraction)
                 applied = time.monotonic()
-                rollout(env, bad, args.canary_weight, args.interval, hold=300)
+                rollout(env, bad, [{"weight": args.canary_weight, "holdSeconds": 300}], args.interval)
                 st, samples = follow(env, bad)
                 done = time.monotonic()
                 onset = load.first(500, since=applied)
@@ -271,7 +280,7 @@ def main() -> int:
             for j in range(args.healthy):
                 good = register(env, base, f"cancer-rf-v{200 + j}", 200 + j, None)
                 applied = time.monotonic()
-                rollout(env, good, args.canary_weight, args.interval, hold=15)
+                rollout(env, good, healthy_steps, args.interval)
                 st, samples = follow(env, good)
                 done = time.monotonic()
                 outcomes.append("promoted" if st.get("stableVersion") == good else "rolled back")
@@ -283,7 +292,7 @@ def main() -> int:
                     "failed_requests": {str(c): n for c, n in sorted(codes.items()) if c != 200},
                     "steps": shares(load, good, samples),
                 })  # fmt: skip
-            codes, rate = load.codes(), achieved_rate(load)
+            codes, rate = load.codes(), load.achieved_rate()
     healthy = [c for c in canaries if c["kind"] == "healthy"]
     regressions = [c for c in canaries if c["kind"] == "regression"]
     print(json.dumps({
@@ -300,6 +309,7 @@ def main() -> int:
         "last_error_after_onset_seconds": {"median": round(statistics.median(restored_s), 2) if restored_s else None},
         "healthy_canaries": {"runs": len(outcomes), "false_rollbacks": outcomes.count("rolled back"),
                              "failed_requests": sum(sum(c["failed_requests"].values()) for c in healthy)},
+        "split": split_summary(canaries),
         "rollbacks": {"runs": len(regressions),
                       "failures_other_than_the_canary": sum(sum(c["other_failures"].values()) for c in regressions)},
         "canaries": canaries,
