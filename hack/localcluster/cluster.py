@@ -42,6 +42,7 @@ from .layout import (
 from .pki import ADMIN, CONTROLLER_MANAGER_USER, PKI, SCHEDULER_USER, ClientIdentity
 from .procs import ProcessSpec, ProcessTable
 from .serving import KSERVE_MANAGER, TRAEFIK, ServingError, Stack, gateway_api_crds
+from .sysnet import SystemNetworks
 
 START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
@@ -131,6 +132,7 @@ class Cluster:
         self.log = log
         self.ports = ports or self.state.load_ports() or (Ports.free() if free_ports else Ports())
         self.pki = PKI(self.state.pki)
+        self.sysnet = SystemNetworks(self.state.sysnet, components.SERVICE_CIDR)
         self.procs = ProcessTable(self.state.run, self.state.logs)
         self._api_client: Api | None = None
 
@@ -292,6 +294,8 @@ class Cluster:
             killed = self.procs.stop(group, timeout)
             if killed:
                 self.log(f"{', '.join(killed)} ignored SIGTERM for {timeout:.0f}s; killed")
+        if self.state.sysnet.exists():  # the namespaces of the components that ran in them
+            self.sysnet.remove_all()
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
             self.log(f"removed {self.state_dir}")

@@ -6,8 +6,10 @@ hack/build-serving.sh): the binaries, and the manifests from the modules' own `c
 folders, rendered by kubectl's kustomize and changed only where a process on loopback must
 stand in for an in-cluster Deployment:
 
-- KServe's webhooks are registered by URL (https://127.0.0.1:<port>/...) with a serving
-  certificate from the cluster CA, instead of through their Service and cert-manager;
+- KServe's webhooks are registered by URL (https://<manager address>:<port>/...) with a
+  serving certificate from the cluster CA, instead of through their Service and cert-manager;
+  the manager runs in a network namespace of its own (sysnet.py), because its webhook server
+  binds every address;
 - `inferenceservice-config` gets Gateway API ingress on (`enableGatewayApi`, the Gateway
   `kserve/kserve-ingress-gateway` we create for Traefik) and Standard (RawDeployment) as the
   default deployment mode, as KServe's Standard-mode installation sets them;
@@ -277,14 +279,14 @@ def prometheus_rbac() -> list[Obj]:
 # ---- processes -----------------------------------------------------------------------------
 
 
-def manager_argv(binary: Path, p: Ports) -> list[str]:
-    # Metrics and probes on loopback. The webhook server's address cannot be chosen (KServe
-    # passes only a port to controller-runtime), so it binds this port on every address;
-    # only the apiserver, on 127.0.0.1, calls it.
+def manager_argv(binary: Path, p: Ports, address: str) -> list[str]:
+    # The webhook server's address cannot be chosen (KServe passes only a port to
+    # controller-runtime), so it binds every address: the manager runs in a network namespace
+    # of its own (sysnet), where `address` is its only one besides loopback.
     return [
         str(binary),
-        f"--metrics-addr=127.0.0.1:{p.kserve_metrics}",
-        f"--health-probe-addr=127.0.0.1:{p.kserve_probe}",
+        f"--metrics-addr={address}:{p.kserve_metrics}",
+        f"--health-probe-addr={address}:{p.kserve_probe}",
         f"--webhook-port={p.kserve_webhook}",
         "--zap-log-level=info",
     ]
@@ -365,16 +367,19 @@ class Stack:
             base = self.render(src.kserve / "config" / "rbac") + self.render(src.kserve / "config" / "configmap")
             self.apply(kserve_base_objects(base, self.ports.ingress), "KServe's RBAC and ConfigMap, the Gateway")
             kubeconfig = self._kubeconfig(MANAGER_USER, self.state.kserve / "kubeconfig")
-            cert, key = self.cluster.pki.server_cert("kserve-webhook", ["IP:127.0.0.1", "DNS:localhost"])
+            p = self.ports
+            address = self.cluster.sysnet.prepare(KSERVE_MANAGER, [p.kserve_webhook, p.kserve_metrics, p.kserve_probe])
+            cert, key = self.cluster.pki.server_cert("kserve-webhook", [f"IP:{address}"])
             (webhook_cert_dir(self.state) / "tls.crt").write_bytes(cert.read_bytes())
             (webhook_cert_dir(self.state) / "tls.key").write_bytes(key.read_bytes())
             env = manager_env(self.state, kubeconfig)
-            spec = ProcessSpec(KSERVE_MANAGER, manager_argv(manager_bin, self.ports), env)
-            self.cluster._start(spec, self.ports.kserve_webhook, self.ports.kserve_metrics, self.ports.kserve_probe)
-        probe = f"http://127.0.0.1:{self.ports.kserve_probe}/readyz"
+            argv = self.cluster.sysnet.wrap(KSERVE_MANAGER, manager_argv(manager_bin, p, address))
+            self.cluster._start(ProcessSpec(KSERVE_MANAGER, argv, env))
+        address = self.cluster.sysnet.address(KSERVE_MANAGER)
+        probe = f"http://{address}:{self.ports.kserve_probe}/readyz"
         self.cluster._wait("KServe's manager /readyz", _http_ok(probe), deadline, [KSERVE_MANAGER])
         hooks = load_all((src.kserve / "config" / "webhook" / "manifests.yaml").read_text())
-        base_url = f"https://127.0.0.1:{self.ports.kserve_webhook}"
+        base_url = f"https://{address}:{self.ports.kserve_webhook}"
         self.apply(webhooks_by_url(hooks, base_url, self.cluster.pki.ca_cert.read_bytes()), "KServe's webhooks")
         runtimes = self.render(src.kserve / "config" / "runtimes")
         storage = self.render(src.kserve / "config" / "storagecontainers")

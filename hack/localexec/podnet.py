@@ -9,7 +9,7 @@ EndpointSlices (podIP + containerPort) point at something real.
 Nothing can leave the machine:
 
 - in the root namespace (`host_guard_commands`, at executor start, idempotent):
-  `unreachable 198.18.0.0/15` (pod ranges, kwok's simulated pods' 198.19.0.0/16 too) and
+  `unreachable 198.18.0.0/15` (pod ranges, kwok's simulated pods' 198.19.0.0/17 too) and
   `unreachable <service CIDR>` (no kube-proxy: a ClusterIP leads nowhere), so a packet for a
   pod IP without its /32 route, or for a ClusterIP, fails at once (EHOSTUNREACH) instead of
   taking the default route out of the VM; the gateway address on `lo`;
@@ -59,9 +59,10 @@ from pathlib import Path
 log = logging.getLogger("localexec.podnet")
 
 DEFAULT_RANGE = "198.18.0.0/16"
-# Every pod range lies inside this one (RFC 2544's benchmarking range, 198.18.0.0/15), and
-# kwok's simulated pods get 198.19.0.0/16 (hack/localcluster/kwok.yaml): the host routes all
-# of it to `unreachable` except the /32 of each pod the executor set up.
+# Every pod range lies inside this one (RFC 2544's benchmarking range, 198.18.0.0/15), kwok's
+# simulated pods get 198.19.0.0/17 (hack/localcluster/kwok.yaml) and the local cluster's own
+# components 198.19.128.0/17 (SYSTEM_RANGE): the host routes all of it to `unreachable` except
+# the /32 of each namespace set up here.
 POD_NETWORK = "198.18.0.0/15"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # hack/localcluster/components.py SERVICE_CIDR
 HOST_IP = "127.0.0.1"
@@ -73,7 +74,14 @@ HOST_TABLE = "localexec"
 # Ports a pod's sidecars listen on without declaring them (KServe's agent, Knative's
 # queue-proxy and its metrics): a pod's own 127.0.0.1:P for these, never the host's.
 SIDECAR_PORTS = (8012, 8022, 9081, 9088, 9090, 9091)
-_NETNS_NAME = re.compile(r"^lxp-(?P<id>[0-9a-f]{6})-(?P<ip>\d+\.\d+\.\d+\.\d+)$")
+# The local cluster's own components that bind every address (hack/localcluster/sysnet.py) get
+# namespaces of the same make under another prefix, from SYSTEM_RANGE: executors leave them alone.
+SYSTEM_PREFIX = "lxs-"
+SYSTEM_RANGE = "198.19.128.0/17"
+
+
+def _netns_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(prefix)}(?P<id>[0-9a-f]{{6}})-(?P<ip>\d+\.\d+\.\d+\.\d+)$")
 
 
 class NetworkError(Exception):
@@ -84,8 +92,8 @@ def executor_id(root: Path) -> str:
     return hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:6]
 
 
-def netns_name(exec_id: str, ip: str) -> str:
-    return f"{NETNS_PREFIX}{exec_id}-{ip}"
+def netns_name(exec_id: str, ip: str, prefix: str = NETNS_PREFIX) -> str:
+    return f"{prefix}{exec_id}-{ip}"
 
 
 def veth_name(ip: str) -> str:
@@ -400,15 +408,17 @@ class PodNetworks:
         pod_range: PodRange,
         run: Runner = run_command,
         service_cidr: str = DEFAULT_SERVICE_CIDR,
+        prefix: str = NETNS_PREFIX,
     ) -> None:
-        self.root, self.range, self.run = root, pod_range, run
+        self.root, self.range, self.run, self.prefix = root, pod_range, run, prefix
+        self._pattern = _netns_pattern(prefix)
         self.service_cidr = check_service_cidr(service_cidr)
         self.id = executor_id(root)
         self.allocator = Allocator(pod_range, root / "pod-ips.json")
         self.ready: set[str] = set()  # IPs whose namespace this executor set up
 
     def path(self, ip: str) -> Path:
-        return NETNS_DIR / netns_name(self.id, ip)
+        return NETNS_DIR / netns_name(self.id, ip, self.prefix)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -432,15 +442,24 @@ class PodNetworks:
                 if owner == self.id or not _alive_owner(owner):
                     self._delete(name)
                     removed.append(name)
-            for cmd in host_guard_commands(self.range, self.service_cidr):
-                self.run(cmd, None)
-            existing = ""
-            with contextlib.suppress(NetworkError):
-                existing = self.run(["nft", "list", "table", "ip", HOST_TABLE], None)
-            text = host_nft(self.range, existing)
-            if text is not None:
-                self.run(["nft", "-f", "-"], text)
+            self._host_setup()
         return removed
+
+    def host_setup(self) -> None:
+        """The host's guard routes, gateway address, DNAT and forward filter for this range
+        (idempotent): what `start` sets up, without claiming or cleaning anything."""
+        with self._lock():
+            self._host_setup()
+
+    def _host_setup(self) -> None:
+        for cmd in host_guard_commands(self.range, self.service_cidr):
+            self.run(cmd, None)
+        existing = ""
+        with contextlib.suppress(NetworkError):
+            existing = self.run(["nft", "list", "table", "ip", HOST_TABLE], None)
+        text = host_nft(self.range, existing)
+        if text is not None:
+            self.run(["nft", "-f", "-"], text)
 
     def stop(self) -> None:
         """At executor shutdown: every namespace of this executor goes."""
@@ -455,7 +474,7 @@ class PodNetworks:
             return []
         out = []
         for entry in sorted(NETNS_DIR.iterdir()):
-            m = _NETNS_NAME.match(entry.name)
+            m = self._pattern.match(entry.name)
             if m:
                 out.append((entry.name, m.group("id"), m.group("ip")))
         return out
@@ -473,7 +492,7 @@ class PodNetworks:
         ip = self.allocate(uid, preferred)
         if ip in self.ready and self.path(ip).exists():
             return ip
-        name = netns_name(self.id, ip)
+        name = netns_name(self.id, ip, self.prefix)
         with self._lock():
             self._delete(name)  # a half-made one from a failed try
             try:
@@ -497,7 +516,7 @@ class PodNetworks:
         if ip is None:
             return
         if ip in self.ready or self.path(ip).exists():
-            self._delete(netns_name(self.id, ip))
+            self._delete(netns_name(self.id, ip, self.prefix))
             self.ready.discard(ip)
         if release:
             self.allocator.release(uid)
@@ -505,7 +524,7 @@ class PodNetworks:
     def _delete(self, name: str) -> None:
         if not (NETNS_DIR / name).exists():
             return
-        m = _NETNS_NAME.match(name)
+        m = self._pattern.match(name)
         try:
             self.run(["ip", "netns", "del", name], None)
         except NetworkError as err:

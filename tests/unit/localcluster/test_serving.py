@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from pathlib import Path
 
-from localcluster import serving
+import yaml
+from localcluster import serving, sysnet
 from localcluster.layout import Ports
+from localexec import podnet
 
 CONFIGMAP = {
     "apiVersion": "v1",
@@ -83,11 +86,13 @@ def test_identities_are_the_service_accounts_rbac_binds() -> None:
     assert "system:serviceaccounts:kserve" in serving.MANAGER_USER.groups
 
 
-def test_processes_listen_on_loopback_and_send_nothing_out() -> None:
+def test_processes_listen_on_loopback_or_in_their_namespace_and_send_nothing_out() -> None:
     p = Ports()
-    manager = serving.manager_argv(Path("/bin/kserve-manager"), p)
-    assert f"--metrics-addr=127.0.0.1:{p.kserve_metrics}" in manager
-    assert f"--health-probe-addr=127.0.0.1:{p.kserve_probe}" in manager
+    # The manager's webhook server binds every address: in its own namespace (sysnet), whose
+    # only other address is the one it is given here.
+    manager = serving.manager_argv(Path("/bin/kserve-manager"), p, "198.19.128.2")
+    assert f"--metrics-addr=198.19.128.2:{p.kserve_metrics}" in manager
+    assert f"--health-probe-addr=198.19.128.2:{p.kserve_probe}" in manager
     traefik = serving.traefik_argv(Path("/bin/traefik"), p)
     addresses = [a for a in traefik if ".address=" in a]
     assert addresses and all("=127.0.0.1:" in a for a in addresses)
@@ -132,3 +137,20 @@ def test_the_documented_scrape_job_is_the_one_the_local_cluster_runs() -> None:
     (job,) = yaml.safe_load(block.group(1))
     assert job["job_name"] == prometheus.KSERVE_JOB
     assert job["relabel_configs"] == prometheus.predictor_relabelling()
+
+
+def test_system_namespaces_are_apart_from_pods_and_kwok(tmp_path: Path) -> None:
+    """The manager's namespace takes an address outside both the executor's pod range and kwok's
+    simulated pods' (which nothing must ever reach), inside what the host routes to `unreachable`,
+    and a name no executor cleans up."""
+    system = ipaddress.IPv4Network(podnet.SYSTEM_RANGE)
+    kwok = yaml.safe_load_all((Path(serving.__file__).parent / "kwok.yaml").read_text())
+    kwok_cidr = ipaddress.IPv4Network(next(kwok)["options"]["cidr"], strict=False)
+    assert not system.overlaps(ipaddress.IPv4Network(podnet.DEFAULT_RANGE)) and not system.overlaps(kwok_cidr)
+    assert system.subnet_of(ipaddress.IPv4Network(podnet.POD_NETWORK))
+    nets = sysnet.SystemNetworks(tmp_path, "10.96.0.0/16")
+    address = nets.address("kserve-manager")
+    assert ipaddress.IPv4Address(address) in system and nets.address("kserve-manager") == address
+    argv = nets.wrap("kserve-manager", ["/bin/kserve-manager"])
+    assert argv[0] == "nsenter" and argv[1] == f"--net=/run/netns/lxs-{podnet.executor_id(tmp_path)}-{address}"
+    assert argv[-1] == "/bin/kserve-manager"
