@@ -1,7 +1,8 @@
 """DriftMonitor on the local control plane with the real drift runtime: inputs go through Traefik to a
 predictor KServe's controller deployed, KServe's agent (its payload logger) posts them to the runtime, the
 operator folds each window into status, retrains once after persistent drift (and not again within the
-cooldown, also after an operator restart), and a promotion switches the reference data."""
+cooldown, also after an operator restart); during a canary the agents of both versions' pods post each
+version's inputs under its own name, and a promotion switches the reference data."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import REPO, Kubectl, wait_for
@@ -67,8 +69,25 @@ def predict(kubectl: Kubectl, rows: np.ndarray[Any, Any], batch: int = 20) -> No
             assert resp.status == 200
 
 
+def runtime_rows(url: str, namespace: str) -> dict[str, float]:
+    """Rows the drift runtime accepted per version (its slipway_drift_rows counter), for this monitor."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "slipway_drift_rows_total" and labels.get("namespace") == namespace:
+                out[labels["version"]] = out.get(labels["version"], 0.0) + sample.value
+    return out
+
+
 def status(kubectl: Kubectl) -> dict[str, Any]:
     return (kubectl.get("driftmonitor", "dm") or {}).get("status") or {}
+
+
+def rollout_phase(kubectl: Kubectl) -> str | None:
+    return ((kubectl.get("rollout", "svc") or {}).get("status") or {}).get("phase")
 
 
 def windows_at_least(kubectl: Kubectl, n: int) -> Any:
@@ -140,8 +159,20 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     assert st["consecutiveDriftWindows"] >= 2
     assert "cooldown" in kubectl.condition("driftmonitor", "dm", "Ready")["message"]
 
+    # A canary held at 50 % by a manual gate: KServe's agent in each version's pods posts that version's inputs
+    # (the canary's component carries a logger of its own, or its requests would bypass the agent).
+    gate = {"modelVersionRef": {"name": "dd-v2"}, "canary": {"steps": [{"weight": 50, "manualGate": True}]}}
+    kubectl("patch", "rollout", "svc", "--type=merge", "-p", json.dumps({"spec": gate}))
+    wait_for("canary at the gate", lambda: rollout_phase(kubectl) == "Paused", 300)
+    before = runtime_rows(drift_server.url, kubectl.namespace)
+    predict(kubectl, reference[:200], batch=2)  # 100 requests, each answered by one version
+    new = lambda: {v: n - before.get(v, 0) for v, n in runtime_rows(drift_server.url, kubectl.namespace).items()}  # noqa: E731
+    rows = wait_for("both versions' rows at the runtime", lambda: sum((r := new()).values()) >= 200 and r, 60)
+    assert set(rows) == {"dd-v1", "dd-v2"} and sum(rows.values()) == 200, rows
+    assert min(rows.values()) >= 40, f"a 50 % split of 100 requests: {rows}"  # P(fewer than 20 of 100) < 1e-9
+
     # A promotion switches the reference: the runtime and the service's logger follow the new version.
-    kubectl("patch", "rollout", "svc", "--type=merge", "-p", '{"spec": {"modelVersionRef": {"name": "dd-v2"}}}')
+    kubectl("annotate", "rollout", "svc", "slipway.dev/promote=1")
     wait_for("reference switch", lambda: status(kubectl).get("modelVersion") == "dd-v2", 120)
     assert status(kubectl)["consecutiveDriftWindows"] == 0
     with urllib.request.urlopen(f"{drift_server.url}/v1/monitors/{kubectl.namespace}/dm", timeout=5) as resp:

@@ -33,8 +33,9 @@ NAMESPACE = "slipway-system"
 USED: dict[str, set[str]] = {
     # handlers.on_pod: Kopf lists and watches labelled pods; kube.pods() lists; kube.create/delete (TrainingJob gangs).
     "/pods": {"create", "delete", "list", "watch"},
-    # kube.service_exists() reads, kube.create/delete: the headless Service of a distributed TrainingJob.
-    "/services": {"create", "delete", "get"},
+    # kube.service_exists() reads, kube.create/delete: the headless Service of a distributed TrainingJob;
+    # kube.apply()/delete(): a logged Standard-mode canary's Service to KServe's agent (rollout_serving).
+    "/services": {"create", "delete", "get", "patch"},
     # kube.secret_data()/secret_version(): S3 credentials named by credentialsSecretRef, read by name only;
     # kube.apply(): the Rollout's copy of them for KServe's storage initializer (rollout_storage).
     "/secrets": {"create", "get", "patch"},
@@ -82,6 +83,7 @@ CORE_CALLS: dict[str, tuple[str, str]] = {
     "read_namespaced_service": ("/services", "get"),
     "create_namespaced_service": ("/services", "create"),
     "delete_namespaced_service": ("/services", "delete"),
+    "patch_namespaced_service": ("/services", "patch"),
     "read_namespaced_secret": ("/secrets", "get"),
     "patch_namespaced_secret": ("/secrets", "patch"),
     "read_namespaced_service_account": ("/serviceaccounts", "get"),

@@ -68,3 +68,55 @@ async def test_a_forbidden_read_becomes_a_stalled_condition_not_a_crash() -> Non
     result = await reconcile(Denied(), body, api, NOW)  # type: ignore[arg-type]
     assert conds(result)["Stalled"] == ("True", "Forbidden")
     assert api.events == ["Forbidden"] and api.patches
+
+
+async def test_a_refused_write_becomes_a_stalled_condition_and_keeps_the_status() -> None:
+    """KServe's webhook refusing the InferenceService (say, a predictor rename on an unchanged storageUri) or the
+    apiserver refusing a name: the object says so (Stalled, reason Rejected, the API's message, an Event), the
+    decision's other status fields are not written (it did not happen), and the pass is retried later."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from slipway.api import DriftMonitor
+    from slipway.controllers.base import REJECTED_RETRY_SECONDS, Apply, reconcile
+    from slipway.kube.client import rejection
+
+    denial = ApiException(status=400, reason="Bad Request")
+    denial.body = '{"message": "admission webhook \\"inferenceservice.kserve-webhook-server.validator\\" denied the ' \
+                  'request: predictor.name change requires a model change (e.g. storageUri)"}'  # fmt: skip
+    refused = rejection(denial, "applying InferenceService r")
+    assert refused is not None and "requires a model change" in str(refused)
+    assert rejection(ApiException(status=403, reason="Forbidden"), "x") is None  # RBAC: not the object's fault
+    assert rejection(ApiException(status=503, reason="Unavailable"), "x") is None
+
+    class Deciding:
+        kind = DriftMonitor
+
+        async def observe(self, obj: Any, kube: Any) -> Any:
+            return None
+
+        def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
+            return Result([], fields={"phase": "Moved"}, actions=[Apply({"kind": "X", "metadata": {"name": "x"}})])
+
+    class Api:
+        patches: list[dict[str, Any]] = []
+        events: list[str] = []
+
+        async def apply(self, manifest: dict[str, Any]) -> None:
+            raise refused  # type: ignore[misc]
+
+        async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
+            self.patches.append(patch)
+            return {"metadata": {"resourceVersion": "2"}}
+
+        async def event(self, ref: Any, type_: str, reason: str, message: str, now: Any = None) -> None:
+            self.events.append(reason)
+
+    body = {"apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor",
+            "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
+            "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}},
+            "status": {"phase": "Before"}}  # fmt: skip
+    api = Api()
+    result = await reconcile(Deciding(), body, api, NOW)  # type: ignore[arg-type]
+    assert conds(result)["Stalled"] == ("True", "Rejected") and result.requeue_after == REJECTED_RETRY_SECONDS
+    assert api.events == ["Rejected"] and "phase" not in api.patches[0]
+    stalled = next(c for c in api.patches[0]["conditions"] if c["type"] == "Stalled")
+    assert "requires a model change" in stalled["message"]

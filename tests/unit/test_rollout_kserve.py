@@ -276,3 +276,56 @@ def test_standard_canaries_need_a_stable_replica() -> None:
     r = rollout("m-v1")
     r.spec.inference_service.predictor.min_replicas = 0
     assert conds(CTRL.decide(r, Observed(mv("m-v1")), T0))["Stalled"] == ("True", "InvalidSpec")
+
+
+def test_a_logged_canary_is_reached_through_kserves_agent() -> None:
+    """KServe v0.20 builds a Standard-mode canary's Service from minReplicas alone (reconcileCanaryDeployments
+    in pkg/controller/v1beta1/inferenceservice/components/predictor.go), so it targets the model server's port
+    and the canary's agent never logs a request: with a DriftMonitor the route reaches the canary through the
+    Rollout's own Service to the agent (9081), applied before the route names it, deleted once it does not."""
+    from slipway.controllers.base import Delete
+
+    from tests.unit.test_rollout import live_route
+
+    ctrl = RolloutController(Settings(s3_endpoint="http://s3.local:9000", drift_url="http://drift:8080"))
+    observed = Observed(mv("m-v2"), mv("m-v1"), READY_ISVC, None, drift_monitor="dm")
+    r = ctrl.decide(rollout("m-v2", progressing()), observed, T0 + timedelta(seconds=5))
+    svc = applied(r, "Service")
+    assert svc["metadata"]["name"] == "r-m-v2-logged"
+    assert svc["spec"]["selector"] == {"app": "isvc.r-m-v2-predictor"}  # KServe's label on the canary's pods
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 9081, "protocol": "TCP"}]
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "isvc-uid"
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 90, "r-m-v2-logged": 10}
+    kinds = [a.manifest["kind"] for a in r.actions if isinstance(a, Apply)]
+    assert kinds.index("Service") < kinds.index("HTTPRoute")
+    assert r.fields["applied"]["Service/r-m-v2-logged"] == isvc.digest(svc)
+
+    # Rolled back: the route leaves the canary at once; its Service goes once the live route no longer names it.
+    from tests.unit.test_rollout import REGRESSED
+
+    status = progressing(applied=r.fields["applied"])
+    observed = Observed(mv("m-v2"), mv("m-v1"), READY_ISVC, REGRESSED, drift_monitor="dm",
+                        route=live_route({"r-m-v1-predictor": 90, "r-m-v2-logged": 10}))  # fmt: skip
+    back = ctrl.decide(rollout("m-v2", status), observed, T0 + timedelta(seconds=9))
+    assert route.weights(applied(back, "HTTPRoute")) == {"r-m-v1-predictor": 100}
+    assert not [a for a in back.actions if isinstance(a, Delete)] and "Service/r-m-v2-logged" in back.fields["applied"]
+    later = Observed(mv("m-v2"), mv("m-v1"), READY_ISVC, None, drift_monitor="dm",
+                     route=live_route({"r-m-v1-predictor": 100}))  # fmt: skip
+    fields = {k: v for k, v in back.fields.items() if k != "decisions"}
+    done = ctrl.decide(rollout("m-v2", {**progressing(), **fields}), later, T0 + timedelta(seconds=30))
+    assert Delete("Service", "r-m-v2-logged") in done.actions
+    assert "Service/r-m-v2-logged" not in done.fields["applied"]
+
+
+def test_a_version_with_the_stable_artifact_is_refused_before_its_canary_starts() -> None:
+    """KServe's webhook refuses a predictor rename on an unchanged storageUri (validatePredictorNameChange in
+    pkg/apis/serving/v1beta1/inference_service_validation.go): such a canary could never be promoted."""
+    same = mv("m-v2")
+    same["spec"]["artifact"]["uri"] = mv("m-v1")["spec"]["artifact"]["uri"]
+    status = {"stableVersion": "m-v1", "phase": "Promoted"}
+    r = CTRL.decide(rollout("m-v2", status), Observed(same, mv("m-v1"), READY_ISVC, None), T0)
+    assert conds(r)["Stalled"] == ("True", "SameArtifact") and "register the artifact under a new key" in next(
+        c.message for c in r.conditions if c.type == "Stalled"
+    )
+    assert "canaryVersion" not in r.fields and [e.reason for e in r.events] == ["SameArtifact"]
+    assert "canary" not in applied(r)["spec"]  # stable keeps serving as it was

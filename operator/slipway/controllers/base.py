@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from slipway import conditions
 from slipway.api.kind import Kind
 from slipway.conditions import Cond
-from slipway.kube import Forbidden, Kube, ObjectRef
+from slipway.kube import Forbidden, Kube, ObjectRef, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,17 @@ def invalid(problems: list[str]) -> Result:
     return Result(conditions.stalled("InvalidSpec", message), events=[Event("Warning", "InvalidSpec", message)])
 
 
+# A refused write is retried this often: what refused it (a webhook's rule, another object) may change.
+REJECTED_RETRY_SECONDS = 60.0
+
+
+def rejected(message: str) -> Result:
+    """A write the decision needed was refused as invalid (kube.Rejected): the status keeps what it said before
+    (the decision did not happen) and says why it is stuck, instead of the reconcile failing over and over."""
+    return Result(conditions.stalled("Rejected", message), events=[Event("Warning", "Rejected", message)],
+                  requeue_after=REJECTED_RETRY_SECONDS)  # fmt: skip
+
+
 def describe(error: ValidationError) -> list[str]:
     return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
 
@@ -143,8 +154,11 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
         else:
             result = controller.decide(obj, observed, now)
     ref = ObjectRef.of(body)
-    if await act(controller.kind, ref, result.actions, kube):
-        return result  # the object itself was deleted: there is no status left to write
+    try:
+        if await act(controller.kind, ref, result.actions, kube):
+            return result  # the object itself was deleted: there is no status left to write
+    except Rejected as e:
+        result = rejected(str(e))
     old = body.get("status") or {}
     new = desired_status(old, result, meta.get("generation"), now)
     rv = ref.resource_version

@@ -120,10 +120,10 @@ class RolloutController:
                 credentials[src[0]] = found
             if await kube.service_account_exists(ns, storage.account_name(name, src)):
                 accounts.add(storage.account_name(name, src))
-        analysis = await self.analysis_if_due(obj, status)
+        analysis = await self.analysis_if_due(obj, status, serving.logs(self.settings, monitor))
         return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts))
 
-    async def analysis_if_due(self, obj: Rollout, status: dict[str, Any]) -> Outcome | None:
+    async def analysis_if_due(self, obj: Rollout, status: dict[str, Any], logged: bool) -> Outcome | None:
         analysis = obj.spec.canary.analysis if obj.spec.canary else None
         canary, stable, since = (
             status.get("canaryVersion"),
@@ -136,7 +136,8 @@ class RolloutController:
         if last is not None and (now - last).total_seconds() < analysis.interval_seconds:
             return None
         ns, name = obj.metadata.get("namespace", ""), isvc.isvc_name(obj)
-        services = {v: isvc.predictor_service(name, v) for v in (stable, canary)}
+        # The Services the route names: what the gateway's metrics tell the versions apart by.
+        services = {stable: isvc.predictor_service(name, stable), canary: isvc.backend_service(name, canary, logged)}
         return await analyze(analysis, ns, name, stable, canary, since, now, services)
 
     def decide(self, obj: Rollout, observed: Observed, now: datetime) -> Result:
@@ -185,11 +186,27 @@ class Walk:
         if target == self.get("rolledBackVersion"):
             return self.rolled_back_state()
         canary = self.get("canaryVersion")
+        if canary != target and (same := self.same_artifact(target, stable)):
+            self.events.append(Event("Warning", "SameArtifact", same))
+            return self.finish(conditions.stalled("SameArtifact", same))
         if canary != target:
             if canary:
                 self.record("Retarget", f"target changed from {canary} to {target}: starting over from {stable}")
             self.start_canary(target)
         return self.progress()
+
+    def same_artifact(self, target: str, stable: str) -> str | None:
+        """Standard mode: why `target` cannot replace `stable`, when both name one artifact. KServe's webhook
+        refuses a predictor rename on an unchanged storageUri (validatePredictorNameChange), so such a canary
+        could never be promoted: say so before starting it."""
+        uri = (self.o.model_version or {}).get("spec", {}).get("artifact", {}).get("uri")
+        if not self.standard or self.o.stable is None or uri != self.o.stable["spec"]["artifact"]["uri"]:
+            return None
+        return (
+            f"{target} names the same artifact as the stable {stable} ({uri}); KServe cannot promote a "
+            "predictor whose storageUri does not change: register the artifact under a new key, or point "
+            "spec.modelVersionRef back at the stable version"
+        )
 
     # -- states ---------------------------------------------------------------------------------------------
 
@@ -315,7 +332,7 @@ class Walk:
             now = rfc3339(self.now)
             self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
             self.record("CanaryReady", f"{canary} is ready: it takes {self.get('canaryWeight')}% of requests")
-        service = isvc.predictor_service(name, canary)
+        service = isvc.backend_service(name, canary, serving.logs(self.settings, self.o.drift_monitor))
         settle = 0.0
         if ready and final and serving.routed(self.r, self.settings):
             on_route = route.weights(self.o.route).get(service) == 100

@@ -73,6 +73,47 @@ def predictor_service(isvc: str, version: str) -> str:
     return f"{isvc}-{predictor_name(isvc, version)}-predictor"
 
 
+# KServe's agent (payload logger) listens here in a predictor pod (constants.InferenceServiceDefaultAgentPort).
+AGENT_PORT = 9081
+
+
+def logged_service(isvc: str, version: str) -> str:
+    """The Rollout's own Service for a logged canary's pods, through KServe's agent. Shorter than KServe's
+    `<isvc>-<predictor>-predictor`, so it fits wherever that does."""
+    return f"{isvc}-{predictor_name(isvc, version)}-logged"
+
+
+def backend_service(isvc: str, version: str, canary_logged: bool) -> str:
+    """The Service the route sends a canary's requests to. KServe v0.20 builds a Standard-mode canary's Service
+    without the component's logger (reconcileCanaryDeployments passes only minReplicas), so it targets the
+    model server's port directly and the canary's agent never sees a request; a logged canary is reached
+    through the Rollout's own Service to the agent's port instead."""
+    return logged_service(isvc, version) if canary_logged else predictor_service(isvc, version)
+
+
+def agent_service(isvc_obj: dict[str, Any], version: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The logged canary's Service: KServe's selector for the canary's pods (app=isvc.<predictor Service>), port
+    80 like KServe's, to the agent, which logs each request and passes it to the model server. Controlled by
+    the InferenceService, like the route."""
+    meta = isvc_obj["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": logged_service(meta["name"], version),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [
+                {**owner_reference(isvc_obj["apiVersion"], "InferenceService", meta), "blockOwnerDeletion": False}
+            ],
+        },
+        "spec": {
+            "selector": {"app": f"isvc.{predictor_service(meta['name'], version)}"},
+            "ports": [{"name": "http", "port": 80, "targetPort": AGENT_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
 def logger_url(settings: Settings, namespace: str, monitor: str, version: str) -> str:
     """Where KServe's payload logger sends a version's requests: the version is in the path, so canary and
     stable inputs stay apart even though the logger's events do not name the model version."""

@@ -1,5 +1,6 @@
-"""What a Rollout's decision writes: the storage identity, the HTTPRoute and the InferenceService, in that
-order, each only when its intent changed (digests kept in status.applied) or the live object drifted.
+"""What a Rollout's decision writes: the storage identity, a logged canary's Service, the HTTPRoute and the
+InferenceService, in that order, each only when its intent changed (digests kept in status.applied) or the live
+object drifted.
 
 Order matters: the ServiceAccount must exist before KServe's pods are admitted (the storage initializer reads
 it then), and the route is applied before the InferenceService, so that a backend leaves the route before
@@ -17,9 +18,9 @@ from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
 from slipway.controllers import rollout_route as route
 from slipway.controllers import rollout_storage as storage
-from slipway.controllers.base import Action, Apply, Patch
+from slipway.controllers.base import Action, Apply, Delete, Patch
 
-ISVC_KEY, ROUTE_KEY = "InferenceService", "HTTPRoute"
+ISVC_KEY, ROUTE_KEY, SERVICE_PREFIX = "InferenceService", "HTTPRoute", "Service/"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Serving:
 def routed(rollout: Rollout, settings: Settings) -> bool:
     """Whether the Rollout owns the route (Standard mode with a Gateway configured)."""
     return isvc.standard(rollout) and bool(settings.gateway)
+
+
+def logs(settings: Settings, monitor: str | None) -> bool:
+    """Whether the predictors log their inputs (a DriftMonitor watches, and the drift runtime is configured)."""
+    return bool(monitor and settings.drift_url)
 
 
 def storage_sources(rollout: Rollout, versions: list[ModelVersion], settings: Settings) -> dict[str, Any]:
@@ -87,16 +93,31 @@ def plan(
         rollout, serving.stable, serving.canary, serving.weight, settings, monitor, accounts
     )
     host = isvc.url_host(live.isvc)
+    services: dict[str, str] = {}
     if routed(rollout, settings) and live.isvc is not None and host:
         stable_svc = isvc.predictor_service(name, serving.stable.metadata["name"])
         canary = serving.canary if serving.canary_ready else None
-        canary_svc = isvc.predictor_service(name, canary.metadata["name"]) if canary else None
-        labels = desired["metadata"]["labels"]
-        want = route.http_route(live.isvc, settings.gateway, host, stable_svc, canary_svc, serving.weight,
-                                {k: v for k, v in labels.items() if k != isvc.VISIBILITY_LABEL})  # fmt: skip
+        labels = {k: v for k, v in desired["metadata"]["labels"].items() if k != isvc.VISIBILITY_LABEL}
+        canary_svc = None
+        if canary is not None:
+            canary_svc = isvc.backend_service(name, canary.metadata["name"], logs(settings, monitor))
+            if canary_svc != isvc.predictor_service(name, canary.metadata["name"]):
+                svc = isvc.agent_service(live.isvc, canary.metadata["name"], labels)
+                services[SERVICE_PREFIX + canary_svc] = isvc.digest(svc)
+                if applied.get(SERVICE_PREFIX + canary_svc) != services[SERVICE_PREFIX + canary_svc]:
+                    actions.append(Apply(svc))  # before the route names it
+        want = route.http_route(live.isvc, settings.gateway, host, stable_svc, canary_svc, serving.weight, labels)
         if route.needs_apply(live.route, want, applied.get(ROUTE_KEY)):
             actions.append(Apply(want))
         now[ROUTE_KEY] = isvc.digest(want)
+    # A logged canary's Service goes (promoted, rolled back, retargeted) once the live route no longer names it:
+    # not in the same breath as the route change, which the gateway takes a moment to pick up.
+    named = route.weights(live.route)
+    for key in sorted(k for k in applied if k.startswith(SERVICE_PREFIX) and k not in services):
+        if key.removeprefix(SERVICE_PREFIX) not in named:
+            actions.append(Delete("Service", key.removeprefix(SERVICE_PREFIX)))
+            del now[key]
+    now |= services
     if isvc.needs_apply(live.isvc, desired, applied.get(ISVC_KEY)):
         actions.append(Apply(desired))
     now[ISVC_KEY] = isvc.digest(desired)

@@ -6,6 +6,7 @@ Controllers get plain dicts in and out; nothing else in the operator imports the
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -33,6 +34,23 @@ class Conflict(Exception):
 
 class Forbidden(Exception):
     """The operator's RBAC does not allow a read it needs (HTTP 403); the message says which."""
+
+
+class Rejected(Exception):
+    """The API server or an admission webhook refused a write as invalid (HTTP 400 or 422, or a webhook's
+    denial): trying the same write again cannot help, and the message is for the object's owner."""
+
+
+def rejection(e: ApiException, what: str) -> Rejected | None:
+    """The Rejected a failed write amounts to, or None for errors that are not about the object (RBAC, the
+    server being unavailable, a conflict)."""
+    try:
+        message = str(json.loads(e.body or "{}").get("message") or e.reason)
+    except (ValueError, AttributeError):
+        message = str(e.reason)
+    if e.status in (400, 422) or (e.status == 403 and "admission webhook" in message):
+        return Rejected(f"{what} was refused: {message}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,8 @@ class Kube:
         except ApiException as e:
             if e.status == 409:
                 return False
+            if (refused := rejection(e, f"creating {kind} {manifest['metadata'].get('name')}")) is not None:
+                raise refused from e
             raise
         return True
 
@@ -153,12 +173,22 @@ class Kube:
     async def apply(self, manifest: dict[str, Any]) -> None:
         """Server-side apply (field manager `slipway`, forced): create the object or set the fields `manifest`
         holds, remove the ones slipway applied before and no longer holds, leave everyone else's alone."""
+        try:
+            await self._apply(manifest)
+        except ApiException as e:
+            if (refused := rejection(e, f"applying {manifest['kind']} {manifest['metadata']['name']}")) is not None:
+                raise refused from e
+            raise
+
+    async def _apply(self, manifest: dict[str, Any]) -> None:
         kind, meta = manifest["kind"], manifest["metadata"]
         opts: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         if kind == "Secret":
             await self._core.patch_namespaced_secret(meta["name"], meta["namespace"], manifest, **opts)
         elif kind == "ServiceAccount":
             await self._core.patch_namespaced_service_account(meta["name"], meta["namespace"], manifest, **opts)
+        elif kind == "Service":
+            await self._core.patch_namespaced_service(meta["name"], meta["namespace"], manifest, **opts)
         else:
             group, version = manifest["apiVersion"].split("/")
             await self._custom.patch_namespaced_custom_object(
