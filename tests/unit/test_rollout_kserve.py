@@ -329,3 +329,30 @@ def test_a_version_with_the_stable_artifact_is_refused_before_its_canary_starts(
     )
     assert "canaryVersion" not in r.fields and [e.reason for e in r.events] == ["SameArtifact"]
     assert "canary" not in applied(r)["spec"]  # stable keeps serving as it was
+
+
+def test_a_retargeted_canary_drains_before_kserve_removes_it() -> None:
+    """The target changes while m-v2's canary takes requests: the route leaves m-v2 at once, but its entry stays
+    in spec.canary (KServe deletes a canary's Deployment as soon as its entry goes) for scaleDownDelaySeconds,
+    then goes. Measured before this, requests in flight to m-v2 failed at every retarget."""
+    status = progressing(started=T0)  # m-v2 at 10 %, its step clock running: the route sends it requests
+    observed = Observed(mv("m-v3"), mv("m-v1"), READY_ISVC, None, draining=mv("m-v2"))
+    r = CTRL.decide(rollout("m-v3", status), observed, T0 + timedelta(seconds=30))
+    assert r.fields["canaryVersion"] == "m-v3" and r.fields["drainingVersion"] == "m-v2"
+    assert r.fields["drainUntil"] == "2026-03-01T12:00:40Z"  # scaleDownDelaySeconds: 10
+    entries = [(e["predictor"]["name"], e["trafficPercent"]) for e in applied(r)["spec"]["canary"]]
+    assert entries == [("m-v3", 10), ("m-v2", 10)]  # m-v2 as KServe sized it
+    assert "r-m-v2-predictor" not in route.weights(applied(r, "HTTPRoute"))
+    retarget = next(d for d in r.fields["decisions"] if d["action"] == "Retarget")
+    assert "m-v2 drains for 10s" in retarget["message"]
+
+    fields = {k: v for k, v in r.fields.items() if k not in ("decisions", "applied")}
+    later = CTRL.decide(rollout("m-v3", {**status, **fields}), observed, T0 + timedelta(seconds=41))
+    assert [e["predictor"]["name"] for e in applied(later)["spec"]["canary"]] == ["m-v3"]
+    assert later.fields["drainingVersion"] is None
+
+    # A canary the route never sent anything (not ready yet) is replaced at once.
+    fresh = progressing(stepStartedAt=None)
+    r = CTRL.decide(rollout("m-v3", fresh), observed, T0 + timedelta(seconds=30))
+    assert r.fields.get("drainingVersion") is None
+    assert [e["predictor"]["name"] for e in applied(r)["spec"]["canary"]] == ["m-v3"]

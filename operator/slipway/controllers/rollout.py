@@ -49,6 +49,7 @@ class Observed:
     route: dict[str, Any] | None = None  # the HTTPRoute the Rollout owns (Standard mode)
     credentials: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)  # storage Secrets it copies
     accounts: frozenset[str] = frozenset()  # its storage ServiceAccounts that exist
+    draining: dict[str, Any] | None = None  # status.drainingVersion's ModelVersion, when neither stable nor target
 
 
 def target_of(rollout: Rollout) -> tuple[str, str | None]:
@@ -106,6 +107,10 @@ class RolloutController:
         current = await kube.get_custom(
             isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL, ns, isvc.isvc_name(obj)
         )
+        draining_name = status.get("drainingVersion")
+        draining = None
+        if draining_name and draining_name not in (stable_name, target_of(obj)[0]):
+            draining = await kube.get("modelversions", ns, draining_name)
         monitor = monitor_of(obj, await kube.list_custom("driftmonitors", ns)) if self.settings.drift_url else None
         name = isvc.isvc_name(obj)
         current_route = None
@@ -121,7 +126,8 @@ class RolloutController:
             if await kube.service_account_exists(ns, storage.account_name(name, src)):
                 accounts.add(storage.account_name(name, src))
         analysis = await self.analysis_if_due(obj, status, serving.logs(self.settings, monitor))
-        return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts))
+        return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts),
+                        draining)  # fmt: skip
 
     async def analysis_if_due(self, obj: Rollout, status: dict[str, Any], logged: bool) -> Outcome | None:
         analysis = obj.spec.canary.analysis if obj.spec.canary else None
@@ -190,9 +196,13 @@ class Walk:
             self.events.append(Event("Warning", "SameArtifact", same))
             return self.finish(conditions.stalled("SameArtifact", same))
         if canary != target:
+            drain = self.drain(canary) if canary else None
             if canary:
-                self.record("Retarget", f"target changed from {canary} to {target}: starting over from {stable}")
-            self.start_canary(target)
+                kept = f"; {canary} drains for {self.scale_down_delay():.0f}s" if drain else ""
+                self.record("Retarget", f"target changed from {canary} to {target}: starting over from {stable}{kept}")
+            self.start_canary(target, drain)
+        elif self.get("drainingVersion") and self.draining() is None:
+            self.fields |= {"drainingVersion": None, "drainUntil": None}  # drained: KServe may remove it now
         return self.progress()
 
     def same_artifact(self, target: str, stable: str) -> str | None:
@@ -265,7 +275,16 @@ class Walk:
             return version, until
         return None
 
-    def start_canary(self, target: str) -> None:
+    def drain(self, version: str) -> dict[str, Any] | None:
+        """Status fields that keep `version`'s pods (off the route) for scaleDownDelaySeconds, when the route has
+        been sending it requests (Standard mode, the Rollout's route, its step clock started): KServe would
+        otherwise delete them while the gateway still sends them requests."""
+        delay = self.scale_down_delay()
+        if not (self.standard and serving.routed(self.r, self.settings) and delay > 0 and self.get("stepStartedAt")):
+            return None
+        return {"drainingVersion": version, "drainUntil": rfc3339(self.now + timedelta(seconds=delay))}
+
+    def start_canary(self, target: str, drain: dict[str, Any] | None = None) -> None:
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
         weight = steps[0].weight if steps else 100
         now = rfc3339(self.now)
@@ -273,7 +292,7 @@ class Walk:
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
                         "canaryDeployedAt": now, "canaryStartedAt": clock, "stepStartedAt": clock,
                         "lastAnalysisTime": None, "lastVerdict": None, "drainingVersion": None,
-                        "drainUntil": None}  # fmt: skip
+                        "drainUntil": None, **(drain or {})}  # fmt: skip
         proposed = f", proposed by {self.get('candidate')}" if self.get("candidate") else ""
         self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)}){proposed}")
         self.events.append(Event("Normal", "CanaryStarted", f"{target} at {weight}%"))
@@ -459,7 +478,7 @@ class Walk:
         """What should be served now, or None when the stable version's ModelVersion is gone (leave the service
         as it is)."""
         stable_name = self.get("stableVersion")
-        by_name = {d["metadata"]["name"]: d for d in (self.o.stable, self.o.model_version) if d}
+        by_name = {d["metadata"]["name"]: d for d in (self.o.stable, self.o.model_version, self.o.draining) if d}
         if not stable_name or stable_name not in by_name:
             return None
         canary_name = self.get("canaryVersion")
@@ -474,4 +493,10 @@ class Walk:
         if canary is not None and self.standard:
             ready = isvc.canary_state(self.o.isvc, isvc.predictor_name(isvc.isvc_name(self.r), canary_name))[0]
         weight = self.get("canaryWeight") or 0
-        return serving.Serving(version_of(by_name[stable_name]), canary, weight, ready)
+        draining = None
+        if (drain := self.draining()) is not None and drain[0] != canary_name and drain[0] in by_name:
+            # A retargeted canary: kept in spec.canary, off the route, until the gateway has drained it.
+            name = isvc.predictor_name(isvc.isvc_name(self.r), drain[0])
+            percent = min(isvc.canary_state(self.o.isvc, name)[1] or 1, 100 - weight)
+            draining = (version_of(by_name[drain[0]]), percent) if percent > 0 else None
+        return serving.Serving(version_of(by_name[stable_name]), canary, weight, ready, draining)

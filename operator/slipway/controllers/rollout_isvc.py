@@ -192,10 +192,12 @@ def inference_service(
     settings: Settings,
     monitor: str | None = None,
     accounts: dict[str, str] | None = None,
+    draining: tuple[ModelVersion, int] | None = None,
 ) -> dict[str, Any]:
     """The desired InferenceService: `stable` serving, `canary` at `weight` percent when given; inputs logged to
     the drift runtime when a DriftMonitor watches; `accounts` maps a version to the storage ServiceAccount the
-    Rollout made for it (rollout_storage)."""
+    Rollout made for it (rollout_storage); `draining` (Standard mode: a version and its trafficPercent) a
+    retargeted canary kept as a second entry, which no request is routed to, until the gateway has drained it."""
     mode = rollout.spec.inference_service.deployment_mode
     accounts = accounts or {}
 
@@ -211,6 +213,8 @@ def inference_service(
     else:
         spec["predictor"] = pred(stable)
         spec["canary"] = [canary_entry(pred(canary), weight)]
+        if draining is not None:
+            spec["canary"].append(canary_entry(pred(draining[0]), draining[1]))
     meta = rollout.metadata
     labels = {"app.kubernetes.io/managed-by": "slipway", "slipway.dev/rollout": meta["name"]}
     if mode == "Standard" and settings.gateway:

@@ -41,6 +41,7 @@ class Serving:
     canary: ModelVersion | None = None
     weight: int = 0
     canary_ready: bool = False
+    draining: tuple[ModelVersion, int] | None = None  # a retargeted canary kept off the route, its trafficPercent
 
 
 def routed(rollout: Rollout, settings: Settings) -> bool:
@@ -73,7 +74,7 @@ def plan(
     actions: list[Action] = []
     now = dict(applied)
     name = isvc.isvc_name(rollout)
-    versions = [v for v in (serving.stable, serving.canary) if v is not None]
+    versions = [v for v in (serving.stable, serving.canary, serving.draining and serving.draining[0]) if v]
     accounts: dict[str, str] = {}
     for version, src in storage_sources(rollout, versions, settings).items():
         found = live.credentials.get(src[0])
@@ -90,7 +91,7 @@ def plan(
            accounts.values()}  # fmt: skip
 
     desired = isvc.inference_service(
-        rollout, serving.stable, serving.canary, serving.weight, settings, monitor, accounts
+        rollout, serving.stable, serving.canary, serving.weight, settings, monitor, accounts, serving.draining
     )
     host = isvc.url_host(live.isvc)
     services: dict[str, str] = {}
