@@ -142,6 +142,12 @@ def test_schema_rejects_enums_patterns_and_bounds_readably(kubectl: Kubectl) -> 
     assert 'spec.framework: Unsupported value: "tensorflow"' in proc.stderr, proc.stderr
     proc = kubectl.apply(mutated("rollout.yaml", set_path("canary.analysis.falseRollbackRate", 0.9)), check=False)
     assert "spec.canary.analysis.falseRollbackRate" in proc.stderr and "0.5" in proc.stderr, proc.stderr
+    # A name the apiserver would refuse on every read (it failed the operator's reconcile forever, no condition).
+    proc = kubectl.apply(mutated("trainingjob-sklearn.yaml", set_path("output.credentialsSecretRef.name", "100%")),
+                         check=False)  # fmt: skip
+    assert "spec.output.credentialsSecretRef.name" in proc.stderr and "should match" in proc.stderr, proc.stderr
+    proc = kubectl.apply(mutated("rollout.yaml", set_path("modelVersionRef.name", "Model_V2")), check=False)
+    assert "spec.modelVersionRef.name" in proc.stderr, proc.stderr
 
 
 def test_model_version_artifact_is_immutable(kubectl: Kubectl) -> None:

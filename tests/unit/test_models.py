@@ -53,6 +53,9 @@ def test_defaults_fill_in() -> None:
         {"dataset": {"uri": "sklearn://mnist"}},
         {"output": {"uri": "http://bucket/x"}},
         {"seed": -1},
+        # Names the apiserver refuses on every read: refused at apply, never a reconcile failing forever.
+        {"output": {"uri": "s3://bucket/m", "credentialsSecretRef": {"name": "100%"}}},
+        {"output": {"uri": "s3://bucket/m", "serviceAccountName": "Trainer"}},
     ],
 )
 def test_trainingjob_rejects(bad: dict) -> None:  # type: ignore[type-arg]

@@ -15,6 +15,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # Kubernetes object names that also fit into derived names such as "<model>-v<N>".
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Any other object name (a Secret, a ServiceAccount): an RFC 1123 subdomain, as the apiserver requires. Checked
+# at `kubectl apply`, so a name the apiserver would refuse (400 on every read) never reaches the operator.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CAMEL_CASE = r"^[A-Z][A-Za-z0-9]*$"
 
 
@@ -44,13 +47,15 @@ class Model(BaseModel):
 class LocalObjectReference(Model):
     """A reference to an object in the same namespace."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253, description="Name of the referenced object.")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the referenced object.")
+    ]
 
 
 class SecretReference(Model):
     """A Secret in the same namespace holding `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253, description="Name of the Secret.")]
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret.")]
 
 
 class S3Connection(Model):
@@ -81,7 +86,12 @@ class S3Connection(Model):
     ]
     service_account_name: Annotated[
         str | None,
-        Field(default=None, max_length=253, description="ServiceAccount whose workload identity grants S3 access."),
+        Field(
+            default=None,
+            max_length=253,
+            pattern=DNS_SUBDOMAIN,
+            description="ServiceAccount whose workload identity grants S3 access.",
+        ),
     ]
 
 
