@@ -10,7 +10,7 @@ CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 DEMO_DIR := .demo
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
-.PHONY: help deps system-deps controlplane serving kserve-python helm generate check-generated lint unit integration test \
+.PHONY: help deps system-deps controlplane serving kserve-python knative-sources helm generate check-generated lint unit integration test \
         cluster-up cluster-down demo demo-down clean
 
 help:
@@ -47,6 +47,10 @@ kserve-python: serving
 helm:
 	bash hack/build-helm.sh
 
+# Knative Serving's module sources (their config/ YAML, read by hack/localcluster/knative.py and its tests).
+knative-sources:
+	cd hack/knative && go mod download knative.dev/serving knative.dev/networking knative.dev/caching
+
 generate: deps helm
 	$(PY) -m slipway.api.crdgen crds
 	$(PY) hack/chart_crds.py  # the chart's crds/ and deploy/ follow crds/
@@ -65,13 +69,13 @@ lint: deps check-generated
 	$(VENV)/bin/mypy --strict runtimes/drift/slipway_drift
 	$(VENV)/bin/shellcheck hack/*.sh
 
-unit: deps helm
+unit: deps helm knative-sources
 	$(VENV)/bin/pytest tests/unit
 
 integration: deps system-deps controlplane serving kserve-python helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
 
-test: lint system-deps controlplane serving kserve-python helm
+test: lint system-deps controlplane serving kserve-python helm knative-sources
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
 cluster-up: deps system-deps controlplane serving kserve-python
