@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(settings.log_level)
+    # Kopf logs "Handler ... succeeded." for every watch event at INFO: at idle with thousands of objects that is
+    # all the log says. slipway logs what it decides itself; Kopf's per-object lines stay for DEBUG.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     log.info("slipway %s starting (namespaces: %s)", __version__, ", ".join(settings.namespaces) or "all")
 
     async def main_async() -> None:

@@ -35,6 +35,9 @@ class Settings:
     peering: str = "slipway"  # SLIPWAY_PEERING: Kopf peering name for HA; empty = standalone
     priority: int = 0  # SLIPWAY_PRIORITY: Kopf peering priority of this replica; unset = random (see _priority)
     resync_seconds: float = 60.0  # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object
+    # SLIPWAY_VERIFY_SECONDS: how often a verified artifact is asked again (a HEAD; the full sha256 only when its
+    # ETag changed). A spec change, or a verifiedEtag someone cleared, asks at once.
+    verify_seconds: float = 3600.0
     trainer_image: str = f"ghcr.io/slipway-dev/trainer:{__version__}"  # SLIPWAY_TRAINER_IMAGE
     predictor_image: str = f"ghcr.io/slipway-dev/predictor:{__version__}"  # SLIPWAY_PREDICTOR_IMAGE
     drift_image: str = f"ghcr.io/slipway-dev/drift:{__version__}"  # SLIPWAY_DRIFT_IMAGE
@@ -60,6 +63,7 @@ class Settings:
             peering=_env("SLIPWAY_PEERING", d.peering),
             priority=_priority(os.environ.get("SLIPWAY_PRIORITY", "")),
             resync_seconds=float(_env("SLIPWAY_RESYNC_SECONDS", str(d.resync_seconds))),
+            verify_seconds=float(_env("SLIPWAY_VERIFY_SECONDS", str(d.verify_seconds))),
             trainer_image=_env("SLIPWAY_TRAINER_IMAGE", d.trainer_image),
             predictor_image=_env("SLIPWAY_PREDICTOR_IMAGE", d.predictor_image),
             drift_image=_env("SLIPWAY_DRIFT_IMAGE", d.drift_image),
@@ -77,6 +81,8 @@ class Settings:
             raise ValueError(f"SLIPWAY_HTTP_PORT out of range: {self.http_port}")
         if self.resync_seconds <= 0:
             raise ValueError("SLIPWAY_RESYNC_SECONDS must be positive")
+        if self.verify_seconds < 0:
+            raise ValueError("SLIPWAY_VERIFY_SECONDS must be >= 0 (0: ask S3 at every pass)")
         if self.drift_poll_seconds <= 0:
             raise ValueError("SLIPWAY_DRIFT_POLL_SECONDS must be positive")
         if self.gateway and len(self.gateway.split("/")) != 2:

@@ -43,11 +43,17 @@ CONFLICT_RETRY_SECONDS = 1.0
 ERROR_RETRY_SECONDS = 10.0
 
 
+Key = tuple[str, str, str]  # (plural, namespace, name)
+
+
 class Runtime:
-    """What the handlers share: the API client, the requeue timers, the settings."""
+    """What the handlers share: the API client, the requeue timers, the settings, and the latest body of every
+    object as the watch (or our own status patch) delivered it: a resync or a wake reconciles from that, not from
+    a GET per object (the watch keeps it current; a stale one only costs a 409 and a retry)."""
 
     def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
+        self.bodies: dict[Key, dict[str, Any]] = {}
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {
@@ -89,11 +95,21 @@ class Runtime:
             delay = await self._pass(controller, body)
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
+    def seen(self, key: Key, body: dict[str, Any] | None) -> None:
+        """The watch delivered `body` for `key` (None: deleted)."""
+        if body is None:
+            self.bodies.pop(key, None)
+        else:
+            self.bodies[key] = body
+
     async def _refetch(self, controller: Controller[Any, Any], key: tuple[str, str, str]) -> None:
         if not await self.leadership.active():
             # Paused by Kopf's peering: the active replica owns this object now; Kopf re-lists everything
             # (and so restarts our timers) when this replica resumes.
             self.requeue.forget(key)
+            return
+        if (cached := self.bodies.get(key)) is not None:
+            await self.handle(controller, cached)
             return
         try:
             body = await self.kube.get(*key)
@@ -123,6 +139,9 @@ class Runtime:
         finally:
             RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         RECONCILES.labels(kind, "ok").inc()
+        if result.body is not None:  # newer than anything the watch delivered so far
+            meta = body["metadata"]
+            self.bodies[(controller.kind.plural, meta.get("namespace") or "", meta["name"])] = result.body
         if kind == "Rollout":
             rollout_metrics(body, result.fields)
         if result.patched:
@@ -160,12 +179,15 @@ def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, A
     @kopf.on.event(GROUP, VERSION, controller.kind.plural, registry=registry, id=f"reconcile-{controller.kind.plural}")
     async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         namespace = body.metadata.namespace or ""
+        key = (controller.kind.plural, namespace, body.metadata.name or "")
         if event["type"] == "DELETED":
-            runtime.requeue.forget((controller.kind.plural, namespace, body.metadata.name))
+            runtime.seen(key, None)
+            runtime.requeue.forget(key)
             if controller.kind.kind == "DriftMonitor":
                 await runtime.monitor_deleted(dict(event["object"]))
             return
         obj: dict[str, Any] = dict(event["object"])
+        runtime.seen(key, obj)
         await runtime.handle(controller, obj)
         for kind, name in related(controller.kind.kind, obj):
             runtime.wake(kind, namespace, name)

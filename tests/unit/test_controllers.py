@@ -120,3 +120,37 @@ async def test_a_refused_write_becomes_a_stalled_condition_and_keeps_the_status(
     assert api.events == ["Rejected"] and "phase" not in api.patches[0]
     stalled = next(c for c in api.patches[0]["conditions"] if c["type"] == "Stalled")
     assert "requires a model change" in stalled["message"]
+
+
+async def test_a_resync_reconciles_the_body_the_watch_delivered_without_a_get() -> None:
+    """Issue 13: at idle every object was re-read from the API at every resync. The runtime keeps the latest
+    body (the watch's, or the one its own status patch returned) and reconciles from it; only an object it has
+    never seen is read."""
+    from slipway.config import Settings
+    from slipway.handlers import Runtime
+    from slipway.storage import S3
+
+    class Api:
+        gets: list[tuple[str, str, str]] = []
+
+        async def get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
+            self.gets.append((plural, ns, name))
+            return None
+
+    runtime = Runtime(Api(), Settings(peering=""), S3())  # type: ignore[arg-type]
+    handled: list[dict[str, Any]] = []
+
+    async def handle(controller: Any, body: dict[str, Any]) -> None:
+        handled.append(body)
+
+    runtime.handle = handle  # type: ignore[method-assign]
+    controller = runtime.controllers["ModelVersion"]
+    key = ("modelversions", "ns", "m-v1")
+    body = {"metadata": {"name": "m-v1", "namespace": "ns", "resourceVersion": "7"}}
+    runtime.seen(key, body)
+    await runtime._refetch(controller, key)
+    assert handled == [body] and Api.gets == []
+    runtime.seen(key, None)  # deleted
+    await runtime._refetch(controller, key)
+    assert Api.gets == [key] and handled == [body]
+    await runtime.requeue.close()

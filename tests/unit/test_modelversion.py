@@ -119,3 +119,58 @@ def test_deleting_a_served_version_is_blocked_with_a_message() -> None:
 )
 def test_serves(rollout_body: dict[str, Any], name: str, expected: bool) -> None:
     assert serves(rollout_body, name) is expected
+
+
+async def test_a_verified_artifact_is_asked_again_only_after_the_interval_or_a_spec_change() -> None:
+    """At idle a Ready ModelVersion asks S3 nothing: the last verification holds for SLIPWAY_VERIFY_SECONDS (its
+    status.verifiedAt), then one HEAD (the sha256 again only for a new ETag); a new spec sha256 or a cleared
+    verifiedEtag asks at once. The requeue says when the next HEAD is due."""
+    from datetime import timedelta
+
+    from slipway.api.modelversion import ModelVersionStatus
+    from slipway.storage import ObjectInfo
+
+    class CountingS3:
+        heads, reads = 0, 0
+
+        async def head(self, access: Any, uri: str) -> ObjectInfo:
+            self.heads += 1
+            return ObjectInfo(etag="etag1", size=10)
+
+        async def sha256(self, access: Any, uri: str) -> str:
+            self.reads += 1
+            return SHA
+
+    s3 = CountingS3()
+    ctrl = ModelVersionController(Settings(verify_seconds=600), s3)  # type: ignore[arg-type]
+    first = mv()
+    v = await ctrl.verify(first, None, NOW)  # type: ignore[arg-type]
+    r = ctrl.decide(first, Observed((), v), NOW)
+    assert (s3.heads, s3.reads) == (1, 1) and r.fields["verifiedAt"] == "2026-03-01T12:00:00Z"
+    assert r.requeue_after == 600
+    verified = mv()
+    kept = {
+        "type": "Verified",
+        "status": "True",
+        "reason": "ChecksumMatches",
+        "message": "sha256 of s3://bucket/k matches (10 bytes)",
+        "lastTransitionTime": "2026-03-01T12:00:00Z",
+    }
+    status = {
+        "verifiedSha256": SHA,
+        "verifiedEtag": "etag1",
+        "verifiedAt": "2026-03-01T12:00:00Z",
+        "conditions": [kept],
+    }
+    verified.status = ModelVersionStatus.model_validate(status)
+    v = await ctrl.verify(verified, None, NOW + timedelta(seconds=599))  # type: ignore[arg-type]
+    r = ctrl.decide(verified, Observed((), v), NOW + timedelta(seconds=599))
+    assert (s3.heads, s3.reads) == (1, 1), "nothing asked within the interval"
+    assert "verifiedAt" not in r.fields and r.requeue_after == 1.0
+    assert next(c for c in r.conditions if c.type == "Verified").message.endswith("(10 bytes)")  # no rewrite
+    await ctrl.verify(verified, None, NOW + timedelta(seconds=600))  # type: ignore[arg-type]
+    assert (s3.heads, s3.reads) == (2, 1), "a HEAD once due; the same ETag needs no new sha256"
+    assert verified.status is not None
+    verified.status.verified_etag = None  # someone cleared it: ask now
+    await ctrl.verify(verified, None, NOW + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert s3.heads == 3

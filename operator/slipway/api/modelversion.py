@@ -108,6 +108,14 @@ class ModelVersionStatus(StatusBase):
     verified_etag: Annotated[
         str | None, Field(default=None, description="ETag of the object when it was verified; a change re-verifies.")
     ]
+    verified_at: Annotated[
+        str | None,
+        Field(
+            default=None,
+            json_schema_extra={"format": "date-time"},
+            description="When S3 was last asked (HEAD); the artifact is asked again SLIPWAY_VERIFY_SECONDS later.",
+        ),
+    ]
 
 
 class ModelVersion(Kind):

@@ -84,6 +84,7 @@ class Result:
     requeue_after: float | None = None
     actions: list[Action] = field(default_factory=list)
     patched: bool = False  # set by reconcile(): whether a status patch was sent
+    body: dict[str, Any] | None = None  # set by reconcile(): the object as the status patch returned it
 
 
 class Controller(Protocol, Generic[K, Obs]):
@@ -164,7 +165,7 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
     rv = ref.resource_version
     if new != old:
         patched = await kube.patch_status(controller.kind.plural, ref.namespace, ref.name, merge_diff(old, new), rv)
-        rv, result.patched = patched["metadata"]["resourceVersion"], True
+        rv, result.patched, result.body = patched["metadata"]["resourceVersion"], True, patched
         # Events describe transitions, so they go out only with a status change: a resync never repeats them.
         for ev in result.events:
             await kube.event(ref, ev.type, ev.reason, ev.message, now)

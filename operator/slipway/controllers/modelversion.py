@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from slipway import conditions
 from slipway.api.common import Gate
 from slipway.api.modelversion import ModelVersion
-from slipway.conditions import Cond
+from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers.base import Event, Result, SetFinalizers
 from slipway.kube import Kube
@@ -27,6 +27,7 @@ class Verification:
     etag: str = ""
     size: int = 0
     detail: str = ""
+    asked: datetime | None = None  # when S3 was asked; None: the last verification still holds (not asked)
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,13 @@ class ModelVersionController:
         ns, name = obj.metadata.get("namespace", ""), obj.metadata.get("name", "")
         rollouts = await kube.list_custom("rollouts", ns)
         served = tuple(sorted(r["metadata"]["name"] for r in rollouts if serves(r, name)))
-        return Observed(served, await self.verify(obj, kube))
+        return Observed(served, await self.verify(obj, kube, datetime.now(UTC)))
 
-    async def verify(self, mv: ModelVersion, kube: Kube) -> Verification:
-        """HEAD on every pass (cheap); the full sha256 only when the object's ETag is new."""
+    async def verify(self, mv: ModelVersion, kube: Kube, now: datetime) -> Verification:
+        """Nothing asked while the last verification holds (verified_until); then a HEAD, and the full sha256
+        only when the object's ETag is new."""
+        if (until := verified_until(mv, self.settings.verify_seconds)) is not None and now < until:
+            return Verification("verified", mv.spec.artifact.sha256, mv.status.verified_etag or "" if mv.status else "")
         art, ns = mv.spec.artifact, mv.metadata.get("namespace", "")
         secret: dict[str, str] = {}
         if art.credentials_secret_ref:
@@ -94,13 +98,14 @@ class ModelVersionController:
             info = await self.s3.head(access, art.uri)
             status = mv.status
             if status and status.verified_etag == info.etag and status.verified_sha256 == art.sha256:
-                return Verification("verified", art.sha256, info.etag, info.size)
+                return Verification("verified", art.sha256, info.etag, info.size, asked=now)
             digest = await self.s3.sha256(access, art.uri)
         except ObjectMissing as e:
             return Verification("missing", detail=str(e))
         except StorageError as e:
             return Verification("unreachable", detail=str(e))
-        return Verification("verified" if digest == art.sha256 else "mismatch", digest, info.etag, info.size)
+        check: Check = "verified" if digest == art.sha256 else "mismatch"
+        return Verification(check, digest, info.etag, info.size, asked=now)
 
     def decide(self, obj: ModelVersion, observed: Observed, now: datetime) -> Result:
         failures = evaluate_gates(obj.spec.gates, obj.spec.metrics)
@@ -110,6 +115,8 @@ class ModelVersionController:
             else Cond("GatesPassed", "True", "GatesPassed", f"{len(obj.spec.gates)} gate(s) passed")
         )
         verified, summary, fields, retry = verification(obj, observed.verification)
+        if (until := verified_until(obj, self.settings.verify_seconds, observed.verification.asked)) is not None:
+            retry = max(1.0, (until - now).total_seconds())  # ask S3 again then (a resync may come sooner)
         if summary is None:
             summary = (
                 conditions.finished_unready("GatesFailed", "; ".join(failures))
@@ -124,25 +131,46 @@ class ModelVersionController:
         return result
 
 
+def verified_until(mv: ModelVersion, verify_seconds: float, asked: datetime | None = None) -> datetime | None:
+    """Until when the last verification holds without asking S3, or None when it must be asked now: never
+    verified, verified another sha256 (the spec changed), or its ETag cleared; `asked`: S3 was asked just now."""
+    status = mv.status
+    if asked is not None:
+        return asked + timedelta(seconds=verify_seconds) if verify_seconds > 0 else None
+    if status is None or not status.verified_etag or status.verified_sha256 != mv.spec.artifact.sha256:
+        return None
+    at = status.verified_at
+    if verify_seconds <= 0 or not at:
+        return None
+    return datetime.fromisoformat(at.replace("Z", "+00:00")) + timedelta(seconds=verify_seconds)
+
+
+UNVERIFIED: dict[str, Any] = {"verifiedSha256": None, "verifiedEtag": None, "verifiedAt": None}
+
+
 def verification(mv: ModelVersion, v: Verification) -> tuple[Cond, list[Cond] | None, dict[str, Any], float | None]:
     """(Verified condition, summary conditions if verification decides them, status fields, requeue)."""
     uri = mv.spec.artifact.uri
     if v.check == "verified":
+        if v.asked is None:  # nothing asked: the condition stays as the last verification wrote it
+            kept = conditions.find([c.wire() for c in mv.status.conditions] if mv.status else [], "Verified") or {}
+            msg = kept.get("message") or f"sha256 of {uri} matches"
+            return Cond("Verified", "True", "ChecksumMatches", msg), None, {}, None
         msg = f"sha256 of {uri} matches ({v.size} bytes)"
         return (
             Cond("Verified", "True", "ChecksumMatches", msg),
             None,
-            {"verifiedSha256": v.sha256, "verifiedEtag": v.etag},
+            {"verifiedSha256": v.sha256, "verifiedEtag": v.etag, "verifiedAt": rfc3339(v.asked)},
             None,
         )
     if v.check == "mismatch":
         msg = f"{uri} has sha256 {v.sha256}, spec.artifact.sha256 is {mv.spec.artifact.sha256}: the object was changed"
         cond = Cond("Verified", "False", "ChecksumMismatch", msg)
-        return cond, conditions.stalled("ChecksumMismatch", msg), {"verifiedSha256": None, "verifiedEtag": None}, None
+        return cond, conditions.stalled("ChecksumMismatch", msg), dict(UNVERIFIED), None
     if v.check == "missing":
         msg = f"{uri} does not exist ({v.detail})"
         cond = Cond("Verified", "False", "ArtifactNotFound", msg)
-        return cond, conditions.stalled("ArtifactNotFound", msg), {"verifiedSha256": None, "verifiedEtag": None}, None
+        return cond, conditions.stalled("ArtifactNotFound", msg), dict(UNVERIFIED), None
     if v.check == "secret-missing":
         msg = f"Secret {v.detail!r} (spec.artifact.credentialsSecretRef) does not exist in this namespace"
         cond = Cond("Verified", "Unknown", "SecretNotFound", msg)
