@@ -117,6 +117,8 @@ class ModelVersionController:
         verified, summary, fields, retry = verification(obj, observed.verification)
         if (until := verified_until(obj, self.settings.verify_seconds, observed.verification.asked)) is not None:
             retry = max(1.0, (until - now).total_seconds())  # ask S3 again then (a resync may come sooner)
+        if self.settings.verify_seconds <= 0:
+            fields.pop("verifiedAt", None)  # asked at every pass: a time written each pass would be a write each pass
         if summary is None:
             summary = (
                 conditions.finished_unready("GatesFailed", "; ".join(failures))
