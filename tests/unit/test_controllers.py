@@ -34,6 +34,21 @@ def test_desired_status_is_stable_when_nothing_changed() -> None:
     assert again == first and first["observedGeneration"] == 4
 
 
+class StatusApi:
+    """The part of the one API layer reconcile() writes status and Events through, recording both."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+        self.events: list[str] = []
+
+    async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
+        self.patches.append(patch)
+        return {"metadata": {"resourceVersion": "2"}}
+
+    async def event(self, ref: Any, type_: str, reason: str, message: str, now: Any = None) -> None:
+        self.events.append(reason)
+
+
 async def test_a_forbidden_read_becomes_a_stalled_condition_not_a_crash() -> None:
     """The reconcile shape with a stand-in for the one API layer: a 403 while observing is reported on the
     object (Stalled, reason Forbidden, an Event) instead of failing the pass."""
@@ -50,21 +65,10 @@ async def test_a_forbidden_read_becomes_a_stalled_condition_not_a_crash() -> Non
         def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
             raise AssertionError("not reached")
 
-    class Api:
-        patches: list[dict[str, Any]] = []
-        events: list[str] = []
-
-        async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
-            self.patches.append(patch)
-            return {"metadata": {"resourceVersion": "2"}}
-
-        async def event(self, ref: Any, type_: str, reason: str, message: str, now: Any = None) -> None:
-            self.events.append(reason)
-
     body = {"apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor",
             "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
             "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}}}  # fmt: skip
-    api = Api()
+    api = StatusApi()
     result = await reconcile(Denied(), body, api, NOW)  # type: ignore[arg-type]
     assert conds(result)["Stalled"] == ("True", "Forbidden")
     assert api.events == ["Forbidden"] and api.patches
@@ -96,19 +100,9 @@ async def test_a_refused_write_becomes_a_stalled_condition_and_keeps_the_status(
         def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
             return Result([], fields={"phase": "Moved"}, actions=[Apply({"kind": "X", "metadata": {"name": "x"}})])
 
-    class Api:
-        patches: list[dict[str, Any]] = []
-        events: list[str] = []
-
+    class Api(StatusApi):
         async def apply(self, manifest: dict[str, Any]) -> None:
             raise refused  # type: ignore[misc]
-
-        async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
-            self.patches.append(patch)
-            return {"metadata": {"resourceVersion": "2"}}
-
-        async def event(self, ref: Any, type_: str, reason: str, message: str, now: Any = None) -> None:
-            self.events.append(reason)
 
     body = {"apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor",
             "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
