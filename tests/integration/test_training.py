@@ -197,8 +197,14 @@ def registered(kubectl: Kubectl, s3: Any, payload: bytes) -> str:
     return key
 
 
-def test_tampered_and_missing_artifacts_are_not_verified(training: Kubectl, s3: Any) -> None:
+def test_tampered_and_missing_artifacts_are_not_verified(kubectl: Kubectl, operator_factory: Any, s3: Any) -> None:
+    """A changed object is noticed at the next verification (SLIPWAY_VERIFY_SECONDS, shortened here from its
+    3600 s default): its new ETag makes the operator read it again and compare the sha256."""
+    kubectl.apply(EXAMPLES / "s3-credentials.yaml")
+    operator_factory(SLIPWAY_VERIFY_SECONDS="2")
+    training = kubectl
     key = registered(training, s3, b"original model bytes")
+    assert ((training.get("modelversion", "cancer-rf-v1") or {}).get("status") or {}).get("verifiedAt")
     s3.put_object(Bucket="models", Key=key, Body=b"something else")
     wait_for("ChecksumMismatch", lambda: cond(training, "modelversion", "cancer-rf-v1", "Verified")[1]
              == "ChecksumMismatch")  # fmt: skip
