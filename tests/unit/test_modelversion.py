@@ -174,3 +174,19 @@ async def test_a_verified_artifact_is_asked_again_only_after_the_interval_or_a_s
     verified.status.verified_etag = None  # someone cleared it: ask now
     await ctrl.verify(verified, None, NOW + timedelta(seconds=1))  # type: ignore[arg-type]
     assert s3.heads == 3
+
+
+def test_an_unreachable_store_after_the_interval_is_retried_at_the_storage_pace() -> None:
+    """Once the last verification has expired and S3 cannot be reached, the object is looked at again after
+    RETRY_STORAGE, not at once: the expired verification in status sets no requeue."""
+    from slipway.api.modelversion import ModelVersionStatus
+    from slipway.controllers.modelversion import RETRY_STORAGE
+
+    expired = mv()
+    expired.status = ModelVersionStatus.model_validate(
+        {"verifiedSha256": SHA, "verifiedEtag": "etag1", "verifiedAt": "2026-03-01T10:00:00Z"}
+    )
+    r = ModelVersionController(Settings(verify_seconds=600), S3()).decide(
+        expired, Observed((), Verification("unreachable", detail="timeout")), NOW
+    )
+    assert r.requeue_after == RETRY_STORAGE

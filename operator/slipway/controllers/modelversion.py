@@ -28,6 +28,7 @@ class Verification:
     size: int = 0
     detail: str = ""
     asked: datetime | None = None  # when S3 was asked; None: the last verification still holds (not asked)
+    valid_until: datetime | None = None  # a verified artifact: when S3 is to be asked again (None: next pass)
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class ModelVersionController:
     async def verify(self, mv: ModelVersion, kube: Kube, now: datetime) -> Verification:
         """Nothing asked while the last verification holds (verified_until); then a HEAD, and the full sha256
         only when the object's ETag is new."""
-        if (until := verified_until(mv, self.settings.verify_seconds)) is not None and now < until:
-            return Verification("verified", mv.spec.artifact.sha256, mv.status.verified_etag or "" if mv.status else "")
+        if mv.status and (until := verified_until(mv, self.settings.verify_seconds)) is not None and now < until:
+            return Verification("verified", mv.spec.artifact.sha256, mv.status.verified_etag or "", valid_until=until)
         art, ns = mv.spec.artifact, mv.metadata.get("namespace", "")
         secret: dict[str, str] = {}
         if art.credentials_secret_ref:
@@ -97,15 +98,18 @@ class ModelVersionController:
         try:
             info = await self.s3.head(access, art.uri)
             status = mv.status
-            if status and status.verified_etag == info.etag and status.verified_sha256 == art.sha256:
-                return Verification("verified", art.sha256, info.etag, info.size, asked=now)
-            digest = await self.s3.sha256(access, art.uri)
+            digest = art.sha256
+            if not (status and status.verified_etag == info.etag and status.verified_sha256 == art.sha256):
+                digest = await self.s3.sha256(access, art.uri)
         except ObjectMissing as e:
             return Verification("missing", detail=str(e))
         except StorageError as e:
             return Verification("unreachable", detail=str(e))
-        check: Check = "verified" if digest == art.sha256 else "mismatch"
-        return Verification(check, digest, info.etag, info.size, asked=now)
+        if digest != art.sha256:
+            return Verification("mismatch", digest, info.etag, info.size, asked=now)
+        interval = self.settings.verify_seconds
+        until = now + timedelta(seconds=interval) if interval > 0 else None
+        return Verification("verified", digest, info.etag, info.size, asked=now, valid_until=until)
 
     def decide(self, obj: ModelVersion, observed: Observed, now: datetime) -> Result:
         failures = evaluate_gates(obj.spec.gates, obj.spec.metrics)
@@ -115,7 +119,7 @@ class ModelVersionController:
             else Cond("GatesPassed", "True", "GatesPassed", f"{len(obj.spec.gates)} gate(s) passed")
         )
         verified, summary, fields, retry = verification(obj, observed.verification)
-        if (until := verified_until(obj, self.settings.verify_seconds, observed.verification.asked)) is not None:
+        if (until := observed.verification.valid_until) is not None:
             retry = max(1.0, (until - now).total_seconds())  # ask S3 again then (a resync may come sooner)
         if self.settings.verify_seconds <= 0:
             fields.pop("verifiedAt", None)  # asked at every pass: a time written each pass would be a write each pass
@@ -133,12 +137,10 @@ class ModelVersionController:
         return result
 
 
-def verified_until(mv: ModelVersion, verify_seconds: float, asked: datetime | None = None) -> datetime | None:
-    """Until when the last verification holds without asking S3, or None when it must be asked now: never
-    verified, verified another sha256 (the spec changed), or its ETag cleared; `asked`: S3 was asked just now."""
+def verified_until(mv: ModelVersion, verify_seconds: float) -> datetime | None:
+    """Until when the last verification in status holds without asking S3, or None when it must be asked now:
+    never verified, verified another sha256 (the spec changed), or its ETag cleared."""
     status = mv.status
-    if asked is not None:
-        return asked + timedelta(seconds=verify_seconds) if verify_seconds > 0 else None
     if status is None or not status.verified_etag or status.verified_sha256 != mv.spec.artifact.sha256:
         return None
     at = status.verified_at
