@@ -148,3 +148,31 @@ async def test_a_resync_reconciles_the_body_the_watch_delivered_without_a_get() 
     await runtime._refetch(controller, key)
     assert Api.gets == [key] and handled == [body]
     await runtime.requeue.close()
+
+
+async def test_every_write_the_api_refuses_as_invalid_is_rejected() -> None:
+    """Apply and merge-patch (the stray-field patch of an InferenceService) both turn a webhook's denial into
+    kube.Rejected; other failures pass through unchanged."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from slipway.kube import Kube, Rejected
+
+    denial = ApiException(status=400, reason="Bad Request")
+    denial.body = '{"message": "admission webhook denied the request: no"}'
+
+    class Custom:
+        error: ApiException = denial
+
+        async def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
+            raise self.error
+
+    kube = Kube.__new__(Kube)
+    kube._custom = Custom()  # type: ignore[assignment]
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "r", "namespace": "ns"}}  # fmt: skip
+    with pytest.raises(Rejected, match="patching InferenceService r was refused: admission webhook denied"):
+        await kube.patch_object(isvc, {"spec": {"predictor": {"logger": None}}})
+    with pytest.raises(Rejected, match="applying InferenceService r was refused"):
+        await kube.apply(isvc)
+    Custom.error = ApiException(status=503, reason="Unavailable")
+    with pytest.raises(ApiException):
+        await kube.patch_object(isvc, {})

@@ -103,9 +103,7 @@ def agent_service(isvc_obj: dict[str, Any], version: str, labels: dict[str, str]
             "name": logged_service(meta["name"], version),
             "namespace": meta["namespace"],
             "labels": labels,
-            "ownerReferences": [
-                {**owner_reference(isvc_obj["apiVersion"], "InferenceService", meta), "blockOwnerDeletion": False}
-            ],
+            "ownerReferences": [isvc_owner(isvc_obj)],
         },
         "spec": {
             "selector": {"app": f"isvc.{predictor_service(meta['name'], version)}"},
@@ -231,6 +229,14 @@ def inference_service(
         },
         "spec": spec,
     }
+
+
+def isvc_owner(isvc_obj: dict[str, Any]) -> dict[str, Any]:
+    """The owner reference of what the Rollout makes beside the InferenceService (its route, a logged canary's
+    Service): controlled by it, so deleting it deletes them. blockOwnerDeletion off: it would need update on
+    inferenceservices/finalizers."""
+    owner = owner_reference(isvc_obj["apiVersion"], "InferenceService", isvc_obj["metadata"])
+    return {**owner, "blockOwnerDeletion": False}
 
 
 def owner_reference(api_version: str, kind: str, meta: dict[str, Any]) -> dict[str, Any]:

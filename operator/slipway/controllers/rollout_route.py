@@ -53,10 +53,7 @@ def http_route(
             "name": meta["name"],
             "namespace": meta["namespace"],
             "labels": labels,
-            # blockOwnerDeletion off: it would need update on inferenceservices/finalizers.
-            "ownerReferences": [
-                {**isvc.owner_reference(isvc_obj["apiVersion"], "InferenceService", meta), "blockOwnerDeletion": False}
-            ],
+            "ownerReferences": [isvc.isvc_owner(isvc_obj)],
         },
         "spec": {
             "parentRefs": [{"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": gw_ns, "name": gw_name}],

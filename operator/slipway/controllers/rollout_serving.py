@@ -102,10 +102,11 @@ def plan(
         canary_svc = None
         if canary is not None:
             canary_svc = isvc.backend_service(name, canary.metadata["name"], logs(settings, monitor))
-            if canary_svc != isvc.predictor_service(name, canary.metadata["name"]):
+            if logs(settings, monitor):
                 svc = isvc.agent_service(live.isvc, canary.metadata["name"], labels)
-                services[SERVICE_PREFIX + canary_svc] = isvc.digest(svc)
-                if applied.get(SERVICE_PREFIX + canary_svc) != services[SERVICE_PREFIX + canary_svc]:
+                key = SERVICE_PREFIX + canary_svc
+                services[key] = isvc.digest(svc)
+                if applied.get(key) != services[key]:
                     actions.append(Apply(svc))  # before the route names it
         want = route.http_route(live.isvc, settings.gateway, host, stable_svc, canary_svc, serving.weight, labels)
         if route.needs_apply(live.route, want, applied.get(ROUTE_KEY)):
@@ -115,8 +116,8 @@ def plan(
     # not in the same breath as the route change, which the gateway takes a moment to pick up.
     named = route.weights(live.route)
     for key in sorted(k for k in applied if k.startswith(SERVICE_PREFIX) and k not in services):
-        if key.removeprefix(SERVICE_PREFIX) not in named:
-            actions.append(Delete("Service", key.removeprefix(SERVICE_PREFIX)))
+        if (gone := key.removeprefix(SERVICE_PREFIX)) not in named:
+            actions.append(Delete("Service", gone))
             del now[key]
     now |= services
     if isvc.needs_apply(live.isvc, desired, applied.get(ISVC_KEY)):

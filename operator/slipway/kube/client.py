@@ -173,12 +173,7 @@ class Kube:
     async def apply(self, manifest: dict[str, Any]) -> None:
         """Server-side apply (field manager `slipway`, forced): create the object or set the fields `manifest`
         holds, remove the ones slipway applied before and no longer holds, leave everyone else's alone."""
-        try:
-            await self._apply(manifest)
-        except ApiException as e:
-            if (refused := rejection(e, f"applying {manifest['kind']} {manifest['metadata']['name']}")) is not None:
-                raise refused from e
-            raise
+        await self._refusable(self._apply(manifest), f"applying {manifest['kind']} {manifest['metadata']['name']}")
 
     async def _apply(self, manifest: dict[str, Any]) -> None:
         kind, meta = manifest["kind"], manifest["metadata"]
@@ -197,6 +192,10 @@ class Kube:
 
     async def patch_object(self, manifest: dict[str, Any], patch: dict[str, Any]) -> None:
         """Merge-patch a namespaced custom object (e.g. an InferenceService) named by `manifest`."""
+        what = f"patching {manifest['kind']} {manifest['metadata']['name']}"
+        await self._refusable(self._patch_object(manifest, patch), what)
+
+    async def _patch_object(self, manifest: dict[str, Any], patch: dict[str, Any]) -> None:
         group, version = manifest["apiVersion"].split("/")
         meta = manifest["metadata"]
         await self._custom.patch_namespaced_custom_object(
@@ -237,6 +236,16 @@ class Kube:
             ),
             f"{plural}/{namespace}/{name}",
         )  # fmt: skip
+
+    @staticmethod
+    async def _refusable(call: Any, what: str) -> Any:
+        """A write the API may refuse as invalid: that refusal becomes Rejected, for the object's owner."""
+        try:
+            return await call
+        except ApiException as e:
+            if (refused := rejection(e, what)) is not None:
+                raise refused from e
+            raise
 
     @staticmethod
     async def _guarded(call: Any, what: str) -> Any:
