@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "Gateway API CRDs and Traefik, listening on 127.0.0.1:18086 (ports.ingress); built by "
         "hack/build-serving.sh; an `up` without it stops them",
     )
+    up.add_argument(
+        "--knative",
+        action="store_true",
+        help="run Knative Serving (controller, webhook, autoscaler, activator, each in a network namespace of its "
+        "own) for KServe's Serverless mode; built by hack/build-knative.sh; an `up` without it stops them",
+    )
     up.add_argument("--scrape-interval", default="1s", help="Prometheus scrape interval (default 1s)")
     down = sub.add_parser("down", parents=[common], help="stop the cluster's processes")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         kserve=getattr(args, "kserve", False),
         prometheus=getattr(args, "prometheus", False),
         serving=getattr(args, "serving", False),
+        knative=getattr(args, "knative", False),
         scrape_interval=getattr(args, "scrape_interval", "1s"),
     )
     try:

@@ -28,6 +28,8 @@ from . import components, kubeconfig, nodes
 from . import prometheus as prom
 from .api import Api, ApiError
 from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, GATEWAY, KWOK, PROMETHEUS, SCHEDULER
+from .knative_stack import PROCESSES as KNATIVE_PROCESSES
+from .knative_stack import KnativeStack
 from .layout import (
     BINARIES,
     REPO_ROOT,
@@ -48,7 +50,8 @@ START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
 # The optional processes are always in the first group: one started by an earlier `up` is
 # stopped even when this Cluster was made without it.
-OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER)
+KNATIVE = tuple(KNATIVE_PROCESSES.values())
+OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
 
@@ -101,6 +104,7 @@ class Cluster:
         kserve: bool = False,
         prometheus: bool = False,
         serving: bool = False,
+        knative: bool = False,
         scrape_interval: str = "1s",
         prometheus_binary: Path | str | None = None,
         log: Callable[[str], None] = _stderr_log,
@@ -121,7 +125,9 @@ class Cluster:
             Path(prometheus_binary) if prometheus_binary else prom.default_binary(self.bin_dir if serving else None)
         )
         self.serving = serving
+        self.knative = knative
         wanted = {
+            **dict.fromkeys(KNATIVE, knative),
             EXECUTOR: executor,
             GATEWAY: kserve,
             PROMETHEUS: prometheus,
@@ -270,6 +276,8 @@ class Cluster:
             self._phase(timings, "controllers", self._start_controllers)
             self._phase(timings, "nodes", self._apply_nodes)
             self._phase(timings, "crds", self._install_crds_if_changed)
+            if self.knative:
+                self._phase(timings, "knative", lambda: KnativeStack(self).start(deadline))
             if self.serving:
                 self._phase(timings, "kserve", lambda: Stack(self).start(deadline))
             if self.kserve or self.prometheus:

@@ -78,6 +78,10 @@ def apiserver(binary: Path, state: StateDir, p: Ports, k: PKI) -> list[str]:
         "--feature-gates=WatchList=false",
         "--allow-privileged=true",
         "--profiling=false",
+        # Admission webhooks and APIServices registered through a Service are called at an
+        # address from its EndpointSlices instead of its ClusterIP (no kube-proxy on the
+        # host): Knative keeps its webhooks' Service clientConfigs (knative.py).
+        "--enable-aggregator-routing=true",
     ]
 
 

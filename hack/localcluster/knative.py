@@ -74,7 +74,7 @@ LISTEN_PORTS: dict[str, tuple[int, ...]] = {
 # EndpointSlices labelled with a manager other than kube-controller-manager's
 # (endpointslice-controller.k8s.io, endpointslicemirroring-controller.k8s.io) are left alone
 # by both of its EndpointSlice controllers.
-MANAGED_BY = "slipway.dev/localcluster"
+MANAGED_BY = "localcluster.slipway.dev"  # a label value: no "/"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
@@ -516,3 +516,95 @@ def hosts_file(addresses: Mapping[str, str]) -> str:
     for name, component in SYSTEM_SERVICES.items():
         lines.append(f"{addrs[component]}\t" + " ".join(service_hostnames(name)))
     return "\n".join(lines) + "\n"
+
+
+# ---- Traefik's Knative provider -------------------------------------------------------------
+
+TRAEFIK_PROCESS = "traefik-knative"
+TRAEFIK_NAMESPACE = "traefik"
+TRAEFIK_ACCOUNT = "traefik-knative"
+# Traefik runs in the cluster's node network namespace (kube-proxy's, see kubeproxy.py), whose
+# ports are its own: fixed numbers, not allocated on the host.
+TRAEFIK_WEB_PORT = 8080
+TRAEFIK_ADMIN_PORT = 9000
+TRAEFIK_BUCKETS = "0.005,0.01,0.025,0.05,0.075,0.1,0.15,0.2,0.3,0.5,0.75,1,2.5,5,10"
+
+
+def traefik_rbac() -> list[Obj]:
+    """What Traefik's Knative provider reads and writes, as Traefik documents it
+    (T/docs/content/reference/dynamic-configuration/kubernetes-knative-rbac.yml): Services and
+    Secrets, Knative's Ingresses, and their status."""
+    name = "traefik-knative-networking"
+    read = ["get", "list", "watch"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": TRAEFIK_ACCOUNT, "namespace": TRAEFIK_NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "secrets"], "verbs": read},
+                {"apiGroups": ["networking.internal.knative.dev"], "resources": ["ingresses"], "verbs": read},
+                {
+                    "apiGroups": ["networking.internal.knative.dev"],
+                    "resources": ["ingresses/status"],
+                    "verbs": ["update"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": TRAEFIK_ACCOUNT, "namespace": TRAEFIK_NAMESPACE}],
+        },
+    ]
+
+
+def traefik_service(address: str) -> list[Obj]:
+    """The Service the provider names in every KIngress' status (publicservice/privateservice):
+    Knative's route reconciler makes each route's Service an ExternalName to
+    `<name>.<namespace>.svc.<domain>` (S/pkg/reconciler/route/resources/service.go:74-86). Without
+    a selector, its endpoints are Traefik's address in the node namespace."""
+    svc: Obj = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": TRAEFIK_PROCESS, "namespace": TRAEFIK_NAMESPACE},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": TRAEFIK_WEB_PORT, "protocol": "TCP"}]},
+    }
+    return [svc, _endpoint_slice(svc, _check_address(TRAEFIK_PROCESS, address)), _endpoints(svc, address)]
+
+
+def traefik_argv(binary: Path) -> list[str]:
+    """Traefik with the Knative provider only (experimental in Traefik v3.6: refused without
+    `--experimental.knative`, T/pkg/config/static/static_config.go:432-434). Cluster-local
+    rules (KServe's predictors' Knative Services) are served only with private entry points
+    (T/pkg/provider/kubernetes/knative/kubernetes.go:289-294): both visibilities on `web`.
+    The provider's client comes from KUBECONFIG (kubernetes.go:168-178)."""
+    return [
+        str(binary),
+        f"--entryPoints.web.address=:{TRAEFIK_WEB_PORT}",
+        f"--entryPoints.traefik.address=:{TRAEFIK_ADMIN_PORT}",
+        "--ping=true",
+        "--experimental.knative=true",
+        "--providers.knative=true",
+        "--providers.knative.publicEntrypoints=web",
+        "--providers.knative.privateEntrypoints=web",
+        f"--providers.knative.publicService.namespace={TRAEFIK_NAMESPACE}",
+        f"--providers.knative.publicService.name={TRAEFIK_PROCESS}",
+        f"--providers.knative.privateService.namespace={TRAEFIK_NAMESPACE}",
+        f"--providers.knative.privateService.name={TRAEFIK_PROCESS}",
+        "--metrics.prometheus=true",
+        "--metrics.prometheus.addServicesLabels=true",
+        "--metrics.prometheus.addRoutersLabels=true",
+        f"--metrics.prometheus.buckets={TRAEFIK_BUCKETS}",
+        # Nothing may leave the machine: no update check, no usage report.
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+        "--log.level=INFO",
+    ]

@@ -138,6 +138,7 @@ class StateDir:
         self.prometheus = root / "prometheus"  # config, file_sd/ and the TSDB
         self.kserve = root / "kserve"  # KServe's manager: its home, webhook certificate, kubeconfig
         self.traefik = root / "traefik"  # Traefik's home and kubeconfig
+        self.knative = root / "knative"  # Knative's processes' homes, kubeconfigs, hosts file, CRDs
         self.sysnet = root / "sysnet"  # addresses of the components run in network namespaces
         self.kube_cache = root / "kube-cache"
         self.settings = root / "cluster.json"

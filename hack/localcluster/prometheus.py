@@ -81,6 +81,31 @@ def predictor_relabelling() -> list[dict[str, object]]:
     ]
 
 
+QUEUE_PROXY_JOB = "knative-queue-proxies"
+# The queue-proxy serves its request metrics as Prometheus text on this port (Knative's
+# config-observability `request-metrics-protocol: prometheus`; S/pkg/queue/sharedmain/otel.go:51-54),
+# named in the revision's pod spec (S/pkg/reconciler/revision/resources/queue.go).
+QUEUE_PROXY_METRICS_PORT = 9091
+
+
+def queue_proxy_relabelling() -> list[dict[str, object]]:
+    """Serverless mode's runtime-independent signals: every ready Knative revision pod's
+    queue-proxy, labelled with the revision it serves. The OTel exporter puts Knative's
+    names (revision, configuration, service) only on `target_info`, not on each series
+    (hack/knative/NOTES.md (b)), so they come from the pod's labels, as users relabel them."""
+    meta = "__meta_kubernetes_pod_"
+    return [
+        {"source_labels": [meta + "container_name"], "regex": "queue-proxy", "action": "keep"},
+        {"source_labels": [meta + "container_port_number"], "regex": str(QUEUE_PROXY_METRICS_PORT), "action": "keep"},
+        {"source_labels": [meta + "ready"], "regex": "true", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": [meta + "name"], "target_label": "pod"},
+        {"source_labels": [meta + "label_serving_knative_dev_revision"], "target_label": "revision"},
+        {"source_labels": [meta + "label_serving_knative_dev_configuration"], "target_label": "configuration"},
+        {"source_labels": [meta + "label_serving_kserve_io_inferenceservice"], "target_label": "inferenceservice"},
+    ]
+
+
 def _discovery_jobs(d: Discovery, scrape_interval: str) -> list[dict[str, object]]:
     tls = {"ca_file": str(d.ca_file), "cert_file": str(d.cert_file), "key_file": str(d.key_file)}
     return [
@@ -90,6 +115,13 @@ def _discovery_jobs(d: Discovery, scrape_interval: str) -> list[dict[str, object
             "scrape_timeout": scrape_interval,
             "kubernetes_sd_configs": [{"role": "pod", "api_server": d.api_server, "tls_config": tls}],
             "relabel_configs": predictor_relabelling(),
+        },
+        {
+            "job_name": QUEUE_PROXY_JOB,
+            "metrics_path": "/metrics",
+            "scrape_timeout": scrape_interval,
+            "kubernetes_sd_configs": [{"role": "pod", "api_server": d.api_server, "tls_config": tls}],
+            "relabel_configs": queue_proxy_relabelling(),
         },
         {
             "job_name": GATEWAY_JOB,

@@ -140,6 +140,11 @@ def isvc_config(configmap: Obj, ingress_port: int) -> Obj:
         kserveIngressGateway=f"{NAMESPACE}/{GATEWAY}",
         ingressDomain=INGRESS_DOMAIN,
         urlScheme="http",
+        # Serverless mode: no Istio here. KServe then takes the InferenceService's URL from its
+        # predictor's Knative Service, served by Traefik's Knative provider, instead of making an
+        # Istio VirtualService (KServe v0.20.0 pkg/controller/v1beta1/inferenceservice/
+        # reconcilers/ingress/ingress_reconciler.go:191-233, controller.go:366-371).
+        disableIstioVirtualHost=True,
     )
     data["ingress"] = json.dumps(ingress, indent=2)
     deploy = json.loads(data["deploy"])

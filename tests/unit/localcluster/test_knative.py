@@ -13,6 +13,9 @@ import pytest
 from localcluster import knative
 from localcluster.serving import Obj, load_all
 
+# k8s.io/apimachinery validation.IsValidLabelValue
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
 QUEUE_IMAGE = "slipway.local/knative-queue:v0.48.1"
 ADDRESSES = {
     "controller": "198.19.128.2",
@@ -231,7 +234,10 @@ def test_services_are_knatives_without_selector_and_their_slices_name_the_addres
 
         (slice_,) = _slices(objs.values(), name)
         assert slice_["metadata"]["namespace"] == "knative-serving"
-        assert slice_["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "slipway.dev/localcluster"
+        labels = slice_["metadata"]["labels"]
+        assert labels["endpointslice.kubernetes.io/managed-by"] == "localcluster.slipway.dev"
+        # The apiserver refused the first value ("slipway.dev/localcluster"): label values have no "/".
+        assert all(LABEL_VALUE.fullmatch(v) and len(v) <= 63 for v in labels.values())
         assert slice_["addressType"] == "IPv4"
         assert slice_["endpoints"] == [
             {"addresses": [ADDRESSES[component]], "conditions": {"ready": True, "serving": True, "terminating": False}}

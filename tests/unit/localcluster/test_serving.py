@@ -30,6 +30,7 @@ def test_isvc_config_turns_on_gateway_api_and_standard_mode_and_keeps_the_rest()
     ingress = json.loads(cm["data"]["ingress"])
     assert ingress["enableGatewayApi"] is True
     assert ingress["kserveIngressGateway"] == "kserve/kserve-ingress-gateway"
+    assert ingress["disableIstioVirtualHost"] is True, "Serverless mode's URL comes from the Knative Service"
     assert json.loads(cm["data"]["deploy"]) == {"defaultDeploymentMode": "RawDeployment"}
     assert cm["data"]["logger"] == CONFIGMAP["data"]["logger"]
     assert "_example" not in cm["data"]

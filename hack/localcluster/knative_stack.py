@@ -1,0 +1,173 @@
+"""Starting Knative Serving v0.48.1 on a running local control plane (issue 12).
+
+The objects and environments come from knative.py's pure builders; this module applies them,
+starts Knative's four processes, each in a network namespace of its own (sysnet.py), and waits
+until Knative can serve: its webhook answers and has completed its own configurations, its
+controller, autoscaler and activator report ready.
+
+Each process authenticates as the ServiceAccount its Deployment names
+(S/config/core/deployments/*.yaml `serviceAccountName`: `controller` for the controller, webhook
+and autoscaler, `activator` for the activator), with a client certificate from the cluster's
+CA, so Knative's own RBAC (config/core/200-*) is what authorizes it.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import knative, kubeconfig
+from .layout import StateDir
+from .pki import ClientIdentity
+from .procs import ProcessSpec
+from .serving import Obj
+
+# The queue-proxy image the revisions' pods get (config-deployment `queue-sidecar-image`); the
+# local executor runs the knative-queue binary for it (localexec.images).
+QUEUE_IMAGE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue:v1.21.1"
+# Registries of the images revisions run here: KServe's model servers (Docker Hub) and our
+# runtimes (ghcr.io). Knative resolves any other tag to a digest over the network.
+REVISION_REGISTRIES = ("index.docker.io", "ghcr.io")
+
+SERVICE_ACCOUNTS = {
+    knative.CONTROLLER: "controller",
+    knative.WEBHOOK: "controller",
+    knative.AUTOSCALER: "controller",
+    knative.ACTIVATOR: "activator",
+}
+# Process names in the cluster's process table (and sysnet's namespaces).
+PROCESSES = {component: f"knative-{component}" for component in knative.COMPONENTS}
+WEBHOOK_CONFIGURATIONS = (
+    ("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "webhook.serving.knative.dev"),
+    ("admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "validation.webhook.serving.knative.dev"),
+)
+
+
+def identity(component: str) -> ClientIdentity:
+    account = SERVICE_ACCOUNTS[component]
+    return ClientIdentity(
+        f"system:serviceaccount:{knative.NAMESPACE}:{account}",
+        ("system:serviceaccounts", f"system:serviceaccounts:{knative.NAMESPACE}"),
+    )
+
+
+def with_hosts_file(hosts: Path, argv: Sequence[str]) -> list[str]:
+    """argv with `hosts` bind-mounted over /etc/hosts in a mount namespace of its own: the
+    activator dials the autoscaler by its Service's DNS name (knative.hosts_file)."""
+    script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "knative-hosts",
+            str(hosts), *argv]  # fmt: skip
+
+
+def probe_url(component: str, address: str) -> str:
+    """Where the Deployment's readiness probe looks (S/config/core/deployments/*.yaml)."""
+    if component == knative.CONTROLLER:
+        return f"http://{address}:8080/readiness"
+    if component == knative.AUTOSCALER:
+        return f"http://{address}:8080/"
+    if component == knative.ACTIVATOR:
+        return f"http://{address}:8012/"
+    return f"https://{address}:{knative.WEBHOOK_PORT}/"
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    """The probe passes as the kubelet's would (2xx or 3xx). The activator and the autoscaler
+    tell a kubelet's probe by its User-Agent (P/network/handlers, `kube-probe/`); the webhook's
+    certificate is Knative's own, so it is not verified here (only that TLS is served)."""
+    context = ssl._create_unverified_context()
+
+    def ok() -> bool:
+        request = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.34"})
+        try:
+            with urllib.request.urlopen(request, timeout=2, context=context) as resp:
+                return 200 <= int(resp.status) < 400
+        except OSError:
+            return False
+
+    return ok
+
+
+class KnativeStack:
+    """Starts Knative Serving on a running control plane (called by Cluster.up before KServe's
+    manager, which watches Knative Services only if their CRD exists when it starts)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster  # a localcluster.Cluster (not imported: it imports us)
+        self.state: StateDir = cluster.state
+
+    def addresses(self) -> dict[str, str]:
+        return {c: self.cluster.sysnet.address(PROCESSES[c]) for c in knative.COMPONENTS}
+
+    def binary(self, component: str) -> Path:
+        path = Path(self.cluster.bin_dir) / f"knative-{component}"
+        if not os.access(path, os.X_OK):
+            raise knative.KnativeError(f"{path} is missing: run hack/build-knative.sh")
+        return path
+
+    def start(self, deadline: float) -> None:
+        binaries = {c: self.binary(c) for c in knative.COMPONENTS}
+        src = knative.Sources.locate()
+        self.state.knative.mkdir(parents=True, exist_ok=True)
+        addresses = self.addresses()
+        if not any(self.cluster.procs.pid(PROCESSES[c]) for c in knative.COMPONENTS):
+            crds = self.state.knative / "crds.yaml"
+            crds.write_text(yaml.safe_dump_all(knative.crds(src), sort_keys=False))
+            self.cluster.install_crds([crds])
+            base = knative.base_objects(src, QUEUE_IMAGE, skip_registries=REVISION_REGISTRIES)
+            self._apply(base + knative.system_services(src, addresses), "Knative Serving's base objects")
+        hosts = self.state.knative / "hosts"
+        hosts.write_text(knative.hosts_file(addresses))
+        for component in knative.COMPONENTS:
+            name = PROCESSES[component]
+            if self.cluster.procs.pid(name) is not None:
+                continue
+            address = self.cluster.sysnet.prepare(name, knative.own_ports(component))
+            home = self.state.knative / component
+            home.mkdir(parents=True, exist_ok=True)
+            config = self._kubeconfig(identity(component), home / "kubeconfig")
+            env = knative.process_env(component, address, config, home)
+            argv = knative.argv(binaries[component], component)
+            if component == knative.ACTIVATOR:
+                argv = with_hosts_file(hosts, argv)
+            self.cluster._start(ProcessSpec(name, self.cluster.sysnet.wrap(name, argv), env))
+        for component in knative.COMPONENTS:
+            url = probe_url(component, addresses[component])
+            self.cluster._wait(f"Knative's {component} ({url})", _answers(url), deadline, [PROCESSES[component]])
+        self.cluster._wait(
+            "Knative's webhook configurations completed by its webhook",
+            self._webhooks_configured,
+            deadline,
+            [PROCESSES[knative.WEBHOOK]],
+        )
+
+    def _webhooks_configured(self) -> bool:
+        """Knative's webhook fills in its configurations' caBundle (and rules) once it runs
+        (P/webhook/resourcesemantics/*): until then nothing it guards can be written."""
+        for api_version, plural, name in WEBHOOK_CONFIGURATIONS:
+            obj = self.cluster._api().get_json(f"/apis/{api_version}/{plural}/{name}") or {}
+            hooks = obj.get("webhooks") or []
+            if not hooks or not all((h.get("clientConfig") or {}).get("caBundle") for h in hooks):
+                return False
+        return True
+
+    def _apply(self, objects: Sequence[Obj], what: str) -> None:
+        text = yaml.safe_dump_all(objects, sort_keys=False)
+        args = ["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-localcluster", "-f", "-"]
+        proc = self.cluster.kubectl(*args, input=text, check=False, timeout=300)
+        if proc.returncode != 0:
+            raise knative.KnativeError(f"applying {what} failed: {proc.stderr.strip()}")
+
+    def _kubeconfig(self, who: ClientIdentity, path: Path) -> Path:
+        self.cluster.pki.ensure_client(who)
+        cert, key = self.cluster.pki.client_cert(who)
+        return kubeconfig.write(path, self.cluster.server, self.cluster.pki.ca_cert, cert, key, user=who.name)
+
+
+def process_names() -> Mapping[str, str]:
+    return dict(PROCESSES)
