@@ -1,7 +1,9 @@
 """From a pod's container spec to a local process's argv, environment and files.
 
 `prepare` raises ImageUnavailable or envres.ConfigError for the two ways the kubelet fails
-to create a container that matter here (ErrImagePull and CreateContainerConfigError);
+to create a container that matter here (ErrImagePull and CreateContainerConfigError; the
+latter also for what the executor cannot honour: a volume other than an emptyDir, a
+postStart or exec preStop hook);
 everything else about the process (where it logs, its termination-message file, its
 scratch dir, its emptyDir volumes) is laid out under the executor's state dir. The process
 runs in its pod's network namespace and a mount namespace of its own (podnet.wrap).
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import envres, images, network, podnet
+from . import envres, images, network, podnet, probes
 from .procs import Launch
 
 Obj = dict[str, Any]
@@ -87,22 +89,52 @@ def protected(config: Config) -> list[Path]:
     return [config.root.resolve(), config.repo_root.resolve(), python_prefix, config.kserve_venv, config.bin_dir]
 
 
-def volume_mounts(config: Config, pod: Obj, container: Obj) -> list[tuple[str, str, bool]]:
-    """(source dir, mountPath, read-only) of the container's emptyDir mounts. A mountPath at
-    or above a protected path (`/`, and `/tmp` when the state dir is in /tmp) is not
-    mounted: the container gets TMPDIR, its pod's scratch dir, instead."""
-    empty = {v["name"] for v in (pod.get("spec") or {}).get("volumes") or [] if "emptyDir" in v}
+# The ServiceAccount admission plugin's token volume (`kube-api-access-<random>`, projected:
+# token, kube-root-ca.crt, namespace), on every pod that automounts a token: not mounted, as
+# nothing the executor runs calls the API with it.
+SERVICE_ACCOUNT_VOLUME_PREFIX = "kube-api-access-"
+
+
+def volume_mounts(
+    config: Config, pod: Obj, container: Obj, env: Mapping[str, str] | None = None
+) -> list[tuple[str, str, bool]]:
+    """(source dir, mountPath, read-only) of the container's emptyDir mounts, `subPath` or
+    `subPathExpr` (expanded with the container's `env`, as the kubelet does) below the
+    volume's dir. A mountPath at or above a protected path (`/`, and `/tmp` when the state
+    dir is in /tmp) is not mounted: the container gets TMPDIR, its pod's scratch dir,
+    instead. A mount of any other kind of volume raises ConfigError (not honoured here),
+    except the ServiceAccount token volume, which is left out."""
+    volumes = {v.get("name"): v for v in (pod.get("spec") or {}).get("volumes") or []}
     keep = protected(config)
     out = []
     for m in container.get("volumeMounts") or []:
-        if m.get("name") not in empty or not str(m.get("mountPath", "")).startswith("/"):
+        name = m.get("name")
+        volume = volumes.get(name)
+        if volume is None:
+            raise envres.ConfigError(f'volumeMount "{name}" ({container.get("name")}) names no volume of the pod')
+        if "emptyDir" not in volume:
+            if str(name).startswith(SERVICE_ACCOUNT_VOLUME_PREFIX) and "projected" in volume:
+                continue
+            kinds = ", ".join(sorted(k for k in volume if k != "name")) or "unknown"
+            raise envres.ConfigError(
+                f'volume "{name}" ({kinds}) mounted by {container.get("name")} is not supported by the local '
+                "executor: only emptyDir volumes are mounted"
+            )
+        if not str(m.get("mountPath", "")).startswith("/"):
             continue
         target = Path(m["mountPath"])
         if any(target == p or target in p.parents for p in keep):
             continue
-        source = volume_dir(config, pod, m["name"])
-        if m.get("subPath"):
-            source = source / m["subPath"]
+        source = volume_dir(config, pod, name)
+        sub = m.get("subPath") or ""
+        if m.get("subPathExpr"):
+            sub = envres.expand(m["subPathExpr"], (env or {}).get)
+        if sub:
+            if sub.startswith("/") or ".." in Path(sub).parts:
+                raise envres.ConfigError(
+                    f'subPath "{sub}" of volumeMount "{name}" must be a relative path within the volume'
+                )
+            source = source / sub
         out.append((str(source), str(target), bool(m.get("readOnly"))))
     return out
 
@@ -134,13 +166,16 @@ def prepare(
         image = images.resolve(container.get("image") or "", config)
     except images.Unavailable as err:
         raise ImageUnavailable(str(err)) from None
+    refused = probes.unsupported_lifecycle(container)
+    if refused is not None:
+        raise envres.ConfigError(refused)
     adjust = env_adjuster(pod, resolver)
     pod_env = envres.resolve_env(pod, container, sources, pod_ip, adjust)
     argv = [envres.expand(arg, pod_env.get) for arg in image.command(container)]
     workdir = pod_dir(config, pod)
     env = process_env(config, pod, pod_env, workdir, base_env, image)
     env[TERMINATION_ENV] = str(termination_path(config, pod, container["name"]))
-    mounts = volume_mounts(config, pod, container)
+    mounts = volume_mounts(config, pod, container, pod_env)
     return Launch(
         image.local_argv(argv),
         env,

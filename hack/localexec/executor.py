@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import containers, envres, network, podnet, probes, sources, status
@@ -39,6 +40,7 @@ CRASH_BACKOFF = (1.0, 60.0)  # shorter than the kubelet's 10s..5min: a dev loop,
 CRASH_RESET_AFTER = 60.0  # a run this long resets the crash back-off
 LOST_REASON = "ContainerStatusUnknown"
 LOST_MESSAGE = "The container could not be located: the local executor restarted and its process was lost"
+MIN_STOP_GRACE = 2.0  # the kubelet's minimumGracePeriodInSeconds between SIGTERM and SIGKILL
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,16 @@ class Exited:
     container: str
     process: Process
     returncode: int
+
+
+@dataclass(frozen=True)
+class HookDone:
+    """A container's preStop hook returned (message: why it failed, "" when it did not)."""
+
+    uid: str
+    container: str
+    pid: int
+    message: str
 
 
 @dataclass
@@ -60,7 +72,8 @@ class PodRecord:
     backoff: dict[tuple[str, str], float] = field(default_factory=dict)  # (container, kind) -> next delay
     started_mono: dict[str, float] = field(default_factory=dict)
     terminating: bool = False
-    kill_at: float | None = None
+    stopping: dict[str, float] = field(default_factory=dict)  # container -> when its preStop hook gives way to SIGTERM
+    kill_at: dict[str, float] = field(default_factory=dict)  # container -> when it gets SIGKILL (SIGTERM sent)
     vanished: bool = False
     delete_pending: bool = False
     deleted: bool = False
@@ -141,23 +154,27 @@ class Executor:
             self._exited(item)
         elif isinstance(item, ProbeResult):
             self._probed(item)
+        elif isinstance(item, HookDone):
+            self._hook_done(item)
 
     def _next_deadline(self) -> float:
         deadlines = [time.monotonic() + 1.0]
         for rec in self.records.values():
-            deadlines += rec.retry_at.values()
-            if rec.kill_at is not None:
-                deadlines.append(rec.kill_at)
+            deadlines += [*rec.retry_at.values(), *rec.stopping.values(), *rec.kill_at.values()]
         probe_at = self.prober.next_deadline()
         return min(deadlines) if probe_at is None else min(*deadlines, probe_at)
 
     def _tick(self) -> None:
         now = time.monotonic()
         for rec in list(self.records.values()):
-            if rec.kill_at is not None and now >= rec.kill_at:
-                rec.kill_at = None
-                for proc in rec.procs.values():
-                    proc.signal(signal.SIGKILL)
+            for name, at in list(rec.stopping.items()):
+                if now >= at:  # its preStop hook ran out of time
+                    self._sigterm(rec, name, 0.0)
+            for name, at in list(rec.kill_at.items()):
+                if now >= at:
+                    del rec.kill_at[name]
+                    if name in rec.procs:
+                        rec.procs[name].signal(signal.SIGKILL)
             if rec.delete_pending:
                 self._guarded(rec.uid, self._delete, rec)
             if rec.dirty:
@@ -289,8 +306,6 @@ class Executor:
             return services[(ns, svc)]
 
         resolver = network.Resolver(self.cache.values(), service, self._ip_of)
-        for v in container.get("volumeMounts") or []:
-            containers.volume_dir(self.config, pod, v.get("name", "_")).mkdir(parents=True, exist_ok=True)
         try:
             launch = containers.prepare(
                 self.config, pod, container, api_sources, resolver, rec.pod_ip, self.net.path(rec.pod_ip), self.base_env
@@ -302,6 +317,8 @@ class Executor:
             self._waiting(rec, name, "CreateContainerConfigError", str(err))
             self._retry(rec, name, "config", CONFIG_RETRY)
             return
+        for source, _, _ in launch.mounts:  # the volume's dir, or its subPath in it (the kubelet makes both)
+            Path(source).mkdir(parents=True, exist_ok=True)
         containers.termination_path(self.config, pod, name).unlink(missing_ok=True)
         (launch.cwd / "tmp").mkdir(parents=True, exist_ok=True)
         started = status.now()
@@ -319,10 +336,13 @@ class Executor:
         run.pid, run.started_at, run.finished_at = proc.pid, started, None
         rec.procs[name] = proc
         rec.started_mono[name] = time.monotonic()
-        probe = probes.readiness(container, rec.pod_ip)
-        run.probe_ready = probe is None
-        if probe is not None:
-            self.prober.watch(rec.uid, name, proc.pid, probe, time.monotonic())
+        run.probe_ready = probes.readiness(container, rec.pod_ip) is None
+        startup = probes.probe_spec(container, probes.STARTUP, rec.pod_ip)
+        run.startup_done = startup is None
+        if startup is not None:  # readiness and liveness wait for it (the kubelet's `started`)
+            self.prober.watch(rec.uid, name, proc.pid, startup, time.monotonic(), probes.STARTUP)
+        else:
+            self._watch_started(rec, name, proc.pid)
         self.proc_records.add(f"{rec.uid}_{name}", proc.pid)
         # The spec's command, not the expanded argv: `$(VAR)` may have pulled in a secret.
         log.info("%s/%s started, pid %d: %s", pod_ref(pod), name, proc.pid, _spec_command(container))
@@ -358,9 +378,11 @@ class Executor:
         if rec is None or rec.procs.get(item.container) is not item.process:
             return
         del rec.procs[item.container]
+        rec.stopping.pop(item.container, None)
+        rec.kill_at.pop(item.container, None)
         self.prober.forget(rec.uid, item.container)
         run = rec.runs[item.container]
-        run.probe_ready = True  # only a running container has a probe
+        run.probe_ready = run.startup_done = True  # only a running container has probes
         code = status.exit_code(item.returncode)
         container = _spec(rec.pod, item.container)
         text = read_capped(containers.termination_path(self.config, rec.pod, item.container), status.MAX_MESSAGE_BYTES)
@@ -408,23 +430,72 @@ class Executor:
         if not rec.terminating:
             rec.terminating = True
             rec.retry_at.clear()
-            self._signal_all(rec, signal.SIGTERM)
             for name in rec.procs:
                 self._event(rec, name, "Normal", "Killing", f"Stopping container {name}")
+            self._stop_all(rec)
         if rec.procs or rec.deleted:
             return
         self._publish(rec)
         self._delete(rec)
 
-    def _signal_all(self, rec: PodRecord, sig: signal.Signals) -> None:
+    def _grace(self, rec: PodRecord, probe_grace: Any = None) -> float:
+        """The grace period to stop the pod's containers with: the deletion's, else the
+        (probe's, for a probe's kill) terminationGracePeriodSeconds, capped at max_grace."""
         meta, spec = rec.pod["metadata"], rec.pod.get("spec") or {}
-        grace = meta.get("deletionGracePeriodSeconds")
+        grace = meta.get("deletionGracePeriodSeconds") if rec.terminating or rec.vanished else None
         if grace is None:
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-        for proc in rec.procs.values():
-            proc.signal(sig)
-        if rec.procs and rec.kill_at is None:
-            rec.kill_at = time.monotonic() + min(float(grace), self.config.max_grace)
+            grace = probe_grace if probe_grace is not None else spec.get("terminationGracePeriodSeconds", 30)
+        return min(float(grace), self.config.max_grace)
+
+    def _stop_all(self, rec: PodRecord) -> None:
+        grace = self._grace(rec)
+        for name in list(rec.procs):
+            self._stop(rec, name, grace)
+
+    def _stop(self, rec: PodRecord, name: str, grace: float) -> None:
+        """Stop a container as the kubelet's killContainer does: its preStop hook first (on a
+        thread, for at most the grace period), then SIGTERM, then SIGKILL when the rest of
+        the grace period (at least MIN_STOP_GRACE, capped at max_grace) is over."""
+        proc = rec.procs.get(name)
+        if proc is None or name in rec.stopping or name in rec.kill_at:
+            return  # already on its way out
+        hook = probes.pre_stop(_spec(rec.pod, name), rec.pod_ip or "127.0.0.1")
+        if hook is None or grace <= 0:
+            self._sigterm(rec, name, grace)
+            return
+        deadline = time.monotonic() + grace
+        rec.stopping[name] = deadline
+        uid, pid = rec.uid, proc.pid
+
+        def run() -> None:
+            try:
+                message = probes.run_hook(hook, grace)
+            except Exception as err:  # noqa: BLE001 -- a hook that breaks has failed; the stop goes on
+                message = f"hook error: {err}"
+            self.queue.put(HookDone(uid, name, pid, message))
+
+        threading.Thread(target=run, name=f"prestop-{pid}", daemon=True).start()
+
+    def _hook_done(self, done: HookDone) -> None:
+        rec = self.records.get(done.uid)
+        if rec is None or done.container not in rec.stopping:
+            return  # the hook ran out of time (SIGTERM already sent) or the container exited
+        proc = rec.procs.get(done.container)
+        if proc is None or proc.pid != done.pid:
+            return
+        if done.message:
+            message = f"PreStopHook failed: {done.message}"
+            self._event(rec, done.container, "Warning", "FailedPreStopHook", message)
+        self._sigterm(rec, done.container, rec.stopping[done.container] - time.monotonic())
+
+    def _sigterm(self, rec: PodRecord, name: str, remaining: float) -> None:
+        rec.stopping.pop(name, None)
+        proc = rec.procs.get(name)
+        if proc is None:
+            return
+        proc.signal(signal.SIGTERM)
+        grace = max(remaining, min(MIN_STOP_GRACE, self.config.max_grace))
+        rec.kill_at[name] = time.monotonic() + grace
 
     def _delete(self, rec: PodRecord) -> None:
         rec.deleted = self._delete_pod(rec.pod)
@@ -453,7 +524,7 @@ class Executor:
             return
         rec.vanished, rec.dirty, rec.delete_pending = True, False, False
         rec.retry_at.clear()
-        self._signal_all(rec, signal.SIGTERM)
+        self._stop_all(rec)
         self._drop_if_done(rec)
 
     def _drop_if_done(self, rec: PodRecord) -> None:
@@ -507,17 +578,43 @@ class Executor:
         runs = [r for n, r in rec.runs.items() if n not in rec.init]
         return status.pod_phase(runs, rec.pod["spec"].get("restartPolicy", "Always"), [rec.runs[n] for n in rec.init])
 
+    def _watch_started(self, rec: PodRecord, name: str, pid: int) -> None:
+        """Readiness and liveness probes of a container that has started (past its startup
+        probe, if it has one)."""
+        container, now = _spec(rec.pod, name), time.monotonic()
+        for kind in (probes.READINESS, probes.LIVENESS):
+            spec = probes.probe_spec(container, kind, rec.pod_ip or "127.0.0.1")
+            if spec is not None:
+                self.prober.watch(rec.uid, name, pid, spec, now, kind)
+
     def _probed(self, result: ProbeResult) -> None:
         rec = self.records.get(result.uid)
         state = self.prober.apply(result, time.monotonic())
         if rec is None or state is None:
             return  # about a run that has ended since
+        name, kind = result.container, result.kind
         if not result.ok:  # the kubelet's event (not repeated while the message holds)
-            self._event(rec, result.container, "Warning", "Unhealthy", f"Readiness probe failed: {result.message}")
-        run = rec.runs[result.container]
-        if run.probe_ready != state.ready:
-            run.probe_ready = state.ready
+            self._event(rec, name, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {result.message}")
+        run = rec.runs[name]
+        if kind == probes.READINESS:
+            if run.probe_ready != state.ready:
+                run.probe_ready = state.ready
+                self._publish(rec)
+            return
+        if kind == probes.STARTUP and result.ok and state.ready:
+            self.prober.forget(rec.uid, name, probes.STARTUP)
+            run.startup_done = True
+            self._watch_started(rec, name, result.pid)
             self._publish(rec)
+            return
+        if not result.ok and state.failures >= state.spec.failure_threshold and not rec.terminating:
+            # The kubelet kills the container (its preStop hook included) and restarts it as
+            # the restartPolicy says; the probe's terminationGracePeriodSeconds, if set, wins.
+            self.prober.forget(rec.uid, name)
+            message = f"Container {name} failed {kind} probe, will be restarted"
+            self._event(rec, name, "Normal", "Killing", message)
+            probe = _spec(rec.pod, name).get(probes.PROBE_FIELDS[kind]) or {}
+            self._stop(rec, name, self._grace(rec, probe.get("terminationGracePeriodSeconds")))
 
     # ---- API writes -------------------------------------------------------------------
 

@@ -22,6 +22,11 @@ There is no image store: an image is runnable when a local program stands in for
   directory into it as `kserve-src`, so the executor needs no `go` at run time. Repositories
   are matched as `…/kserve/<name>` or `…/kserve-<name>` (mirrors name them either way), any
   registry and tag: the tag is not checked, the local code is whatever version was built.
+- Knative Serving's queue-proxy (`gcr.io/knative-releases/knative.dev/serving/cmd/queue`, the
+  image config-deployment's `queue-sidecar-image` names, any tag or digest, any registry
+  spelling the path `…/knative.dev/serving/cmd/queue`): the `knative-queue` binary built by
+  hack/build-knative.sh from knative.dev/serving v0.48.1. The revision reconciler gives the
+  container no command (the image's ENTRYPOINT is the binary, ko's `/ko-app/queue`).
 
 When the program behind an image is missing (not built yet, module cache cleaned), `resolve`
 raises Unavailable with a message saying what to run; the container waits in ErrImagePull,
@@ -58,6 +63,13 @@ KSERVE_ENTRYPOINTS: dict[str, list[str]] = {
     "sklearnserver": ["python", "-m", "sklearnserver"],  # python/sklearn.Dockerfile
 }
 
+# Knative Serving's queue-proxy sidecar (hack/build-knative.sh builds it as knative-queue).
+KNATIVE_QUEUE_IMAGE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue:v1.21.1"
+KNATIVE_QUEUE_REPOSITORY_PATH = "knative.dev/serving/cmd/queue"
+KNATIVE_QUEUE_ENTRYPOINT = "/ko-app/queue"  # ko's layout: /ko-app/<binary>
+KNATIVE_QUEUE_BINARY = "knative-queue"
+BUILD_KNATIVE = "hack/build-knative.sh"
+
 KSERVE_SRC_LINK = "kserve-src"  # <kserve venv>/kserve-src -> KServe's Go module dir
 BUILD_PYTHON = "hack/build-kserve-python.sh"
 BUILD_SERVING = "hack/build-serving.sh"
@@ -88,7 +100,7 @@ class Locations(Protocol):
     def kserve_venv(self) -> Path: ...  # hack/build-kserve-python.sh
 
     @property
-    def bin_dir(self) -> Path: ...  # hack/build-serving.sh (kserve-agent)
+    def bin_dir(self) -> Path: ...  # hack/build-serving.sh (kserve-agent), hack/build-knative.sh (knative-queue)
 
 
 @dataclass(frozen=True)
@@ -168,9 +180,19 @@ def kserve_image_of(image: str) -> str | None:
     return None
 
 
+def is_knative_queue(image: str) -> bool:
+    """Whether an image reference names Knative's queue-proxy: `[registry/…/]knative.dev/
+    serving/cmd/queue`, any tag or digest (not ko's unresolved `ko://…`)."""
+    if "://" in image:
+        return False
+    repo = repository(image)
+    return repo == KNATIVE_QUEUE_REPOSITORY_PATH or repo.endswith("/" + KNATIVE_QUEUE_REPOSITORY_PATH)
+
+
 def describe() -> str:
     """The images the executor can run, for messages."""
     names = [f".../{r}" for r in RUNTIMES] + [f"kserve/{k}" for k in KSERVE_IMAGES]
+    names.append(f".../{KNATIVE_QUEUE_REPOSITORY_PATH}")
     return ", ".join(names)
 
 
@@ -187,6 +209,12 @@ def resolve(image: str, where: Locations) -> LocalImage:
             path=(str(Path(where.python).parent),),  # `python` inside a shell command, too
             heads={"torchrun": (str(Path(where.python).parent / "torchrun"),)},
         )
+    if is_knative_queue(image):
+        queue = where.bin_dir / KNATIVE_QUEUE_BINARY
+        if not _executable(queue):
+            raise Unavailable(_missing(image, f"Knative's queue-proxy is not built (no {queue}); run {BUILD_KNATIVE}"))
+        heads = {KNATIVE_QUEUE_ENTRYPOINT: (str(queue),), "queue": (str(queue),)}
+        return LocalImage(name="knative/queue", entrypoint=(KNATIVE_QUEUE_ENTRYPOINT,), python="python", heads=heads)
     kind = kserve_image_of(image)
     if kind == "agent":
         agent = where.bin_dir / "kserve-agent"

@@ -11,9 +11,11 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from .envres import HOST_IP
+
 Obj = dict[str, Any]
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = HOST_IP  # status.hostIP: what a fieldRef to status.hostIP resolves to (envres.py)
 WAITING, RUNNING, TERMINATED = "waiting", "running", "terminated"
 
 # The kubelet's limits (pkg/kubelet/container: MaxContainerTerminationMessageLength, …LogLines,
@@ -43,10 +45,16 @@ class ContainerRun:
     pid: int | None = None
     last_terminated: Obj | None = None
     probe_ready: bool = True  # its readiness probe passes (or it has none)
+    startup_done: bool = True  # its startup probe has passed (or it has none)
 
     @property
     def ready(self) -> bool:
-        return self.state == RUNNING and self.probe_ready
+        return self.state == RUNNING and self.startup_done and self.probe_ready
+
+    @property
+    def started(self) -> bool:
+        """The kubelet's `started`: running, and past its startup probe if it has one."""
+        return self.state == RUNNING and self.startup_done
 
     def terminated_state(self) -> Obj:
         state: Obj = {
@@ -111,7 +119,7 @@ def container_status(run: ContainerRun) -> Obj:
         "image": run.image,
         "imageID": image_id(run.image) if run.started_at else "",
         "ready": run.ready,
-        "started": run.state == RUNNING,
+        "started": run.started,
         "restartCount": run.restart_count,
     }
     if run.pid is not None:

@@ -90,13 +90,13 @@ def test_prepare_mounts_empty_dirs_but_not_over_the_executors_files(tmp_path: Pa
             {"name": "models", "mountPath": "/mnt/models", "readOnly": True},
             {"name": "models", "mountPath": "/srv/sub", "subPath": "a"},
             {"name": "scratch", "mountPath": str(tmp_path)},  # would hide the state dir: the TMPDIR stand-in
-            {"name": "config", "mountPath": "/etc/cfg"},  # not an emptyDir: not mounted
+            {"name": "kube-api-access-x1", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},  # left out
         ]
     )
     pod["spec"]["volumes"] = [
         {"name": "models", "emptyDir": {}},
         {"name": "scratch", "emptyDir": {}},
-        {"name": "config", "configMap": {"name": "c"}},
+        {"name": "kube-api-access-x1", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
     ]
     launch = prep(cfg, pod)
     volumes = cfg.root / "pods" / "ml_job-a1-w0_uid-0-00" / "volumes"
@@ -104,6 +104,60 @@ def test_prepare_mounts_empty_dirs_but_not_over_the_executors_files(tmp_path: Pa
         (str(volumes / "models"), "/mnt/models", True),
         (str(volumes / "models" / "a"), "/srv/sub", False),
     )
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [
+        {"configMap": {"name": "c"}},
+        {"secret": {"secretName": "serving-certs"}},  # Knative's server-certs (system-internal-tls)
+        {"projected": {"sources": [{"serviceAccountToken": {"audience": "a", "path": "a"}}]}},  # knative-token-volume
+        {"downwardAPI": {"items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}},
+    ],
+)
+def test_a_volume_that_is_not_mounted_here_fails_the_container(tmp_path: Path, volume: dict[str, Any]) -> None:
+    pod = trainer_pod(volumeMounts=[{"name": "v", "mountPath": "/etc/v", "readOnly": True}])
+    pod["spec"]["volumes"] = [{"name": "v", **volume}]
+    kind = next(iter(volume))
+    with pytest.raises(ConfigError, match=f'volume "v" \\({kind}\\) mounted by trainer is not supported'):
+        prep(config(tmp_path), pod)
+
+
+def test_sub_path_expr_is_expanded_with_the_containers_env(tmp_path: Path) -> None:
+    # Knative's knative-var-log mount (S/pkg/reconciler/revision/resources/deploy.go:55-59,214-228).
+    cfg = config(tmp_path)
+    mount = {"name": "knative-var-log", "mountPath": "/var/log"}
+    pod = trainer_pod(volumeMounts=[{**mount, "subPathExpr": "$(K_INTERNAL_POD_NAMESPACE)_$(K_INTERNAL_POD_NAME)_x"}])
+    pod["spec"]["containers"][0]["env"] += [
+        {"name": "K_INTERNAL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "K_INTERNAL_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    pod["spec"]["volumes"] = [{"name": "knative-var-log", "emptyDir": {}}]
+    volume = cfg.root / "pods" / "ml_job-a1-w0_uid-0-00" / "volumes" / "knative-var-log"
+    assert prep(cfg, pod).mounts == ((str(volume / "ml_job-a1-w0_x"), "/var/log", False),)
+    pod["spec"]["containers"][0]["volumeMounts"] = [{**mount, "subPathExpr": "../$(K_INTERNAL_POD_NAME)"}]
+    with pytest.raises(ConfigError, match="must be a relative path within the volume"):
+        prep(cfg, pod)
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "refused"),
+    [
+        ({"preStop": {"httpGet": {"port": 8022, "path": "/wait-for-drain"}}}, None),
+        ({"preStop": {"sleep": {"seconds": 1}}}, None),
+        ({"preStop": {"exec": {"command": ["sleep", "5"]}}}, "lifecycle.preStop \\(trainer\\): exec handlers"),
+        ({"postStart": {"httpGet": {"port": 80}}}, "lifecycle.postStart \\(trainer\\) is not supported"),
+    ],
+)
+def test_lifecycle_hooks_the_executor_cannot_run_fail_the_container(
+    tmp_path: Path, lifecycle: dict[str, Any], refused: str | None
+) -> None:
+    pod = trainer_pod(lifecycle=lifecycle)
+    if refused is None:
+        prep(config(tmp_path), pod)
+    else:
+        with pytest.raises(ConfigError, match=refused):
+            prep(config(tmp_path), pod)
 
 
 def test_prepare_defaults_to_the_runtime_entrypoint(tmp_path: Path) -> None:
