@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl) from the versions pinned in hack/controlplane/go.mod, and kwok
+# kube-scheduler, kubectl, kube-proxy) from the versions pinned in hack/controlplane/go.mod, and kwok
 # from hack/controlplane/kwok/go.mod (its own module: kwok v0.7.0 does not compile against
 # the v1.34 client libraries, see kwok/tools.go).
 #
@@ -22,6 +22,7 @@ kube_packages=(
   k8s.io/kubernetes/cmd/kube-controller-manager
   k8s.io/kubernetes/cmd/kube-scheduler
   k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-proxy
 )
 # ... and from hack/controlplane/kwok.
 kwok_packages=(

@@ -12,6 +12,11 @@ it. The apiserver calls the webhook at https://<component address>:<port>.
 Names are `lxs-<cluster id>-<ip>` (the id from the state dir), so clusters on one machine and
 the executors (`lxp-…`) leave each other's namespaces alone; the address of each component is
 kept in the state dir, so a restarted component gets the one its webhook registration names.
+
+One namespace per cluster may be on node duty (`prepare(..., node=True)`, hack/localcluster/kubeproxy.py):
+kube-proxy runs in it, and it reaches the executor's pods (DEFAULT_RANGE) and ClusterIPs
+besides the other system namespaces, behind a guard that lets nothing DNATed leave
+(localexec.podnet, "node duty"). The root namespace keeps its `unreachable` Service CIDR.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from localexec.podnet import SYSTEM_PREFIX, SYSTEM_RANGE, NetworkError, PodNetworks, PodRange, wrap
+from localexec.podnet import (
+    DEFAULT_RANGE,
+    SYSTEM_PREFIX,
+    SYSTEM_RANGE,
+    NetworkError,
+    PodNetworks,
+    PodRange,
+    wrap,
+)
 
 __all__ = ["NetworkError", "SystemNetworks"]
 
@@ -34,12 +47,14 @@ class SystemNetworks:
         self.root.mkdir(parents=True, exist_ok=True)
         return self._nets.allocate(component)
 
-    def prepare(self, component: str, ports: Iterable[int]) -> str:
+    def prepare(self, component: str, ports: Iterable[int], *, node: bool = False) -> str:
         """A fresh namespace for the component, which is about to start (one a dead process
-        of it left is made anew), serving `ports` itself. Returns its address."""
+        of it left is made anew), serving `ports` itself. Returns its address. With `node`,
+        the namespace is on node duty: it also reaches the executor's pods, and ClusterIPs
+        are routed (to a sink, for kube-proxy's rules to DNAT) behind the guard."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._nets.host_setup()
-        return self._nets.ensure(component, ports)
+        return self._nets.ensure(component, ports, node=PodRange.parse(DEFAULT_RANGE) if node else None)
 
     def wrap(self, component: str, argv: Sequence[str]) -> list[str]:
         """argv run inside the component's namespace (nsenter; the pid stays the process's)."""

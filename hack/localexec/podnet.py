@@ -17,7 +17,10 @@ Nothing can leave the machine:
   host's nftables (table `ip localexec`, chain `forward`) accept only pod range to pod range
   between those veths and drop anything else to or from them;
 - a pod has no default route: only the gateway and the pod range via `eth0`; its nftables
-  drop anything leaving `eth0` that is not from its IP to the pod range.
+  drop anything leaving `eth0` that is not from its IP to the pod range;
+- the one system namespace per cluster on node duty (kube-proxy's, see "node duty" below)
+  routes ClusterIPs and everything else to a device that drops all it is sent, behind a
+  guard that refuses whatever kube-proxy DNATs anywhere but loopback and the two ranges.
 
 Per pod (all created by `PodNetworks.ensure`, all gone with `remove`, i.e. `ip netns del`):
 
@@ -241,11 +244,14 @@ def pod_commands(ip: str, pod_range: PodRange) -> list[list[str]]:
     ]
 
 
-def pod_nft(ip: str, pod_range: PodRange, own_ports: Iterable[int]) -> str:
+def pod_nft(ip: str, pod_range: PodRange, own_ports: Iterable[int], reach: Sequence[PodRange] = ()) -> str:
     """The pod's NAT (127.0.0.1:P to the host for ports the pod does not serve itself) and
-    its egress filter: out of eth0 only from its IP to the pod range."""
+    its egress filter: out of eth0 only from its IP to the pod range (and the ranges in
+    `reach`: a node namespace's pods)."""
     keep = sorted({int(p) for p in own_ports} | set(SIDECAR_PORTS))
     ports = ", ".join(str(p) for p in keep)
+    nets = [str(pod_range.network), *(str(r.network) for r in reach)]
+    dests = nets[0] if len(nets) == 1 else "{ " + ", ".join(nets) + " }"
     return (
         "table ip localexec {\n"
         "  chain output {\n"
@@ -258,7 +264,7 @@ def pod_nft(ip: str, pod_range: PodRange, own_ports: Iterable[int]) -> str:
         "  }\n"
         "  chain egress {\n"
         "    type filter hook postrouting priority 200; policy accept;\n"
-        f'    oifname "eth0" ip saddr {ip} ip daddr {pod_range.network} accept\n'
+        f'    oifname "eth0" ip saddr {ip} ip daddr {dests} accept\n'
         '    oifname "eth0" drop\n'
         "  }\n"
         "}\n"
@@ -304,6 +310,120 @@ def host_nft(pod_range: PodRange, existing: str) -> str | None:
         "    type filter hook forward priority 0; policy accept;\n"
         "  }\n"
         "  chain pods {\n"
+        "  }\n"
+        "}\n" + "".join(a + "\n" for a in adds)
+    )
+
+
+# ---- node duty: a system namespace kube-proxy runs in (hack/localcluster/kubeproxy.py) ------
+#
+# The root namespace gets no kube-proxy (ClusterIPs stay `unreachable` there). One system
+# namespace per cluster (sysnet.py's "node") plays the node: kube-proxy's nftables rules live
+# in it, and processes there (Traefik) dial ClusterIPs and reach the pods behind them and the
+# other system namespaces. What that takes besides a system namespace's usual set-up:
+#
+# - inside (`node_commands`): the whole pod network via the gateway, and the Service CIDR
+#   and everything else (the default route) to an `ifb` device, which drops everything it is
+#   sent (no `dummy` on this kernel): connect() looks the route up before kube-proxy's DNAT,
+#   so a ClusterIP needs a route, and what is still addressed to one after kube-proxy's rules
+#   dies there; the default route lets a packet DNATed elsewhere reach the guard;
+# - inside (`pod_nft` with `reach`): egress out of eth0 to the pod range too;
+# - inside (`guard_nft`): our own table refusing anything still addressed to the Service CIDR
+#   after kube-proxy's DNAT, and anything DNATed (an EndpointSlice can name any address) or
+#   addressed to somewhere other than loopback, the pod range and the system range. Without
+#   it an EndpointSlice to 8.8.8.8 would send packets out on a host with a default route
+#   (hack/knative/KUBE-PROXY.md section 5); here they would die in the sink, after a timeout;
+# - on the host (`node_host_nft`, shared table, added once): the forward filter accepts the
+#   system range to the pod range and the replies (established only: a pod still cannot open
+#   anything to a system namespace), and those packets are SNATed to the pod range's gateway.
+#   Pods route only their range and filter egress to it; seen from a pod the node namespace is
+#   the host (as the host's own requests are), so pods need no change. The system range as a
+#   whole is accepted: every other system namespace's egress filter drops the pod range, and
+#   no per-namespace rules pile up in the shared table.
+#
+# Everything inside goes with the namespace; nothing in the root namespace changes but the
+# three shared rules.
+
+SERVICE_SINK = "slipway-svc"
+GUARD_TABLE = "slipway-guard"
+GUARD_REJECT = "reject with icmp type host-unreachable"
+
+
+def node_commands(ip: str, own: PodRange, service_cidr: str) -> list[list[str]]:
+    """Inside a node namespace, after pod_commands: the whole pod network via the gateway
+    (the pods, and kwok's simulated pods, which the guard refuses), the Service CIDR to the
+    sink and everything else too (the default route: the sink drops all it is sent). Every
+    destination has a route so that a packet kube-proxy DNATs anywhere survives the NAT's
+    re-route and meets the guard, which refuses it at once; without one it would be dropped
+    there silently and the client would hang until its timeout. src: the namespace's
+    address (what pods would see, were it not for the host's SNAT)."""
+    return [
+        ["ip", "route", "replace", POD_NETWORK, "via", own.gateway, "dev", "eth0", "src", ip],
+        ["ip", "link", "add", SERVICE_SINK, "type", "ifb"],
+        ["ip", "link", "set", SERVICE_SINK, "up"],
+        ["ip", "route", "replace", service_cidr, "dev", SERVICE_SINK, "src", ip],
+        ["ip", "route", "replace", "default", "dev", SERVICE_SINK, "src", ip],
+    ]
+
+
+def guard_nft(own: PodRange, pods: PodRange, service_cidr: str) -> str:
+    """The node namespace's guard (idempotent: the table is flushed and written whole). Its
+    output and forward chains run after kube-proxy's DNAT (nat, priority -100) and before its
+    filter (0) and refuse: what is still addressed to the Service CIDR (no Service, or no
+    kube-proxy), what was DNATed anywhere but loopback and the two ranges, and anything
+    else addressed there (only the sink's default route leads there). postrouting drops the
+    same, last, in case anything slipped past."""
+    allowed = f"{{ 127.0.0.0/8, {pods.network}, {own.network} }}"
+    checks = (f"ip daddr {service_cidr}", f"ct status dnat ip daddr != {allowed}", f"ip daddr != {allowed}")
+    reject = "".join(f"    {c} counter {GUARD_REJECT}\n" for c in checks)
+    drop = "".join(f"    {c} counter drop\n" for c in checks)
+    return (
+        f"add table ip {GUARD_TABLE}\n"
+        f"flush table ip {GUARD_TABLE}\n"
+        f"table ip {GUARD_TABLE} {{\n"
+        "  chain output {\n"
+        "    type filter hook output priority -50; policy accept;\n"
+        f"{reject}"
+        "  }\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority -50; policy accept;\n"
+        f"{reject}"
+        "  }\n"
+        "  chain postrouting {\n"
+        "    type filter hook postrouting priority 300; policy accept;\n"
+        f"{drop}"
+        "  }\n"
+        "}\n"
+    )
+
+
+def node_host_rules(own: PodRange, pods: PodRange) -> dict[str, str]:
+    """The host's rules for node namespaces of range `own` reaching the pods of `pods`:
+    {rule: chain of the shared table}."""
+    veths = f'iifname "{VETH_PREFIX}*" oifname "{VETH_PREFIX}*"'
+    there = f"ip saddr {own.network} ip daddr {pods.network}"
+    back = f"ip saddr {pods.network} ip daddr {own.network}"
+    return {
+        f"{veths} {there} accept": "pods",
+        f"{veths} {back} ct state established accept": "pods",
+        f"{veths} {there} snat to {pods.gateway}": "postrouting",
+    }
+
+
+def node_host_nft(own: PodRange, pods: PodRange, existing: str) -> str | None:
+    """nft input adding to the shared table whatever of node_host_rules `existing` (the
+    table as `nft list` prints it) lacks; None when it has them all. The table's forward
+    chain and its jump to `pods` come from host_nft (set up first)."""
+    rules = node_host_rules(own, pods).items()
+    adds = [f"add rule ip {HOST_TABLE} {chain} {rule}" for rule, chain in rules if rule not in existing]
+    if not adds:
+        return None
+    return (
+        f"table ip {HOST_TABLE} {{\n"
+        "  chain pods {\n"
+        "  }\n"
+        "  chain postrouting {\n"
+        "    type nat hook postrouting priority 100; policy accept;\n"
         "  }\n"
         "}\n" + "".join(a + "\n" for a in adds)
     )
@@ -461,6 +581,14 @@ class PodNetworks:
         if text is not None:
             self.run(["nft", "-f", "-"], text)
 
+    def _node_host_setup(self, pods: PodRange) -> None:
+        existing = ""
+        with contextlib.suppress(NetworkError):
+            existing = self.run(["nft", "list", "table", "ip", HOST_TABLE], None)
+        text = node_host_nft(self.range, pods, existing)
+        if text is not None:
+            self.run(["nft", "-f", "-"], text)
+
     def stop(self) -> None:
         """At executor shutdown: every namespace of this executor goes."""
         for name, owner, _ in self._namespaces():
@@ -487,21 +615,34 @@ class PodNetworks:
             others = [ip for _, owner, ip in self._namespaces() if owner != self.id]
             return self.allocator.allocate(uid, preferred, others)
 
-    def ensure(self, uid: str, own_ports: Iterable[int], preferred: str | None = None) -> str:
-        """The pod's IP, its namespace set up (once)."""
+    def ensure(
+        self, uid: str, own_ports: Iterable[int], preferred: str | None = None, node: PodRange | None = None
+    ) -> str:
+        """The pod's IP, its namespace set up (once). With `node` (a pod range), the namespace
+        is on node duty: it reaches that range's pods and routes the Service CIDR to a sink
+        behind a guard (node_commands, guard_nft, node_host_nft)."""
         ip = self.allocate(uid, preferred)
         if ip in self.ready and self.path(ip).exists():
             return ip
         name = netns_name(self.id, ip, self.prefix)
+        reach = [node] if node is not None else []
         with self._lock():
             self._delete(name)  # a half-made one from a failed try
             try:
+                if node is not None:
+                    self._node_host_setup(node)
                 self.run(["ip", "netns", "add", name], None)
                 for cmd in host_commands(ip, self.range.gateway, name):
                     self.run(cmd, None)
-                for cmd in pod_commands(ip, self.range):
+                inside = pod_commands(ip, self.range)
+                if node is not None:
+                    inside += node_commands(ip, self.range, self.service_cidr)
+                for cmd in inside:
                     self.run(["ip", "netns", "exec", name, *cmd], None)
-                self.run(["ip", "netns", "exec", name, "nft", "-f", "-"], pod_nft(ip, self.range, own_ports))
+                text = pod_nft(ip, self.range, own_ports, reach)
+                if node is not None:
+                    text += guard_nft(self.range, node, self.service_cidr)
+                self.run(["ip", "netns", "exec", name, "nft", "-f", "-"], text)
             except NetworkError:
                 self._delete(name)
                 raise

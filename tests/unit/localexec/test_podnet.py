@@ -119,6 +119,57 @@ def test_host_nft_is_added_once_and_shared() -> None:
     assert other is not None and other.count("add rule") == 2
 
 
+def test_a_node_namespace_also_reaches_the_pods_and_sinks_the_service_cidr() -> None:
+    own, pods = PodRange.parse(podnet.SYSTEM_RANGE), PodRange.parse(podnet.DEFAULT_RANGE)
+    inside = podnet.node_commands("198.19.128.5", own, "10.96.0.0/16")
+    assert inside == [
+        # the whole pod network (kwok's pods too: a ClusterIP DNATed there meets the guard)
+        ["ip", "route", "replace", "198.18.0.0/15", "via", "198.19.128.1", "dev", "eth0", "src", "198.19.128.5"],
+        ["ip", "link", "add", "slipway-svc", "type", "ifb"],
+        ["ip", "link", "set", "slipway-svc", "up"],
+        ["ip", "route", "replace", "10.96.0.0/16", "dev", "slipway-svc", "src", "198.19.128.5"],
+        # anything else: the sink too (so what kube-proxy DNATs elsewhere meets the guard)
+        ["ip", "route", "replace", "default", "dev", "slipway-svc", "src", "198.19.128.5"],
+    ]
+    assert not any("ip_forward" in " ".join(c) for c in inside)
+    egress = podnet.pod_nft("198.19.128.5", own, [10249], [pods])
+    assert 'oifname "eth0" ip saddr 198.19.128.5 ip daddr { 198.19.128.0/17, 198.18.0.0/16 } accept\n' in egress
+    assert egress.endswith('    oifname "eth0" drop\n  }\n}\n')
+
+
+def test_the_guard_refuses_service_ips_and_dnat_anywhere_but_loopback_and_the_two_ranges() -> None:
+    own, pods = PodRange.parse(podnet.SYSTEM_RANGE), PodRange.parse(podnet.DEFAULT_RANGE)
+    text = podnet.guard_nft(own, pods, "10.96.0.0/16")
+    assert text.startswith("add table ip slipway-guard\nflush table ip slipway-guard\n")  # idempotent
+    svc = "ip daddr 10.96.0.0/16 counter"
+    dnat = "ct status dnat ip daddr != { 127.0.0.0/8, 198.18.0.0/16, 198.19.128.0/17 } counter"
+    rest = "ip daddr != { 127.0.0.0/8, 198.18.0.0/16, 198.19.128.0/17 } counter"
+    reject = "reject with icmp type host-unreachable"
+    for chain, hook in (("output", "output"), ("forward", "forward")):
+        body = text.split(f"chain {chain} {{")[1].split("  }")[0]
+        assert f"type filter hook {hook} priority -50;" in body  # after kube-proxy's DNAT, before its filter
+        assert body.splitlines()[2:] == [f"    {svc} {reject}", f"    {dnat} {reject}", f"    {rest} {reject}"]
+    post = text.split("chain postrouting {")[1]
+    assert "priority 300;" in post and f"{svc} drop" in post and f"{dnat} drop" in post and f"{rest} drop" in post
+
+
+def test_node_host_rules_are_added_once() -> None:
+    own, pods = PodRange.parse(podnet.SYSTEM_RANGE), PodRange.parse(podnet.DEFAULT_RANGE)
+    text = podnet.node_host_nft(own, pods, "")
+    assert text is not None
+    veths = 'iifname "lxp*" oifname "lxp*"'
+    forward = f"{veths} ip saddr 198.19.128.0/17 ip daddr 198.18.0.0/16 accept"
+    replies = f"{veths} ip saddr 198.18.0.0/16 ip daddr 198.19.128.0/17 ct state established accept"
+    snat = f"{veths} ip saddr 198.19.128.0/17 ip daddr 198.18.0.0/16 snat to 198.18.0.1"
+    assert f"add rule ip localexec pods {forward}\n" in text
+    assert f"add rule ip localexec pods {replies}\n" in text  # pods answer; they open nothing towards it
+    assert f"add rule ip localexec postrouting {snat}\n" in text
+    assert "type nat hook postrouting priority 100;" in text
+    assert text.count("add rule") == 3
+    existing = f"table ip localexec {{ chain pods {{ {forward}\n{replies} }} chain postrouting {{ {snat} }} }}"
+    assert podnet.node_host_nft(own, pods, existing) is None
+
+
 def test_declared_ports() -> None:
     pod = {
         "spec": {
@@ -197,3 +248,24 @@ def test_ensure_and_remove(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     nets.remove("uid-1", release=True)
     assert rec.calls[0][0] == ["ip", "netns", "del", name]
     assert nets.allocator.get("uid-1") is None
+
+
+def test_ensure_on_node_duty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(podnet, "NETNS_DIR", tmp_path / "netns")
+    monkeypatch.setattr(podnet, "RUN_DIR", tmp_path / "run")
+    rec = Recorder()
+    nets = PodNetworks(tmp_path / "sysnet", PodRange.parse(podnet.SYSTEM_RANGE), rec, prefix=podnet.SYSTEM_PREFIX)
+    (tmp_path / "sysnet").mkdir()
+    ip = nets.ensure("node", [10249], node=PodRange.parse(podnet.DEFAULT_RANGE))
+    name = podnet.netns_name(nets.id, ip, podnet.SYSTEM_PREFIX)
+    commands = [c for c, _ in rec.calls]
+    host_nft = commands.index(["nft", "-f", "-"])
+    assert host_nft < commands.index(["ip", "netns", "add", name])  # the host's rules first
+    assert "snat to 198.18.0.1" in str(rec.calls[host_nft][1])
+    assert ["ip", "netns", "exec", name, "ip", "link", "add", "slipway-svc", "type", "ifb"] in commands
+    inside = rec.calls[-1]
+    assert inside[0] == ["ip", "netns", "exec", name, "nft", "-f", "-"]
+    assert "table ip localexec" in str(inside[1]) and "table ip slipway-guard" in str(inside[1])
+    rec.calls.clear()
+    other = nets.ensure("webhook", [9443])  # not on node duty: nothing of the above
+    assert other != ip and "slipway" not in str(rec.calls) and "snat to 198.18.0.1" not in str(rec.calls)
