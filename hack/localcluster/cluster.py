@@ -28,7 +28,7 @@ from . import components, kubeconfig, nodes
 from . import prometheus as prom
 from .api import Api, ApiError
 from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, GATEWAY, KWOK, PROMETHEUS, SCHEDULER
-from .knative_stack import PROCESSES as KNATIVE_PROCESSES
+from .knative_stack import ALL_PROCESSES as KNATIVE
 from .knative_stack import KnativeStack
 from .layout import (
     BINARIES,
@@ -50,7 +50,6 @@ START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
 # The optional processes are always in the first group: one started by an earlier `up` is
 # stopped even when this Cluster was made without it.
-KNATIVE = tuple(KNATIVE_PROCESSES.values())
 OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
@@ -208,6 +207,12 @@ class Cluster:
         """Traefik's Gateway listener (with serving=True): send requests for an
         InferenceService here with `Host: <host of its status.url>` (under example.com)."""
         return f"http://127.0.0.1:{self.ports.ingress}"
+
+    @property
+    def knative_url(self) -> str:
+        """Traefik's Knative entry point (Cluster(knative=True)): a Knative Service's requests go
+        here with its URL's host in the Host header."""
+        return KnativeStack(self).ingress_url()
 
     @property
     def prometheus_url(self) -> str:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import ssl
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import knative, kubeconfig
+from . import knative, kubeconfig, kubeproxy
 from .layout import StateDir
 from .pki import ClientIdentity
 from .procs import ProcessSpec
@@ -43,6 +43,14 @@ SERVICE_ACCOUNTS = {
 }
 # Process names in the cluster's process table (and sysnet's namespaces).
 PROCESSES = {component: f"knative-{component}" for component in knative.COMPONENTS}
+# The data plane: kube-proxy and Traefik's Knative provider share the node namespace.
+NODE_PROCESSES = (kubeproxy.PROCESS, knative.TRAEFIK_PROCESS)
+ALL_PROCESSES = (*PROCESSES.values(), *NODE_PROCESSES)
+NODE_PORTS = (*kubeproxy.PORTS, knative.TRAEFIK_WEB_PORT, knative.TRAEFIK_ADMIN_PORT)
+TRAEFIK_USER = ClientIdentity(
+    f"system:serviceaccount:{knative.TRAEFIK_NAMESPACE}:{knative.TRAEFIK_ACCOUNT}",
+    ("system:serviceaccounts", f"system:serviceaccounts:{knative.TRAEFIK_NAMESPACE}"),
+)
 WEBHOOK_CONFIGURATIONS = (
     ("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "webhook.serving.knative.dev"),
     ("admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "validation.webhook.serving.knative.dev"),
@@ -120,14 +128,19 @@ class KnativeStack:
             crds.write_text(yaml.safe_dump_all(knative.crds(src), sort_keys=False))
             self.cluster.install_crds([crds])
             base = knative.base_objects(src, QUEUE_IMAGE, skip_registries=REVISION_REGISTRIES)
-            self._apply(base + knative.system_services(src, addresses), "Knative Serving's base objects")
+            base += knative.system_services(src, addresses)
+            self._apply([o for o in base if not self._guarded_and_present(o)], "Knative Serving's base objects")
         hosts = self.state.knative / "hosts"
         hosts.write_text(knative.hosts_file(addresses))
         for component in knative.COMPONENTS:
             name = PROCESSES[component]
             if self.cluster.procs.pid(name) is not None:
                 continue
-            address = self.cluster.sysnet.prepare(name, knative.own_ports(component))
+            # The activator proxies to revision pods' IPs, the autoscaler scrapes their
+            # queue-proxies at <pod IP>:9090 (mesh-compatibility-mode disabled, knative.py):
+            # both need the pod network, which a namespace gets on node duty (sysnet.py).
+            reaches_pods = component in (knative.ACTIVATOR, knative.AUTOSCALER)
+            address = self.cluster.sysnet.prepare(name, knative.own_ports(component), node=reaches_pods)
             home = self.state.knative / component
             home.mkdir(parents=True, exist_ok=True)
             config = self._kubeconfig(identity(component), home / "kubeconfig")
@@ -145,6 +158,65 @@ class KnativeStack:
             deadline,
             [PROCESSES[knative.WEBHOOK]],
         )
+        self._start_data_plane(deadline)
+
+    def node_address(self) -> str:
+        return str(self.cluster.sysnet.address(kubeproxy.NODE))
+
+    def ingress_url(self) -> str:
+        """Traefik's Knative entry point, in the node namespace (reached from the host)."""
+        return f"http://{self.node_address()}:{knative.TRAEFIK_WEB_PORT}"
+
+    def _start_data_plane(self, deadline: float) -> None:
+        """kube-proxy and Traefik in the node namespace: Traefik's Knative provider sends each
+        request to a Service's ClusterIP (T/pkg/provider/kubernetes/knative/kubernetes.go:392-419),
+        which only kube-proxy's rules lead anywhere. Both go together: a fresh namespace for one
+        would cut the other off."""
+        procs = self.cluster.procs
+        if any(procs.pid(name) is None for name in NODE_PROCESSES):
+            procs.stop(list(NODE_PROCESSES), 20.0)
+            objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": knative.TRAEFIK_NAMESPACE}}]
+            objs += knative.traefik_rbac() + knative.traefik_service(self.node_address())
+            self._apply(objs, "Traefik's Knative RBAC and Service")
+            node_name = self.cluster.fake_nodes[0].name
+            address = self.node_address()
+            kubeproxy.give_node_address(self.cluster._api(), node_name, address)
+            self.cluster.sysnet.prepare(kubeproxy.NODE, NODE_PORTS, node=True)
+            home = self.state.knative / "kube-proxy"
+            home.mkdir(parents=True, exist_ok=True)
+            config = kubeproxy.write_kubeconfig(self.cluster.pki, self.cluster.server, home / "kubeconfig")
+            binary = Path(self.cluster.bin_dir) / kubeproxy.BINARY
+            if not os.access(binary, os.X_OK):
+                raise knative.KnativeError(f"{binary} is missing: run hack/build-controlplane.sh")
+            self.cluster._start(kubeproxy.spec(binary, self.cluster.sysnet, config, node_name))
+            home = self.state.knative / "traefik"
+            home.mkdir(parents=True, exist_ok=True)
+            config = self._kubeconfig(TRAEFIK_USER, home / "kubeconfig")
+            traefik = Path(self.cluster.bin_dir) / "traefik"
+            if not os.access(traefik, os.X_OK):
+                raise knative.KnativeError(f"{traefik} is missing: run hack/build-serving.sh")
+            env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "KUBECONFIG": str(config)}
+            argv = self.cluster.sysnet.wrap(kubeproxy.NODE, knative.traefik_argv(traefik))
+            self.cluster._start(ProcessSpec(knative.TRAEFIK_PROCESS, argv, env))
+        address = self.node_address()
+        self.cluster._wait("kube-proxy /healthz", _answers(kubeproxy.healthz_url(address)), deadline,
+                           [kubeproxy.PROCESS])  # fmt: skip
+        ping = f"http://{address}:{knative.TRAEFIK_ADMIN_PORT}/ping"
+        self.cluster._wait("Traefik (Knative) /ping", _answers(ping), deadline, [knative.TRAEFIK_PROCESS])
+
+    def _guarded_and_present(self, obj: Obj) -> bool:
+        """Whether `obj` is left as it is at a warm start: Knative's ConfigMaps (its webhook,
+        not running yet, must admit every write to them once it has completed its
+        configurations; failurePolicy Fail) and its webhook configurations (whose rules and
+        caBundle its webhook wrote; ours would replace them until it rewrites them)."""
+        kind, meta = obj["kind"], obj["metadata"]
+        if kind == "ConfigMap":
+            path = f"/api/v1/namespaces/{meta['namespace']}/configmaps/{meta['name']}"
+        elif kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            path = f"/apis/admissionregistration.k8s.io/v1/{kind.lower()}s/{meta['name']}"
+        else:
+            return False
+        return self.cluster._api().get_json(path) is not None
 
     def _webhooks_configured(self) -> bool:
         """Knative's webhook fills in its configurations' caBundle (and rules) once it runs
@@ -167,7 +239,3 @@ class KnativeStack:
         self.cluster.pki.ensure_client(who)
         cert, key = self.cluster.pki.client_cert(who)
         return kubeconfig.write(path, self.cluster.server, self.cluster.pki.ca_cert, cert, key, user=who.name)
-
-
-def process_names() -> Mapping[str, str]:
-    return dict(PROCESSES)
