@@ -7,6 +7,14 @@ sources say which request went to which version:
 - `traefik`: the data plane (Traefik implementing the Rollout's HTTPRoute) counts requests by status code and
   times them per backend Service, and each version has its own predictor Service. Nothing is asked of the
   model server, so a version served by any runtime (KServe's sklearn server, Triton, ...) can be canaried.
+- `knative` (Serverless mode): every revision pod's queue-proxy times each request it proxies to the model
+  server in `kn_serving_invocation_duration_seconds` (histogram, label `http_response_status_code`; probes left
+  out; knative.dev/serving v0.48.1 pkg/queue/request_metric.go:60-66,94-111), served as Prometheus text on
+  :9091 (port `http-usermetric`) when config-observability says `request-metrics-protocol: prometheus`. The
+  series carry no revision (OpenTelemetry resource attributes go to `target_info` only): the scrape
+  configuration must relabel the pod label `serving.knative.dev/revision` to `revision` (and the namespace to
+  `namespace`). Canary and stable are told apart by revision, read from the InferenceService's status
+  (rollout_knative.revisions). Any runtime, as with `traefik`.
 
 An unreachable Prometheus or a failing query is never healthy: it is reported as Inconclusive, which holds
 the step.
@@ -30,6 +38,8 @@ REQUESTS = "slipway_predictor_requests_total"
 LATENCY = "slipway_predictor_request_duration_seconds_bucket"
 TRAEFIK_REQUESTS = "traefik_service_requests_total"
 TRAEFIK_LATENCY = "traefik_service_request_duration_seconds_bucket"
+KNATIVE_REQUESTS = "kn_serving_invocation_duration_seconds_count"
+KNATIVE_LATENCY = "kn_serving_invocation_duration_seconds_bucket"
 SERVICE_PORT = 80  # KServe's predictor Services listen on 80
 
 
@@ -93,6 +103,19 @@ class Signals:
 PREDICTOR = Signals(REQUESTS, LATENCY, "version", "outcome", lambda outcome: outcome == "server_error")
 # A server error is the backend's 5xx, or the gateway's when it could not reach it.
 TRAEFIK = Signals(TRAEFIK_REQUESTS, TRAEFIK_LATENCY, "service", "code", lambda code: code.startswith("5"))
+# A server error is the model server's 5xx, or the queue-proxy's own when it could not reach it.
+KNATIVE = Signals(KNATIVE_REQUESTS, KNATIVE_LATENCY, "revision", "http_response_status_code",
+                  lambda code: code.startswith("5"))  # fmt: skip
+
+
+def source_of(analysis: Analysis, serverless: bool) -> str:
+    """The source the analysis reads: as set, else knative in Serverless mode and predictor in Standard mode."""
+    return analysis.source or ("knative" if serverless else "predictor")
+
+
+def knative_selector(namespace: str, revisions: list[str]) -> str:
+    # Namespaces and revision names are DNS labels: nothing in them is special to a regular expression.
+    return f'namespace="{namespace}",revision=~"' + "|".join(sorted(revisions)) + '"'
 
 
 async def observe(
@@ -131,6 +154,17 @@ async def observe_traefik(
     # Namespaces and Service names are DNS labels: nothing in them is special to a regular expression.
     sel = 'service=~"' + "|".join(sorted(labels)) + '"'
     return await observe(analysis, TRAEFIK, sel, labels, window_s)
+
+
+async def observe_knative(
+    analysis: Analysis, namespace: str, revisions: dict[str, str | None], window_s: int
+) -> dict[str, Side]:
+    """Each version's Side from the queue-proxies of its revision; `revisions` maps version to revision (None:
+    it has no ready revision yet, so nothing of it is counted)."""
+    labels = {revision: version for version, revision in revisions.items() if revision}
+    if not labels:
+        return {}
+    return await observe(analysis, KNATIVE, knative_selector(namespace, list(labels)), labels, window_s)
 
 
 async def observe_sides(
@@ -213,15 +247,21 @@ async def analyze(
     since: datetime,
     now: datetime,
     services: dict[str, str] | None = None,
+    revisions: dict[str, str | None] | None = None,
+    serverless: bool = False,
 ) -> Outcome:
-    """`services` (version to predictor Service) is what the `traefik` source tells the versions apart by."""
+    """`services` (version to predictor Service) is what the `traefik` source tells the versions apart by,
+    `revisions` (version to Knative revision) what the `knative` source does."""
     window_s = int((now - since).total_seconds())
+    source = source_of(analysis, serverless)
     try:
-        if analysis.source == "traefik":
+        if source == "traefik":
             sides = await observe_traefik(analysis, namespace, services or {}, window_s)
+        elif source == "knative":
+            sides = await observe_knative(analysis, namespace, revisions or {}, window_s)
         else:
             sides = await observe_sides(analysis, namespace, model, (canary, stable), window_s)
         custom = await observe_custom(analysis, canary)
     except PrometheusError as e:
         return Outcome("Inconclusive", [], f"Prometheus unavailable, holding: {e}")
-    return evaluate(analysis, sides[canary], sides[stable], custom)
+    return evaluate(analysis, sides.get(canary, Side()), sides.get(stable, Side()), custom)

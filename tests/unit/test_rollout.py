@@ -156,9 +156,12 @@ def test_new_target_starts_a_canary_at_the_first_weight() -> None:
 def test_serverless_canary_uses_canary_traffic_percent() -> None:
     r = decide(rollout("m-v2", {"stableVersion": "m-v1"}, mode="Serverless"), "m-v2", stable="m-v1")
     spec = applied(r)["spec"]
-    assert spec["predictor"]["name"] == "m-v2" and spec["predictor"]["canaryTrafficPercent"] == 10
+    # One unnamed predictor (one Knative Service for every version); the canary is its new revision.
+    assert "name" not in spec["predictor"] and spec["predictor"]["canaryTrafficPercent"] == 10
+    assert spec["predictor"]["model"]["storageUri"] == "s3://models/m-v2/model.joblib"
     assert "canary" not in spec
-    assert applied(r)["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Serverless"}
+    # KServe v0.20's spelling: what its defaulting webhook would rewrite Serverless to.
+    assert applied(r)["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Knative"}
 
 
 def test_target_not_ready_waits() -> None:

@@ -84,10 +84,11 @@ def test_standard_predictors_pass_kserves_webhook() -> None:
     assert "components" not in body["spec"]
 
 
-def test_serverless_is_unchanged() -> None:
+def test_serverless_predictors_pass_kserves_webhook() -> None:
     r = rollout("m-v2", {"stableVersion": "m-v1"}, mode="Serverless")
     body = isvc.inference_service(r, version_of(mv("m-v1")), version_of(mv("m-v2")), 10, CTRL.settings)
-    assert body["spec"]["predictor"]["model"]["name"] == "kserve-container"
+    # validatePredictor refuses model.name on spec.predictor in every mode (inference_service_validation.go:296).
+    assert "name" not in body["spec"]["predictor"]["model"]
     assert isvc.VISIBILITY_LABEL not in body["metadata"]["labels"] and not serving.routed(r, CTRL.settings)
 
 

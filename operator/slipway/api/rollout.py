@@ -32,7 +32,7 @@ class Predictor(Model):
             description="The modelFormat the runtime serves: slipway for slipway's predictor; sklearn, xgboost, "
             "lightgbm, ... with one of KServe's own runtimes (runtime: kserve-sklearnserver, ...), which load the "
             "artifact KServe's storage initializer fetched and report no version-labelled metrics "
-            "(canary analysis then needs source: traefik).",
+            "(canary analysis then needs source: traefik, or knative in Serverless mode).",
         ),
     ]
     protocol_version: Annotated[Literal["v1", "v2"], Field(default="v2", description="Inference protocol.")]
@@ -134,14 +134,17 @@ class Analysis(Model):
 
     prometheus: Prometheus
     source: Annotated[
-        Literal["predictor", "traefik"],
+        Literal["predictor", "traefik", "knative"] | None,
         Field(
-            default="predictor",
+            default=None,
             description=(
                 "Where the request counts and latencies per version come from. predictor: the version-labelled "
                 "metrics of slipway's predictor runtime. traefik: the data plane's per-backend request counter "
                 "(by status code) and duration histogram, with Traefik implementing the Rollout's HTTPRoute "
-                "(Standard mode); any serving runtime, KServe's own included."
+                "(Standard mode); any serving runtime, KServe's own included. knative: Knative's queue-proxy "
+                "request metrics (kn_serving_invocation_duration_seconds, by response code) per revision "
+                "(Serverless mode; any serving runtime); the canary's and stable's revisions are read from the "
+                "InferenceService's status. Unset: knative in Serverless mode, predictor in Standard mode."
             ),
         ),
     ]
@@ -213,7 +216,15 @@ class RolloutSpec(Model):
                 " || !has(self.inferenceService.deploymentMode) || self.inferenceService.deploymentMode == 'Standard'",
                 "canary.analysis.source traefik needs inferenceService.deploymentMode Standard",
                 fieldPath=".canary.analysis.source",
-            )
+            ),
+            cel(
+                "!has(self.canary) || !has(self.canary.analysis) || !has(self.canary.analysis.source)"
+                " || self.canary.analysis.source != 'knative'"
+                " || (has(self.inferenceService.deploymentMode)"
+                " && self.inferenceService.deploymentMode == 'Serverless')",
+                "canary.analysis.source knative needs inferenceService.deploymentMode Serverless",
+                fieldPath=".canary.analysis.source",
+            ),
         ]
     }
 
@@ -282,9 +293,24 @@ class RolloutStatus(StatusBase):
     ]
     draining_version: Annotated[
         str | None,
-        Field(default=None, description="A rolled-back canary whose pods stay until drainUntil (no requests)."),
+        Field(
+            default=None,
+            description="A rolled-back canary whose pods stay (no requests): Standard mode until drainUntil; "
+            "Serverless mode while its revision is still Knative's latest, until a revision of stable's spec is "
+            "ready (see rolledBackRevision).",
+        ),
     ]
     drain_until: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
+    rolled_back_revision: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=253,
+            description="Serverless rollback: the rolled-back canary's Knative revision, recorded once every "
+            "request was seen going to stable's revision (canaryTrafficPercent 0); stable's spec is restored then, "
+            "still at canaryTrafficPercent 0, and the field dropped once a newer revision is ready.",
+        ),
+    ]
     applied: Annotated[
         dict[str, str] | None,
         Field(

@@ -18,6 +18,7 @@ from slipway.api.rollout import Rollout
 from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
+from slipway.controllers import rollout_knative as knative
 from slipway.controllers import rollout_route as route
 from slipway.controllers import rollout_serving as serving
 from slipway.controllers import rollout_storage as storage
@@ -125,11 +126,13 @@ class RolloutController:
                 credentials[src[0]] = found
             if await kube.service_account_exists(ns, storage.account_name(name, src)):
                 accounts.add(storage.account_name(name, src))
-        analysis = await self.analysis_if_due(obj, status, serving.logs(self.settings, monitor))
+        analysis = await self.analysis_if_due(obj, status, serving.logs(self.settings, monitor), current)
         return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts),
                         draining)  # fmt: skip
 
-    async def analysis_if_due(self, obj: Rollout, status: dict[str, Any], logged: bool) -> Outcome | None:
+    async def analysis_if_due(
+        self, obj: Rollout, status: dict[str, Any], logged: bool, current: dict[str, Any] | None = None
+    ) -> Outcome | None:
         analysis = obj.spec.canary.analysis if obj.spec.canary else None
         canary, stable, since = (
             status.get("canaryVersion"),
@@ -142,6 +145,11 @@ class RolloutController:
         if last is not None and (now - last).total_seconds() < analysis.interval_seconds:
             return None
         ns, name = obj.metadata.get("namespace", ""), isvc.isvc_name(obj)
+        if not isvc.standard(obj):
+            # Serverless: the revisions KServe's status says serve stable (rolled out last) and the canary.
+            stable_rev, canary_rev = knative.revisions(current)
+            revisions = {stable: stable_rev, canary: canary_rev}
+            return await analyze(analysis, ns, name, stable, canary, since, now, revisions=revisions, serverless=True)
         # The Services the route names: what the gateway's metrics tell the versions apart by.
         services = {stable: isvc.predictor_service(name, stable), canary: isvc.backend_service(name, canary, logged)}
         return await analyze(analysis, ns, name, stable, canary, since, now, services)
@@ -187,9 +195,15 @@ class Walk:
         if self.token(RETRY, "retryToken") and self.get("rolledBackVersion"):
             self.fields["rolledBackVersion"] = None
             self.record("Retry", f"retrying {target}")
+        back = self.get("rolledBackVersion")
+        if not self.standard and self.get("drainingVersion") and target != back and self.reverting():
+            # Serverless: the rolled-back canary's revision is still Knative's latest; nothing else is served
+            # (stable included: dropping canaryTrafficPercent now would send everything to it) until it is not.
+            return self.waiting("RollingBack", f"finishing the rollback of {self.get('drainingVersion')} before "
+                                f"serving {target}", WATCH_SECONDS)  # fmt: skip
         if target == stable:
             return self.steady()
-        if target == self.get("rolledBackVersion"):
+        if target == back:
             return self.rolled_back_state()
         canary = self.get("canaryVersion")
         if canary != target and (same := self.same_artifact(target, stable)):
@@ -262,11 +276,52 @@ class Walk:
         self.absorb_tokens()
         self.fields |= {"canaryVersion": None, "canaryWeight": 0, "currentStep": None, "phase": reason,
                         "canaryDeployedAt": None}  # fmt: skip
+        if not self.standard:
+            left = WATCH_SECONDS if self.reverting() else None
+            return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)], left)
         drain = self.draining()
         if drain is None:
             self.fields |= {"drainingVersion": None, "drainUntil": None}
         left = (drain[1] - self.now).total_seconds() if drain else None
         return self.finish([*conditions.stalled(reason, message), *self.flags(rolled_back=True)], left)
+
+    def reverting(self) -> bool:
+        """Serverless: whether the rollback of status.drainingVersion is still under way, one step at a time.
+
+        Restoring stable's spec makes Knative create a new revision, and `latestRevision` is Knative's latest
+        *ready* one (serving pkg/reconciler/route/traffic/traffic.go:354-373), i.e. the bad canary until that
+        revision is ready. So: (1) the canary's spec stays with canaryTrafficPercent 0, KServe sending every
+        request to the revision it rolled out last (ksvc_reconciler.go:144-153), until the status shows it
+        (rollout_knative.pinned); the canary's revision is recorded (rolledBackRevision); (2) stable's spec is
+        restored, still at 0 %; (3) once a newer revision is ready, canaryTrafficPercent goes. Each step is
+        decided from the status and the InferenceService as observed, so a restart resumes where it was."""
+        version, revision = self.get("drainingVersion"), self.get("rolledBackRevision")
+        if self.standard or not version:
+            return False
+        stable = self.get("stableVersion")
+        if revision is None:
+            overdue = self.revert_overdue()
+            if not knative.pinned(self.o.isvc) and not overdue:
+                return True
+            revision = knative.predictor_status(self.o.isvc).get("latestCreatedRevision") or ""
+            self.fields["rolledBackRevision"] = revision
+            seen = "not seen within the progress deadline" if overdue else "seen"
+            self.record("Pinned", f"all requests on stable's revision ({seen}); restoring {stable}'s spec at "
+                        f"canaryTrafficPercent 0 while {revision or 'the canary'} is the latest revision")  # fmt: skip
+        if not knative.newer_revision_ready(self.o.isvc, revision):
+            return True
+        self.fields |= {"drainingVersion": None, "drainUntil": None, "rolledBackRevision": None}
+        latest = knative.predictor_status(self.o.isvc).get("latestReadyRevision")
+        self.record("Restored", f"{stable}'s spec is ready in revision {latest}: canaryTrafficPercent dropped")
+        return False
+
+    def revert_overdue(self) -> bool:
+        """Whether the first rollback step has waited longer than the progress deadline since the rollback (a
+        canary KServe never made a revision of is never reported pinned)."""
+        backs = [d for d in self.decisions if d["action"] in ("Rollback", "Abort")]
+        since = parse(backs[-1]["time"]) if backs else None
+        deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
+        return since is None or (self.now - since).total_seconds() >= deadline
 
     def draining(self) -> tuple[str, datetime] | None:
         """A rolled-back canary still keeping its pods (no requests routed to it), and until when."""
@@ -292,7 +347,7 @@ class Walk:
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
                         "canaryDeployedAt": now, "canaryStartedAt": clock, "stepStartedAt": clock,
                         "lastAnalysisTime": None, "lastVerdict": None, "drainingVersion": None,
-                        "drainUntil": None, **(drain or {})}  # fmt: skip
+                        "drainUntil": None, "rolledBackRevision": None, **(drain or {})}  # fmt: skip
         proposed = f", proposed by {self.get('candidate')}" if self.get("candidate") else ""
         self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)}){proposed}")
         self.events.append(Event("Normal", "CanaryStarted", f"{target} at {weight}%"))
@@ -408,6 +463,9 @@ class Walk:
             # The route sends the canary nothing from now on; its pods go once the gateway has drained them.
             until = self.now + timedelta(seconds=self.scale_down_delay())
             self.fields |= {"drainingVersion": canary, "drainUntil": rfc3339(until)}
+        elif not self.standard:
+            # Serverless: canaryTrafficPercent 0 first, stable's spec only once that is seen (reverting).
+            self.fields |= {"drainingVersion": canary, "drainUntil": None, "rolledBackRevision": None}
         self.record(action, why, outcome)
         self.events.append(Event("Warning", "RolledBack" if action == "Rollback" else "Aborted",
                                  f"{canary} rolled back, all traffic to {stable}: {why}"))  # fmt: skip
@@ -482,6 +540,11 @@ class Walk:
         if not stable_name or stable_name not in by_name:
             return None
         canary_name = self.get("canaryVersion")
+        if not self.standard and (back := self.get("drainingVersion")) and canary_name is None:
+            # Serverless rollback (reverting): the canary's spec at 0 %, then stable's spec still at 0 %.
+            if self.get("rolledBackRevision") is None and back in by_name:
+                return serving.Serving(version_of(by_name[stable_name]), version_of(by_name[back]), 0)
+            return serving.Serving(version_of(by_name[stable_name]), pinned=True)
         if canary_name is None and (drain := self.draining()) is not None and drain[0] in by_name:
             # Kept in the InferenceService, off the route: the gateway drains it before KServe removes it.
             gone = version_of(by_name[drain[0]])

@@ -1,7 +1,8 @@
 """Pure builders for the KServe InferenceService a Rollout owns, in both deployment modes.
 
-Serverless: one predictor; a canary is the new predictor plus canaryTrafficPercent (Knative keeps the previous
-revision for the rest). Standard (KServe >= 0.20): spec.predictor is stable, spec.canary[] holds the named
+Serverless: one unnamed predictor, so one Knative Service for every version; a canary is a new revision of it (the
+new predictor spec plus canaryTrafficPercent: KServe keeps the revision it rolled out last for the rest), see
+rollout_knative. Standard (KServe >= 0.20): spec.predictor is stable, spec.canary[] holds the named
 canary predictor with its trafficPercent, which KServe uses only to size the canary's replicas: the requests
 are split by the Rollout's own HTTPRoute (rollout_route). See docs/serving-contract.md.
 """
@@ -21,6 +22,11 @@ from slipway.config import Settings
 
 KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# KServe v0.20.0 spells the modes Knative and Standard; Serverless and RawDeployment are deprecated spellings its
+# defaulting webhook rewrites (pkg/constants/constants.go:559-587, inference_service_defaults.go:164-175). The
+# operator writes the canonical spelling, so what it applies is what KServe stores, and compares modes normalized.
+MODE_SPELLING = {"Serverless": "Knative", "Standard": "Standard"}
+CANONICAL_MODE = {"Serverless": "Knative", "Knative": "Knative", "RawDeployment": "Standard", "Standard": "Standard"}
 # KServe creates no Ingress/HTTPRoute for an InferenceService with this label (raw HTTPRoute and Ingress
 # reconcilers); the Rollout's own HTTPRoute serves its host instead.
 VISIBILITY_LABEL, CLUSTER_LOCAL = "networking.kserve.io/visibility", "cluster-local"
@@ -39,6 +45,12 @@ def isvc_name(rollout: Rollout) -> str:
 
 def standard(rollout: Rollout) -> bool:
     return rollout.spec.inference_service.deployment_mode == "Standard"
+
+
+def normalized_mode(value: str | None) -> str | None:
+    """A deploymentMode annotation as KServe reads it (constants.ParseDeploymentMode): Serverless is Knative,
+    RawDeployment is Standard; anything else as it is."""
+    return CANONICAL_MODE.get(value, value) if value is not None else None
 
 
 def name_problem(rollout: Rollout) -> str | None:
@@ -125,8 +137,10 @@ def predictor(
     monitor: str | None = None,
     service_account: str | None = None,
 ) -> dict[str, Any]:
-    """A predictor serving `mv`. Standard mode names it (predictor_name) and leaves model.name unset: KServe's
-    webhook refuses a container name on spec.predictor."""
+    """A predictor serving `mv`, with model.name unset in both modes: KServe's webhook refuses a container name
+    on spec.predictor (validatePredictor, inference_service_validation.go:296-297). Standard mode names it
+    (predictor_name: each version its own Deployment); Serverless leaves it unnamed, so every version is a
+    revision of the one Knative Service `<isvc>-predictor` (rollout_knative.service_name)."""
     tmpl, art = rollout.spec.inference_service.predictor, mv.spec.artifact
     env: list[dict[str, Any]] = [
         {"name": "SLIPWAY_MODEL_VERSION", "value": mv.metadata["name"]},
@@ -153,15 +167,16 @@ def predictor(
         "storageUri": art.uri,
         "env": env,
     }
-    if not standard(rollout):
-        model = {"name": "kserve-container", **model}  # Serverless: unchanged (its own issue)
     if tmpl.resources:
         res = tmpl.resources
         quantities = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
         limits: dict[str, Any] = {**quantities, **({"nvidia.com/gpu": str(res.gpus)} if res.gpus else {})}
         model["resources"] = {"requests": quantities, "limits": limits}
-    name = predictor_name(isvc_name(rollout), mv.metadata["name"]) if standard(rollout) else mv.metadata["name"]
-    spec: dict[str, Any] = {"name": name, "minReplicas": tmpl.min_replicas, "model": model}
+    # minReplicas in both modes: KServe makes it Knative's autoscaling.knative.dev/min-scale on every revision
+    # (SetAutoScalingAnnotations, pkg/controller/v1alpha1/utils/utils.go:69-74).
+    spec: dict[str, Any] = {"minReplicas": tmpl.min_replicas, "model": model}
+    if standard(rollout):
+        spec = {"name": predictor_name(isvc_name(rollout), mv.metadata["name"]), **spec}
     if tmpl.max_replicas:
         spec["maxReplicas"] = tmpl.max_replicas
     if monitor and settings.drift_url:
@@ -191,11 +206,14 @@ def inference_service(
     monitor: str | None = None,
     accounts: dict[str, str] | None = None,
     draining: tuple[ModelVersion, int] | None = None,
+    pinned: bool = False,
 ) -> dict[str, Any]:
     """The desired InferenceService: `stable` serving, `canary` at `weight` percent when given; inputs logged to
     the drift runtime when a DriftMonitor watches; `accounts` maps a version to the storage ServiceAccount the
     Rollout made for it (rollout_storage); `draining` (Standard mode: a version and its trafficPercent) a
-    retargeted canary kept as a second entry, which no request is routed to, until the gateway has drained it."""
+    retargeted canary kept as a second entry, which no request is routed to, until the gateway has drained it;
+    `pinned` (Serverless, rolling back) stable's spec with canaryTrafficPercent 0: the revision Knative makes of
+    it takes no request until it is ready, all go to the revision rolled out last."""
     mode = rollout.spec.inference_service.deployment_mode
     accounts = accounts or {}
 
@@ -205,8 +223,11 @@ def inference_service(
     spec: dict[str, Any] = {}
     if canary is None:
         spec["predictor"] = pred(stable)
+        if pinned and mode == "Serverless":
+            spec["predictor"]["canaryTrafficPercent"] = 0
     elif mode == "Serverless":
-        # Knative keeps the previous revision (stable) for 100 - weight; the spec names only the latest.
+        # A new revision of the same Knative Service at `weight`; KServe keeps the revision it rolled out last
+        # (stable) at 100 - weight (ksvc_reconciler.go:132-153). Weight 0 is a rollback's first step.
         spec["predictor"] = {**pred(canary), "canaryTrafficPercent": weight}
     else:
         spec["predictor"] = pred(stable)
@@ -224,7 +245,7 @@ def inference_service(
             "name": isvc_name(rollout),
             "namespace": meta.get("namespace"),
             "labels": labels,
-            "annotations": {MODE_ANNOTATION: mode},
+            "annotations": {MODE_ANNOTATION: MODE_SPELLING[mode]},
             "ownerReferences": [owner_reference(API_VERSION, "Rollout", meta)],
         },
         "spec": spec,
@@ -295,10 +316,13 @@ def needs_apply(observed: dict[str, Any] | None, desired: dict[str, Any], applie
     """Write when the intent changed since the last apply, the object is gone, or what it serves drifted."""
     if observed is None or applied != digest(desired):
         return True
-    labels = (observed.get("metadata") or {}).get("labels") or {}
-    mine = desired["metadata"]["labels"]
-    return key_fields(observed.get("spec") or {}) != key_fields(desired["spec"]) or any(
-        labels.get(k) != v for k, v in mine.items()
+    meta = observed.get("metadata") or {}
+    labels, mine = meta.get("labels") or {}, desired["metadata"]["labels"]
+    mode = normalized_mode((meta.get("annotations") or {}).get(MODE_ANNOTATION))
+    return (
+        key_fields(observed.get("spec") or {}) != key_fields(desired["spec"])
+        or any(labels.get(k) != v for k, v in mine.items())
+        or mode != normalized_mode(desired["metadata"]["annotations"][MODE_ANNOTATION])
     )
 
 

@@ -42,6 +42,7 @@ class Serving:
     weight: int = 0
     canary_ready: bool = False
     draining: tuple[ModelVersion, int] | None = None  # a retargeted canary kept off the route, its trafficPercent
+    pinned: bool = False  # Serverless rollback: stable's spec with canaryTrafficPercent 0 (rollout_isvc)
 
 
 def routed(rollout: Rollout, settings: Settings) -> bool:
@@ -91,7 +92,15 @@ def plan(
            accounts.values()}  # fmt: skip
 
     desired = isvc.inference_service(
-        rollout, serving.stable, serving.canary, serving.weight, settings, monitor, accounts, serving.draining
+        rollout,
+        serving.stable,
+        serving.canary,
+        serving.weight,
+        settings,
+        monitor,
+        accounts,
+        serving.draining,
+        serving.pinned,
     )
     host = isvc.url_host(live.isvc)
     services: dict[str, str] = {}
