@@ -10,7 +10,7 @@ CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 DEMO_DIR := .demo
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
-.PHONY: help deps system-deps controlplane serving kserve-python knative-sources helm generate check-generated lint unit integration test \
+.PHONY: help deps system-deps controlplane serving kserve-python knative knative-sources helm generate check-generated lint unit integration test \
         cluster-up cluster-down demo demo-down clean
 
 help:
@@ -47,6 +47,10 @@ kserve-python: serving
 helm:
 	bash hack/build-helm.sh
 
+# Knative Serving's controller, webhook, autoscaler, activator and queue-proxy (hack/knative).
+knative:
+	bash hack/build-knative.sh
+
 # Knative Serving's module sources (their config/ YAML, read by hack/localcluster/knative.py and its tests).
 knative-sources:
 	cd hack/knative && go mod download knative.dev/serving knative.dev/networking knative.dev/caching
@@ -72,14 +76,14 @@ lint: deps check-generated
 unit: deps helm knative-sources
 	$(VENV)/bin/pytest tests/unit
 
-integration: deps system-deps controlplane serving kserve-python helm
+integration: deps system-deps controlplane serving kserve-python knative helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
 
-test: lint system-deps controlplane serving kserve-python helm knative-sources
+test: lint system-deps controlplane serving kserve-python knative helm knative-sources
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
-cluster-up: deps system-deps controlplane serving kserve-python
-	$(CLUSTER) up --serving --prometheus
+cluster-up: deps system-deps controlplane serving kserve-python knative
+	$(CLUSTER) up --serving --knative --prometheus
 
 cluster-down:
 	@if [ -x $(PY) ]; then $(CLUSTER) down; fi

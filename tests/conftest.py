@@ -63,11 +63,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def serving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A second local cluster with the real serving stack (KServe's controller and webhooks,
-    Traefik on the Gateway API) for Standard mode; apart from `cluster`, whose local KServe
-    gateway still plays Serverless mode and would fight KServe's controller over
-    InferenceServices."""
-    yield from _local_cluster(tmp_path_factory, "serving", "local serving stack", 600.0, serving=True, prometheus=True)
+    """A second local cluster with the real serving stack: KServe's controller and webhooks,
+    Traefik on the Gateway API for Standard mode, Knative Serving with Traefik's Knative
+    provider and kube-proxy for Serverless mode; apart from `cluster`, whose local KServe
+    gateway would fight KServe's controller over InferenceServices."""
+    yield from _local_cluster(
+        tmp_path_factory, "serving", "local serving stack", 600.0, serving=True, knative=True, prometheus=True
+    )
 
 
 @pytest.fixture(scope="session")
