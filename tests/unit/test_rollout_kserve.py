@@ -246,6 +246,19 @@ def test_storage_initializer_gets_credentials_and_endpoint_through_a_service_acc
     assert [a.manifest["kind"] for a in third if isinstance(a, Apply)][:2] == ["Secret", "ServiceAccount"]
 
 
+def test_serverless_predictors_get_the_storage_service_account_too() -> None:
+    """KServe's pod webhook injects the same storage initializer into Knative revisions' pods: without the
+    ServiceAccount it found no credentials on the real stack ("Unable to locate credentials")."""
+    r = rollout("m-v2", progressing(), mode="Serverless")
+    live = serving.Live(READY_ISVC, None, {"s3": ({"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "k"}, "7")})
+    wanted = serving.Serving(version_of(mv("m-v1")), version_of(mv("m-v2")), 10, True)
+    actions, _ = serving.plan(r, wanted, live, Settings(s3_endpoint="http://minio:9000"), None, {})
+    manifests = [a.manifest for a in actions if isinstance(a, Apply)]
+    assert [m["kind"] for m in manifests] == ["Secret", "ServiceAccount", "InferenceService"]
+    name = storage.account_name("r", ("s3", "http://minio:9000", "us-east-1"))
+    assert manifests[-1]["spec"]["predictor"]["serviceAccountName"] == name
+
+
 @pytest.mark.parametrize(
     ("webhook_did", "writes"),
     [

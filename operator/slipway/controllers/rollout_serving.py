@@ -56,9 +56,8 @@ def logs(settings: Settings, monitor: str | None) -> bool:
 
 
 def storage_sources(rollout: Rollout, versions: list[ModelVersion], settings: Settings) -> dict[str, Any]:
-    """Version name -> (credentials Secret, endpoint, region) for the versions that need the Rollout's identity."""
-    if not isvc.standard(rollout):
-        return {}
+    """Version name -> (credentials Secret, endpoint, region) for the versions that need the Rollout's identity. In
+    both modes KServe's pod webhook injects the same storage initializer, which reads only the ServiceAccount's."""
     found = {mv.metadata["name"]: storage.source(mv, settings) for mv in versions}
     return {name: src for name, src in found.items() if src is not None}
 
