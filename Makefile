@@ -88,8 +88,9 @@ cluster-up: deps system-deps controlplane serving kserve-python knative
 cluster-down:
 	@if [ -x $(PY) ]; then $(CLUSTER) down; fi
 
+# make demo MODE=Serverless plays the loop on Knative Serving (default: Standard, KServe's Gateway API mode).
 demo: cluster-up
-	PYTHONPATH=hack $(PY) -m demo
+	PYTHONPATH=hack $(PY) -m demo $(if $(MODE),--mode $(MODE))
 
 demo-down:
 	@for f in $(DEMO_DIR)/*.pid; do [ -f "$$f" ] || continue; \

@@ -1,7 +1,9 @@
 """Benchmark: how fast a regressed canary is rolled back, and how often a healthy one is.
 
 Runs the whole path on the local environment with the real serving stack: KServe v0.20.0's controller runs each
-version's predictor (Standard mode, real predictor processes), Traefik splits requests on the Rollout's HTTPRoute,
+version's predictor (real predictor processes). In Standard mode Traefik splits requests on the Rollout's HTTPRoute;
+in Serverless mode (`--mode Serverless`) Knative Serving v0.48.1 splits them between two revisions of one Knative
+Service (canaryTrafficPercent), behind Traefik's Knative provider and kube-proxy. In both
 a real Prometheus discovers the predictor pods through the apiserver and scrapes them every second, the operator
 analyses every 2 s, and a load generator sends 50 requests/s through the Gateway with 10 % on the canary. A
 "regression" is a version failing on 30 % of its inputs (slipway_predictor.faults); a healthy canary is the base
@@ -11,9 +13,12 @@ Per canary it also counts requests as the load generator saw them: failures duri
 promotion (there should be none), failures during a rollback other than the failing canary's own (its model's
 500s), and the canary's share of the answers at each step weight (the predictors name their version in every
 answer). A healthy canary goes through two steps (10 % and 50 %, 45 s each: over 2,000 requests a step at 50
-requests/s); `split` sums up how far the share strayed from the weight. Prints one JSON object.
+requests/s); `split` sums up how far the share strayed from the weight. After each rollback decision it counts
+the requests the rolled-back version still answered (its answers and its 500s), and when the last one came.
+Prints one JSON object.
 
-    .venv/bin/python bench/rollback_time.py [--regressions 5] [--healthy 5] [--healthy-steps 10:45,50:45]
+    .venv/bin/python bench/rollback_time.py [--mode Standard|Serverless] [--regressions 5] [--healthy 5]
+        [--healthy-steps 10:45,50:45]
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ class Env:
     """The local environment (control plane, KServe, Traefik, Prometheus), the S3 server and the operator, all
     stopped on exit."""
 
-    def __init__(self, root: Path, scrape: str) -> None:
-        self.cluster = Cluster(root / "cluster", free_ports=True, serving=True, prometheus=True, scrape_interval=scrape)
+    def __init__(self, root: Path, scrape: str, mode: str) -> None:
+        self.mode = mode
+        self.cluster = Cluster(root / "cluster", free_ports=True, serving=True, knative=mode == "Serverless",
+                               prometheus=True, scrape_interval=scrape)  # fmt: skip
         self.s3 = S3Server(root / "s3.log")
         self.root = root
         self.operator: subprocess.Popen[bytes] | None = None
@@ -152,6 +159,7 @@ def s3_parts(uri: str) -> tuple[str, str]:
 def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int) -> None:
     doc = yaml.safe_load((REPO / "examples" / "rollout.yaml").read_text())
     doc["spec"]["modelVersionRef"]["name"] = target
+    doc["spec"]["inferenceService"]["deploymentMode"] = env.mode
     doc["spec"]["inferenceService"]["predictor"]["protocolVersion"] = "v1"
     doc["spec"]["canary"] = {
         "steps": steps,
@@ -166,7 +174,8 @@ def status(env: Env) -> dict[str, Any]:
 
 
 def host(env: Env) -> str:
-    """The host of the InferenceService's status.url, which the Rollout's HTTPRoute claims on the Gateway."""
+    """The host of the InferenceService's status.url: the Rollout's HTTPRoute claims it on the Gateway (Standard),
+    Knative's route on Traefik's Knative entry point (Serverless)."""
     url = (env.get("inferenceservice", "cancer-rf").get("status") or {}).get("url") or ""
     return urllib.parse.urlsplit(url).hostname or ""
 
@@ -222,6 +231,28 @@ def split_summary(canaries: list[dict[str, Any]], min_requests: int = 2000) -> d
             "by_step": [(s["weight_percent"], s["requests"], s["canary_share_percent"]) for s in steps]}  # fmt: skip
 
 
+STACKS = {
+    "Standard": "KServe v0.20.0 controller (Standard mode), Traefik Gateway API route owned by the Rollout, "
+                "Prometheus kubernetes_sd",
+    "Serverless": "KServe v0.20.0 controller (Serverless mode) on Knative Serving v0.48.1, Traefik Knative "
+                  "provider, kube-proxy (nftables), queue-proxy metrics by revision through Prometheus kubernetes_sd",
+}  # fmt: skip
+
+
+def service(mode: str, version: str) -> str:
+    """What serves the version: its own predictor Service (Standard), a revision of the one Knative Service."""
+    return predictor_service("cancer-rf", version) if mode == "Standard" else f"cancer-rf-predictor ({version})"
+
+
+def after_verdict(load: Load, version: str, verdict: float, until: float) -> dict[str, Any]:
+    """Requests the rolled-back version still served after the Rollback decision was seen: its answers (they
+    name it) and its 500s (only the flaky canary answers 500), and how long after the decision the last came."""
+    times = [t for t, v in list(load.served) if v == version and verdict <= t < until]
+    times += [t for t, c in list(load.results) if c == 500 and verdict <= t < until]
+    return {"canary_requests_after_verdict": len(times),
+            "last_canary_request_after_verdict_seconds": round(max(times) - verdict, 2) if times else None}  # fmt: skip
+
+
 def codes_between(load: Load, since: float, until: float) -> dict[int, int]:
     out: dict[int, int] = {}
     for t, code in list(load.results):
@@ -232,6 +263,7 @@ def codes_between(load: Load, since: float, until: float) -> dict[int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--mode", choices=("Standard", "Serverless"), default="Standard")
     parser.add_argument("--regressions", type=int, default=5)
     parser.add_argument("--healthy", type=int, default=5)
     parser.add_argument("--rps", type=float, default=50)
@@ -248,13 +280,14 @@ def main() -> int:
     restored_s: list[float] = []
     outcomes: list[str] = []
     canaries: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp, Env(Path(tmp), args.scrape) as env:
+    with tempfile.TemporaryDirectory() as tmp, Env(Path(tmp), args.scrape, args.mode) as env:
         base = train(env)
         v1 = base["metadata"]["name"]
         rollout(env, v1, [{"weight": args.canary_weight, "holdSeconds": 20}], args.interval)
         env.wait("v1 served", lambda: ready(env, "rollout", "cancer-rf"))
         rows = load_breast_cancer().data.tolist()
-        with Load(env.cluster.ingress_url, "cancer-rf", NS, rows, args.rps, max_seconds=3600, host=host(env)) as load:
+        entry = env.cluster.knative_url if args.mode == "Serverless" else env.cluster.ingress_url
+        with Load(entry, "cancer-rf", NS, rows, args.rps, max_seconds=3600, host=host(env)) as load:
             for i in range(args.regressions):
                 bad = register(env, base, f"cancer-rf-v{100 + i}", 100 + i, args.fail_fraction)
                 applied = time.monotonic()
@@ -267,10 +300,11 @@ def main() -> int:
                     rollback_s.append(done - onset)
                     restored_s.append((load.last(500) or done) - onset)
                 codes = codes_between(load, applied, done + 3)
+                after = after_verdict(load, bad, done, time.monotonic())
                 # The flaky model answers 500 for its failing rows; any other failure (Traefik's 502/503/504, a
                 # refused or timed-out connection, 0) is the data plane's, not the canary's own.
                 canaries.append({
-                    "version": bad, "kind": "regression", "service": predictor_service("cancer-rf", bad),
+                    "version": bad, "kind": "regression", "service": service(args.mode, bad), **after,
                     "outcome": "rolled back" if st.get("rolledBackVersion") == bad else "promoted",
                     "seconds_to_rollback": round(done - onset, 2) if onset is not None else None,
                     "requests": sum(codes.values()), "canary_errors_500": codes.get(500, 0),
@@ -287,7 +321,7 @@ def main() -> int:
                 time.sleep(3)  # requests in flight at the promotion, and stable's Service going away
                 codes = codes_between(load, applied, done + 3)
                 canaries.append({
-                    "version": good, "kind": "healthy", "service": predictor_service("cancer-rf", good),
+                    "version": good, "kind": "healthy", "service": service(args.mode, good),
                     "outcome": outcomes[-1], "requests": sum(codes.values()),
                     "failed_requests": {str(c): n for c, n in sorted(codes.items()) if c != 200},
                     "steps": shares(load, good, samples),
@@ -297,8 +331,7 @@ def main() -> int:
     regressions = [c for c in canaries if c["kind"] == "regression"]
     print(json.dumps({
         "benchmark": "rollback_time",
-        "stack": "KServe v0.20.0 controller (Standard mode), Traefik Gateway API route owned by the Rollout, "
-                 "Prometheus kubernetes_sd",
+        "stack": STACKS[args.mode],
         "settings": {"requests_per_second": args.rps, "achieved_requests_per_second": rate,
                      "canary_weight_percent": args.canary_weight,
                      "analysis_interval_seconds": args.interval, "scrape_interval": args.scrape,
@@ -311,7 +344,10 @@ def main() -> int:
                              "failed_requests": sum(sum(c["failed_requests"].values()) for c in healthy)},
         "split": split_summary(canaries),
         "rollbacks": {"runs": len(regressions),
-                      "failures_other_than_the_canary": sum(sum(c["other_failures"].values()) for c in regressions)},
+                      "failures_other_than_the_canary": sum(sum(c["other_failures"].values()) for c in regressions),
+                      "canary_requests_after_verdict": sum(c["canary_requests_after_verdict"] for c in regressions),
+                      "last_canary_request_after_verdict_seconds": max(
+                          (c["last_canary_request_after_verdict_seconds"] or 0 for c in regressions), default=None)},
         "canaries": canaries,
         "requests": codes,
         "reference": REFERENCE,

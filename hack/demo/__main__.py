@@ -37,14 +37,20 @@ def main() -> int:
     parser.add_argument("--namespace", default="demo")
     parser.add_argument("--rps", type=float, default=40.0)
     parser.add_argument("--state", type=Path, default=REPO / ".demo")
+    parser.add_argument("--mode", choices=("Standard", "Serverless"), default=os.environ.get("MODE") or "Standard",
+                        help="the Rollouts' deployment mode: Standard (KServe, Gateway API) or Serverless (KServe on "
+                        "Knative Serving); default $MODE, else Standard")  # fmt: skip
     args = parser.parse_args()
-    # The real serving stack (KServe's controller and webhooks, Traefik on the Gateway API) and Prometheus
-    # discovering KServe's predictor pods through the apiserver; `make cluster-up` started it.
-    cluster = Cluster(Path(os.environ.get("SLIPWAY_CLUSTER_DIR") or REPO / ".cluster"), serving=True, prometheus=True)
+    # The real serving stack (KServe's controller and webhooks, Traefik on the Gateway API, Knative Serving behind
+    # Traefik's Knative provider) and Prometheus discovering the predictor pods through the apiserver; `make
+    # cluster-up` started it.
+    cluster = Cluster(Path(os.environ.get("SLIPWAY_CLUSTER_DIR") or REPO / ".cluster"), serving=True, knative=True,
+                      prometheus=True)  # fmt: skip
+    entry = cluster.knative_url if args.mode == "Serverless" else cluster.ingress_url
     kubeconfig = str(cluster.kubeconfig)
     s3, _, _ = services.start_all(args.state, kubeconfig)
-    env = Env(args.namespace, kubeconfig, cluster.ingress_url, cluster.prometheus_url, s3.env(),
-              args.state / "report", rps=args.rps)  # fmt: skip
+    env = Env(args.namespace, kubeconfig, entry, cluster.prometheus_url, s3.env(), args.state / "report",
+              rps=args.rps, mode=args.mode)  # fmt: skip
     fresh_namespace(Kubectl(Env("default", kubeconfig, "", "", {}, Path())), args.namespace)
     started = time.monotonic()
     outcome = Scenario(env).run()

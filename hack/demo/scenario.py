@@ -33,7 +33,7 @@ MODEL, ROLLOUT, MONITOR = "cancer", "cancer", "cancer"
 class Env:
     namespace: str
     kubeconfig: str
-    ingress_url: str  # the Gateway's listener (Traefik): requests carry the InferenceService's status.url host
+    ingress_url: str  # Traefik's entry point for the mode: requests carry the InferenceService's status.url host
     prometheus_url: str
     s3_env: dict[str, str]  # AWS_* for boto3 and for the fault-injection tool
     report_dir: Path
@@ -41,6 +41,7 @@ class Env:
         default_factory=lambda: Path(os.environ.get("SLIPWAY_BIN", Path.home() / ".cache/slipway/bin"))
     )
     rps: float = 40.0
+    mode: str = "Standard"  # the Rollouts' deployment mode (Serverless: Knative Serving)
 
 
 class Kubectl:
@@ -210,6 +211,8 @@ class Scenario:
             analysis = ((d.get("spec") or {}).get("canary") or {}).get("analysis")
             if analysis:
                 analysis["prometheus"]["address"] = self.env.prometheus_url
+            if d.get("kind") == "Rollout":  # the examples say Standard; `make demo MODE=Serverless` plays the other
+                d["spec"]["inferenceService"]["deploymentMode"] = self.env.mode
         return docs
 
     def rollout(self) -> dict[str, Any] | None:
