@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 SERVERLESS = {"serving.kserve.io/deploymentMode": "Serverless"}
 
 
-def isvc(name: str, storage_uri: str, canary_percent: int | None = None) -> str:
+def isvc(name: str, storage_uri: str, canary_percent: int | None = None, min_replicas: int = 1) -> str:
     model = {"modelFormat": {"name": "sklearn"}, "storageUri": storage_uri}
-    predictor: dict[str, Any] = {"minReplicas": 1, "serviceAccountName": ACCOUNT, "model": model}
+    predictor: dict[str, Any] = {"minReplicas": min_replicas, "serviceAccountName": ACCOUNT, "model": model}
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
     meta = {"name": name, "annotations": SERVERLESS}
@@ -75,7 +75,7 @@ def test_a_serverless_inferenceservice_serves_through_knative_and_traefik(
     serving_kubectl: Kubectl, serving_cluster: Any
 ) -> None:
     k = serving_kubectl
-    k.apply(isvc("sless", "s3://models/iris"))
+    k.apply(isvc("sless", "s3://models/iris", min_replicas=2))
     status = wait_for("the InferenceService Ready", lambda: _ready(k, "sless"), timeout=180)
     # KServe names the Knative Service <isvc>-predictor for an unnamed predictor, and the
     # InferenceService's URL is that Knative Service's (disableIstioVirtualHost).
@@ -86,6 +86,11 @@ def test_a_serverless_inferenceservice_serves_through_knative_and_traefik(
     stored = k.get("inferenceservice", "sless") or {}
     assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     assert _predict(serving_cluster, status["url"], "sless") == 200
+    # minReplicas becomes Knative's min-scale: the revision starts with, and keeps, that many pods.
+    revision = status["components"]["predictor"]["latestReadyRevision"]
+    wait_for("two ready pods", lambda: (k.get("revision", revision) or {}).get("status", {}).get("actualReplicas") == 2)
+    pods = k.json("pods", "-l", f"serving.knative.dev/revision={revision}")["items"]
+    assert len(pods) == 2
 
 
 def test_canary_traffic_percent_splits_between_revisions_of_one_knative_service(
