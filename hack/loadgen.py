@@ -34,10 +34,10 @@ class Load:
         host: str | None = None,
         workers: int = 8,
     ) -> None:
-        """`host`: the Host header, the host of the InferenceService's status.url (KServe's domain template
-        `<name>-<namespace>.example.com` here); by default the local KServe gateway's `<name>.<namespace>...`."""
+        """`host`: the Host header, the host of the InferenceService's status.url; by default what KServe's
+        domain template makes of it here, `<name>-<namespace>.example.com`."""
         self.url, self.isvc, self.ns, self.rows, self.rps = url.rstrip("/"), isvc, namespace, list(rows), rps
-        self.host = host or f"{isvc}.{namespace}.example.com"
+        self.host = host or f"{isvc}-{namespace}.example.com"
         self.max_seconds = max_seconds
         self.stop_event = threading.Event()
         self.results: list[tuple[float, int]] = []  # (monotonic time, status code; 0 = no answer)

@@ -57,16 +57,16 @@ def _local_cluster(
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    # The whole local environment: executor, KServe gateway and a real Prometheus (scraping every second).
-    yield from _local_cluster(tmp_path_factory, "cluster", "local control plane", 300.0, kserve=True, prometheus=True)
+    """A plain local cluster: the control plane and the executor, no serving stack. For what needs no
+    InferenceService served: the API, the operator's reconciling, training, the chart."""
+    yield from _local_cluster(tmp_path_factory, "cluster", "local control plane", 300.0)
 
 
 @pytest.fixture(scope="session")
 def serving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A second local cluster with the real serving stack: KServe's controller and webhooks,
     Traefik on the Gateway API for Standard mode, Knative Serving with Traefik's Knative
-    provider and kube-proxy for Serverless mode; apart from `cluster`, whose local KServe
-    gateway would fight KServe's controller over InferenceServices."""
+    provider and kube-proxy for Serverless mode, and Prometheus discovering the predictors."""
     yield from _local_cluster(
         tmp_path_factory, "serving", "local serving stack", 600.0, serving=True, knative=True, prometheus=True
     )

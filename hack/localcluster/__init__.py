@@ -1,8 +1,9 @@
 """slipway's local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok (fake GPU/CPU nodes) as local processes, plus the local executor
 (hack/localexec) that runs slipway's runtime pods for real (`up --no-executor` to leave it out),
-and on request the local KServe gateway (hack/localkserve) and a real Prometheus
-(`up --kserve --prometheus`, `Cluster(kserve=True, prometheus=True)`).
+and on request a real Prometheus, the real serving stack (KServe's controller manager and
+webhooks, Traefik) and Knative Serving (`up --serving --knative --prometheus`,
+`Cluster(serving=True, knative=True, prometheus=True)`).
 
     PYTHONPATH=hack python -m localcluster up|down|status|kubeconfig|install-crds
 

@@ -43,16 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         "`python -m localexec` by hand); stops one that an earlier `up` started",
     )
     up.add_argument(
-        "--kserve",
-        action="store_true",
-        help="run the local KServe gateway (hack/localkserve): predictor Deployments, InferenceService status, "
-        "and the data plane on 127.0.0.1:18081 (ports.gateway); an `up` without it stops one that runs",
-    )
-    up.add_argument(
         "--prometheus",
         action="store_true",
-        help="run Prometheus on 127.0.0.1:19090 (ports.prometheus) scraping the predictor pods; an `up` without "
-        "it stops one that runs",
+        help="run Prometheus on 127.0.0.1:19090 (ports.prometheus), which with --serving discovers and scrapes "
+        "the predictor pods, Knative's queue-proxies and Traefik; an `up` without it stops one that runs",
     )
     up.add_argument(
         "--serving",
@@ -85,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         free_ports=args.free_ports,
         bin_dir=args.bin_dir,
         executor=not getattr(args, "no_executor", False),
-        kserve=getattr(args, "kserve", False),
         prometheus=getattr(args, "prometheus", False),
         serving=getattr(args, "serving", False),
         knative=getattr(args, "knative", False),
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, pid in status["processes"].items():
                     print(f"  {name:<24} {'pid ' + str(pid) if pid else 'not running'}")
                 print(f"container logs: {status['container_logs']}")
-                for key, what in (("gateway_url", "KServe gateway"), ("prometheus_url", "Prometheus")):
+                for key, what in (("ingress_url", "Traefik (Gateway API)"), ("prometheus_url", "Prometheus")):
                     if key in status:
                         print(f"{what}: {status[key]}")
             return 0 if status["ready"] else 1

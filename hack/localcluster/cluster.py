@@ -2,9 +2,11 @@
 
 etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok, local executor),
 all bound to 127.0.0.1, all state (certificates, etcd data, logs, pids, kubeconfig) under
-one directory; on request also the local KServe gateway (hack/localkserve) and a real
-Prometheus scraping the predictor pods it discovers. kwok simulates every pod except slipway's runtime pods (label
-slipway.dev/component), which the local executor (hack/localexec) runs as real processes.
+one directory; on request also a real Prometheus, the real serving stack (KServe's controller
+manager and webhooks, Traefik) and real Knative Serving. kwok simulates the nodes and every pod
+except slipway's runtime pods (label slipway.dev/component) and KServe's predictor pods, Knative
+revision pods included (label serving.kserve.io/inferenceservice), which the local executor
+(hack/localexec) runs as real processes, one per container.
 Starting is idempotent and a warm start reuses certificates and etcd data, so it costs
 roughly the apiserver's own start-up time.
 """
@@ -27,7 +29,7 @@ from localexec.podnet import unreachable_routes
 from . import components, kubeconfig, nodes
 from . import prometheus as prom
 from .api import Api, ApiError
-from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, GATEWAY, KWOK, PROMETHEUS, SCHEDULER
+from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, KWOK, PROMETHEUS, SCHEDULER
 from .knative_stack import ALL_PROCESSES as KNATIVE
 from .knative_stack import KnativeStack
 from .layout import (
@@ -50,7 +52,7 @@ START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
 # The optional processes are always in the first group: one started by an earlier `up` is
 # stopped even when this Cluster was made without it.
-OPTIONAL = (EXECUTOR, GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE)
+OPTIONAL = (EXECUTOR, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
 
@@ -78,13 +80,14 @@ class Cluster:
     is run by hand, e.g. under a debugger. `executor_python` is the interpreter that runs it
     and, through it, the pods' `python` (default: this process's, i.e. the venv's).
 
-    `kserve` (default off) runs the local KServe gateway (hack/localkserve): Deployments for
-    InferenceServices' predictors, their status, and the data plane at `gateway_url`.
     `prometheus` (default off) runs Prometheus at `prometheus_url`, scraping every
-    `scrape_interval` the predictor pods the gateway lists in `file_sd_dir`.
+    `scrape_interval` what it discovers when the serving stack runs (KServe's predictor pods
+    and Knative's queue-proxies through the apiserver, and Traefik).
     `serving` (default off) runs the real serving stack (hack/localcluster/serving.py): KServe's
     controller manager with its webhooks, the Gateway API CRDs and Traefik, whose Gateway
     listens at `ingress_url`.
+    `knative` (default off) runs Knative Serving (hack/localcluster/knative_stack.py) for
+    KServe's Serverless mode, its services reached through `knative_url`.
     """
 
     def __init__(
@@ -100,7 +103,6 @@ class Cluster:
         fake_nodes: Sequence[nodes.FakeNode] = nodes.DEFAULT_NODES,
         executor: bool = True,
         executor_python: str | None = None,
-        kserve: bool = False,
         prometheus: bool = False,
         serving: bool = False,
         knative: bool = False,
@@ -116,7 +118,7 @@ class Cluster:
         self.fake_nodes = tuple(fake_nodes)
         self.executor = executor
         self.executor_python = executor_python or sys.executable
-        self.kserve, self.prometheus = kserve, prometheus
+        self.prometheus = prometheus
         self.scrape_interval = scrape_interval
         # The serving stack's Prometheus discovers pods through the apiserver, which Debian's
         # build cannot (it leaves Kubernetes discovery out): the one built from its module can.
@@ -128,7 +130,6 @@ class Cluster:
         wanted = {
             **dict.fromkeys(KNATIVE, knative),
             EXECUTOR: executor,
-            GATEWAY: kserve,
             PROMETHEUS: prometheus,
             TRAEFIK: serving,
             KSERVE_MANAGER: serving,
@@ -197,12 +198,6 @@ class Cluster:
         return self.state.executor / "logs"
 
     @property
-    def gateway_url(self) -> str:
-        """The local KServe gateway's data plane (with kserve=True): send KServe requests here,
-        with `Host: <host of the InferenceService's status.url>` or a model path naming it."""
-        return f"http://127.0.0.1:{self.ports.gateway}"
-
-    @property
     def ingress_url(self) -> str:
         """Traefik's Gateway listener (with serving=True): send requests for an
         InferenceService here with `Host: <host of its status.url>` (under example.com)."""
@@ -219,25 +214,17 @@ class Cluster:
         """Prometheus (with prometheus=True), e.g. <url>/api/v1/query?query=up."""
         return f"http://127.0.0.1:{self.ports.prometheus}"
 
-    @property
-    def file_sd_dir(self) -> Path:
-        """Prometheus reads scrape targets from every *.json here (file_sd format); the gateway
-        keeps predictors.json."""
-        return prom.file_sd_dir(self.state)
-
     def is_running(self) -> bool:
         return all(pid is not None for pid in self.procs.running(self.start_order).values()) and self._readyz()
 
     def status(self) -> dict[str, Any]:
         """Readiness is the control plane's; the executor's pid is listed (None when it is
         not running, which `up --no-executor` intends), whatever this Cluster's option; the
-        gateway's, Prometheus', Traefik's and KServe's manager's when they run or this Cluster
-        asks for them, and their URLs when they run."""
+        other optional processes' (Prometheus, the serving stack, Knative) when they run or
+        this Cluster asks for them, and Prometheus' and Traefik's URLs when they run."""
         processes = self.procs.running((*START_ORDER, *OPTIONAL))
         processes = {
-            n: pid
-            for n, pid in processes.items()
-            if pid or n not in (GATEWAY, PROMETHEUS, TRAEFIK, KSERVE_MANAGER) or n in self.start_order
+            n: pid for n, pid in processes.items() if pid or n not in OPTIONAL or n == EXECUTOR or n in self.start_order
         }
         up = all(processes[name] is not None for name in START_ORDER)
         out: dict[str, Any] = {
@@ -250,8 +237,6 @@ class Cluster:
             "logs": str(self.state.logs),
             "container_logs": str(self.executor_logs),
         }
-        if processes.get(GATEWAY):
-            out["gateway_url"] = self.gateway_url
         if processes.get(PROMETHEUS):
             out["prometheus_url"] = self.prometheus_url
         if processes.get(TRAEFIK):
@@ -285,8 +270,8 @@ class Cluster:
                 self._phase(timings, "knative", lambda: KnativeStack(self).start(deadline))
             if self.serving:
                 self._phase(timings, "kserve", lambda: Stack(self).start(deadline))
-            if self.kserve or self.prometheus:
-                self._phase(timings, "serving", self._start_serving)
+            if self.prometheus:
+                self._phase(timings, "prometheus", self._start_prometheus)
             self._phase(timings, "ready", lambda: self._wait_usable(deadline))
         except BaseException:
             # Leave nothing half-started behind (logs stay for the post-mortem).
@@ -472,15 +457,8 @@ class Cluster:
     def _executor_ready(self) -> Path:
         return self.state.executor / "ready"
 
-    def _start_serving(self) -> None:
-        """The gateway needs the KServe CRDs (it lists InferenceServices), hence after them."""
-        pythonpath = os.pathsep.join(p for p in (str(HACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
-        if self.kserve and self.procs.pid(GATEWAY) is None:
-            (self.state.localkserve / "ready").unlink(missing_ok=True)
-            sd_file = self.file_sd_dir / prom.PREDICTORS_FILE
-            argv = components.gateway(self.executor_python, self.state, self.kubeconfig, self.ports.gateway, sd_file)
-            self._start(ProcessSpec(GATEWAY, argv, env=dict(os.environ, PYTHONPATH=pythonpath)), self.ports.gateway)
-        if self.prometheus and self.procs.pid(PROMETHEUS) is None:
+    def _start_prometheus(self) -> None:
+        if self.procs.pid(PROMETHEUS) is None:
             config, _ = prom.write_config(self.state, self.scrape_interval, self._discovery())
             argv = prom.argv(self.prometheus_binary, self.state, self.ports.prometheus, config)
             self._start(ProcessSpec(PROMETHEUS, argv), self.ports.prometheus)
@@ -553,10 +531,6 @@ class Cluster:
         if self.executor:
             # Written once its first list of pods went through: it is watching.
             self._wait("the local executor watching pods", self._executor_ready.exists, deadline, watch)
-        if self.kserve:
-            # Written once its informers have listed and its data plane listens.
-            ready = self.state.localkserve / "ready"
-            self._wait("the local KServe gateway", ready.exists, deadline, watch)
         if self.prometheus:
             prometheus = Api(self.prometheus_url)
             self._wait("prometheus /-/ready", lambda: prometheus.get("/-/ready")[0] == 200, deadline, watch)

@@ -14,7 +14,6 @@ CONTROLLER_MANAGER = "kube-controller-manager"
 SCHEDULER = "kube-scheduler"
 KWOK = "kwok"
 EXECUTOR = "localexec"
-GATEWAY = "localkserve"
 PROMETHEUS = "prometheus"
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -136,21 +135,6 @@ def executor(python: str, state: StateDir, kubeconfig: Path, pod_python: str, bi
         f"--python={pod_python}",
         f"--service-cidr={SERVICE_CIDR}",
         f"--bin-dir={bin_dir if bin_dir is not None else default_bin_dir()}",
-    ]
-
-
-def gateway(python: str, state: StateDir, kubeconfig: Path, port: int, file_sd: Path) -> list[str]:
-    # The local KServe gateway (hack/localkserve) plays KServe's controller (Deployments per
-    # predictor revision, InferenceService status) and its data plane; as admin, like the
-    # executor: it writes Deployments and status in every namespace.
-    return [
-        python,
-        "-m",
-        "localkserve",
-        f"--kubeconfig={kubeconfig}",
-        f"--state-dir={state.root}",
-        f"--port={port}",
-        f"--file-sd={file_sd}",
     ]
 
 

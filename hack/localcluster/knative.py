@@ -2,7 +2,7 @@
 
 Everything comes from the Go modules pinned in hack/knative (built by hack/build-knative.sh):
 the binaries, and the manifests from the modules' own `config/` folders, read as they are and
-changed only where a process outside a pod must stand in for Knative's Deployments. The facts
+changed only where Knative's binaries run as processes outside a pod in place of its Deployments. The facts
 cited below (S = knative.dev/serving@v0.48.1, P = the knative.dev/pkg it requires, N = the
 knative.dev/networking it requires, C = knative.dev/caching, K = k8s.io/kubernetes@v1.34.4)
 are collected in hack/knative/NOTES.md.
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .serving import HACK_DIR, Obj, ServingError, load_all, module_dir
+from .serving import HACK_DIR, Obj, ServingError, load_all, module_dir, traefik_common_flags
 
 SERVING_MODULE = "knative.dev/serving"
 NETWORKING_MODULE = "knative.dev/networking"
@@ -316,7 +316,7 @@ def base_objects(
 
     Left out: 300-knativecertificate.yaml (a Certificate for system-internal TLS, which needs
     cert-manager), 999-cache.yaml (a caching Image of the `ko://` queue image), deployments/
-    (our processes stand in for them; their Services come from system_services)."""
+    (the same binaries run as our processes instead; their Services come from system_services)."""
     out = _load(src.core / "100-namespace.yaml")
     out += _load(src.core / "200-serviceaccount.yaml")
     out += _load_dir(src.core / "200-roles")
@@ -527,7 +527,6 @@ TRAEFIK_ACCOUNT = "traefik-knative"
 # ports are its own: fixed numbers, not allocated on the host.
 TRAEFIK_WEB_PORT = 8080
 TRAEFIK_ADMIN_PORT = 9000
-TRAEFIK_BUCKETS = "0.005,0.01,0.025,0.05,0.075,0.1,0.15,0.2,0.3,0.5,0.75,1,2.5,5,10"
 
 
 def traefik_rbac() -> list[Obj]:
@@ -599,12 +598,5 @@ def traefik_argv(binary: Path) -> list[str]:
         f"--providers.knative.publicService.name={TRAEFIK_PROCESS}",
         f"--providers.knative.privateService.namespace={TRAEFIK_NAMESPACE}",
         f"--providers.knative.privateService.name={TRAEFIK_PROCESS}",
-        "--metrics.prometheus=true",
-        "--metrics.prometheus.addServicesLabels=true",
-        "--metrics.prometheus.addRoutersLabels=true",
-        f"--metrics.prometheus.buckets={TRAEFIK_BUCKETS}",
-        # Nothing may leave the machine: no update check, no usage report.
-        "--global.checkNewVersion=false",
-        "--global.sendAnonymousUsage=false",
-        "--log.level=INFO",
+        *traefik_common_flags(),
     ]

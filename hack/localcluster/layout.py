@@ -73,7 +73,6 @@ class Ports:
     etcd_peer: int = 12380
     controller_manager: int = 16257
     scheduler: int = 16259
-    gateway: int = 18081  # the local KServe gateway's data plane (Cluster(kserve=True))
     prometheus: int = 19090  # Cluster(prometheus=True)
     # Cluster(serving=True): Traefik's web entry point (the Gateway's listener) and its own
     # entry point (ping, metrics); KServe's webhook server, metrics and health probes.
@@ -134,8 +133,7 @@ class StateDir:
         self.component_kubeconfigs = root / "kubeconfigs"
         self.kwok_workdir = root / "kwok"
         self.executor = root / "executor"  # the local executor's logs, scratch dirs, ready file
-        self.localkserve = root / "localkserve"  # the gateway's ready file and lock
-        self.prometheus = root / "prometheus"  # config, file_sd/ and the TSDB
+        self.prometheus = root / "prometheus"  # its config and TSDB
         self.kserve = root / "kserve"  # KServe's manager: its home, webhook certificate, kubeconfig
         self.traefik = root / "traefik"  # Traefik's home and kubeconfig
         self.knative = root / "knative"  # Knative's processes' homes, kubeconfigs, hosts file, CRDs

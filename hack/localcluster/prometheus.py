@@ -1,9 +1,8 @@
 """A real Prometheus for the local cluster: its configuration and command line.
 
-One scrape job, `slipway-predictors`, discovers its targets from every `*.json` file in
-`<state>/prometheus/file_sd/`: the local KServe gateway keeps `predictors.json` there (one
-target per ready predictor pod), and anything else that wants scraping (an operator run by
-hand, a test's server) can drop a file of its own next to it, in Prometheus' file_sd format.
+With the real serving stack it discovers its targets as in a cluster: KServe's predictor pods
+and Knative's queue-proxies through the apiserver (`kubernetes_sd_configs`), and Traefik, a
+process here rather than a pod, at its metrics address. Without it there is nothing to scrape.
 Everything lives in the state dir (config, TSDB), so `down --purge` leaves nothing behind.
 """
 
@@ -18,8 +17,6 @@ import yaml
 
 from .layout import StateDir
 
-JOB = "slipway-predictors"
-PREDICTORS_FILE = "predictors.json"
 _DURATION = re.compile(r"^\d+(ms|s|m|h)$")
 
 
@@ -29,10 +26,6 @@ def default_binary(bin_dir: Path | None = None) -> Path:
     if os.environ.get("SLIPWAY_PROMETHEUS"):
         return Path(os.environ["SLIPWAY_PROMETHEUS"])
     return bin_dir / "prometheus" if bin_dir is not None else Path("/usr/bin/prometheus")
-
-
-def file_sd_dir(state: StateDir) -> Path:
-    return state.prometheus / "file_sd"
 
 
 KSERVE_JOB = "kserve-predictors"
@@ -132,22 +125,12 @@ def _discovery_jobs(d: Discovery, scrape_interval: str) -> list[dict[str, object
     ]
 
 
-def config(state: StateDir, scrape_interval: str, discovery: Discovery | None = None) -> str:
+def config(scrape_interval: str, discovery: Discovery | None = None) -> str:
     if not _DURATION.match(scrape_interval):
         raise ValueError(f"scrape interval {scrape_interval!r} is not a Prometheus duration such as 1s or 500ms")
     doc: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [
-            {
-                "job_name": JOB,
-                "metrics_path": "/metrics",
-                # A scrape may not outlast the interval; a loopback target answers well within it.
-                "scrape_timeout": scrape_interval,
-                # Changes are seen at once through inotify; the refresh is only the fallback.
-                "file_sd_configs": [{"files": [str(file_sd_dir(state) / "*.json")], "refresh_interval": "5s"}],
-            },
-            *(_discovery_jobs(discovery, scrape_interval) if discovery else []),
-        ],
+        "scrape_configs": _discovery_jobs(discovery, scrape_interval) if discovery else [],
     }
     return "# Written by hack/localcluster at every `up`; edits are overwritten.\n" + yaml.safe_dump(
         doc, sort_keys=False
@@ -157,8 +140,8 @@ def config(state: StateDir, scrape_interval: str, discovery: Discovery | None = 
 def write_config(state: StateDir, scrape_interval: str, discovery: Discovery | None = None) -> tuple[Path, bool]:
     """Write the config; (its path, whether it changed)."""
     path = state.prometheus / "prometheus.yml"
-    text = config(state, scrape_interval, discovery)
-    file_sd_dir(state).mkdir(parents=True, exist_ok=True)
+    text = config(scrape_interval, discovery)
+    state.prometheus.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.read_text() == text:
         return path, False
     path.write_text(text)

@@ -3,8 +3,8 @@ the Gateway API CRDs, and Traefik as the Gateway API data plane (Standard mode).
 
 Everything comes from the Go modules pinned in hack/kserve and hack/traefik (built by
 hack/build-serving.sh): the binaries, and the manifests from the modules' own `config/`
-folders, rendered by kubectl's kustomize and changed only where a process on loopback must
-stand in for an in-cluster Deployment:
+folders, rendered by kubectl's kustomize and changed only where the binary runs as a process on
+loopback in place of an in-cluster Deployment:
 
 - KServe's webhooks are registered by URL (https://<manager address>:<port>/...) with a
   serving certificate from the cluster CA, instead of through their Service and cert-manager;
@@ -323,6 +323,13 @@ def traefik_argv(binary: Path, p: Ports) -> list[str]:
         "--ping=true",
         "--providers.kubernetesgateway=true",
         "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
+        *traefik_common_flags(),
+    ]
+
+
+def traefik_common_flags() -> list[str]:
+    """What every Traefik of the local cluster runs with, whichever its provider."""
+    return [
         # Per-backend request counts by status code and a latency histogram: the
         # runtime-independent signals canary analysis compares.
         "--metrics.prometheus=true",

@@ -88,7 +88,7 @@ def default_kserve_venv() -> Path:
 
 
 class Locations(Protocol):
-    """Where the local stand-ins live; the executor's Config has these fields."""
+    """Where the images' programs are on this machine; the executor's Config has these fields."""
 
     @property
     def python(self) -> str: ...  # slipway's runtimes' interpreter
@@ -138,7 +138,7 @@ class LocalImage:
     def local_argv(self, argv: Sequence[str]) -> list[str]:
         """The argv with its program mapped to the local one: the image's interpreter for
         `python`, `python3`, `python3.X` (bare or absolute), a program of the image (an
-        ENTRYPOINT path, `torchrun`) to its local stand-in. Anything else runs as given,
+        ENTRYPOINT path, `torchrun`) to its local counterpart. Anything else runs as given,
         found on PATH."""
         if not argv:
             return []

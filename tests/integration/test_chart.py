@@ -31,7 +31,7 @@ from tests.unit.test_chart import CHART, CI_FILES, USED, helm_path
 pytestmark = pytest.mark.integration
 
 EXAMPLES = REPO / "examples"
-# Stand-ins for the Prometheus Operator's CRDs, so ServiceMonitor and PrometheusRule pass dry-run
+# Minimal CRDs in place of the Prometheus Operator's, so ServiceMonitor and PrometheusRule pass dry-run
 # (their envelopes are checked, not their specs).
 MONITORING_CRDS = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}
 # What a least-privilege operator must not be able to do (checked with `kubectl auth can-i`).

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_CLUSTER, wait_for
+from tests.conftest import _local_cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +40,7 @@ def ksvc(name: str, message: str) -> str:
 
 @pytest.fixture(scope="module")
 def knative_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from localcluster import Cluster, ClusterError
-
-    c = Cluster(tmp_path_factory.mktemp("knative"), free_ports=True, knative=True)
-    try:
-        c.up(timeout=300)
-    except (ClusterError, OSError) as e:
-        c.down(purge=True)
-        if REQUIRE_CLUSTER:
-            pytest.fail(f"Knative did not start: {e}")
-        pytest.skip(f"Knative unavailable: {e}")
-    yield c
-    c.down(purge=True)
+    yield from _local_cluster(tmp_path_factory, "knative", "Knative", 300.0, knative=True)
 
 
 def _ready(c: Any, name: str) -> dict[str, Any] | None:

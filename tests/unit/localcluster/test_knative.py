@@ -102,7 +102,7 @@ def test_base_objects_are_namespace_rbac_configmaps_secret_then_webhooks(src: kn
         "config-features", "config-gc", "config-leader-election", "config-logging", "config-observability",
         "config-tracing", "config-network",
     }  # fmt: skip
-    # No Deployment (our processes stand in), no cert-manager Certificate, no caching Image of ko://.
+    # No Deployment (the binaries run as our processes), no cert-manager Certificate, no caching Image of ko://.
     assert not {"Deployment", "Certificate", "Image", "HorizontalPodAutoscaler", "PodDisruptionBudget"} & set(kinds)
     assert all(o["metadata"].get("namespace", "knative-serving") == "knative-serving" for o in objs)
 

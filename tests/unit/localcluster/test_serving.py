@@ -105,13 +105,12 @@ def test_prometheus_discovers_kserve_pods_through_the_apiserver_and_scrapes_the_
 
     import yaml
     from localcluster import prometheus
-    from localcluster.layout import StateDir
 
     for name in ("ca.crt", "c.crt", "c.key"):
         (tmp_path / name).write_text("x")
     d = prometheus.Discovery("https://127.0.0.1:6443", tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key",
                              "127.0.0.1:18082")  # fmt: skip
-    text = prometheus.config(StateDir(tmp_path), "1s", d)
+    text = prometheus.config("1s", d)
     jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
     sd = jobs[prometheus.KSERVE_JOB]["kubernetes_sd_configs"][0]
     assert sd["role"] == "pod" and sd["api_server"] == "https://127.0.0.1:6443"
