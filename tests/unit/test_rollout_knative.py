@@ -271,3 +271,36 @@ def test_min_replicas_reach_every_revision(replicas: int) -> None:
     ]
     # KServe turns it into autoscaling.knative.dev/min-scale on the revision (SetAutoScalingAnnotations).
     assert [predictor(r)["minReplicas"] for r in results] == [replicas] * len(results)
+
+
+# -- step clocks start when the canary's revision serves ------------------------------------------------------
+
+
+def waiting_status(deployed: datetime = T0) -> dict[str, Any]:
+    return progressing(canaryStartedAt=None, stepStartedAt=None,
+                       canaryDeployedAt=deployed.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+
+
+def test_a_serverless_canary_holds_no_step_until_its_revision_serves_its_percent() -> None:
+    """On the real stack, with the clock started at the request a 10 % step saw 6 % of the requests: until the
+    canary's revision is ready, KServe's latestRevision target is stable's revision."""
+    started = decide(serverless("m-v2", {"stableVersion": "m-v1", "phase": "Promoted"}), None)
+    assert started.fields["stepStartedAt"] is None and started.fields["canaryDeployedAt"]
+    # Knative is making the canary's revision: both targets still name stable's.
+    making = knative_isvc("m-v2", 10, [(R1, 10, True), (R1, 90, False)], created=R2, ready=R1)
+    late = T0 + timedelta(seconds=300)  # well past the step's holdSeconds (60)
+    result = decide(serverless("m-v2", waiting_status()), making, now=late)
+    assert conds(result)["Progressing"][1] == "CanaryNotReady"
+    assert result.fields.get("currentStep", 0) == 0 and result.fields.get("stepStartedAt") is None
+    serving = knative_isvc("m-v2", 10, [(R2, 10, True), (R1, 90, False)], created=R2, ready=R2)
+    result = decide(serverless("m-v2", waiting_status()), serving, now=late)
+    assert result.fields["stepStartedAt"] == "2026-03-01T12:05:00Z"
+    assert result.fields["decisions"][-1]["action"] == "CanaryReady"
+    assert result.fields.get("currentStep", 0) == 0, "the step's hold starts now, not at the request"
+
+
+def test_a_serverless_canary_whose_revision_never_serves_is_rolled_back() -> None:
+    never = knative_isvc("m-v2", 10, [(R1, 10, True), (R1, 90, False)], created=R2, ready=R1)
+    result = decide(serverless("m-v2", waiting_status()), never, now=T0 + timedelta(seconds=3600))
+    assert result.fields["decisions"][-1]["action"] == "Rollback"
+    assert "did not serve" in result.fields["decisions"][-1]["message"]

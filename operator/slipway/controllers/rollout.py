@@ -343,7 +343,7 @@ class Walk:
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
         weight = steps[0].weight if steps else 100
         now = rfc3339(self.now)
-        clock = None if self.standard else now  # Standard: step clocks start once KServe reports the canary ready
+        clock = None  # step clocks start once the canary serves: canary_waiting, revision_waiting
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
                         "canaryDeployedAt": now, "canaryStartedAt": clock, "stepStartedAt": clock,
                         "lastAnalysisTime": None, "lastVerdict": None, "drainingVersion": None,
@@ -367,6 +367,8 @@ class Walk:
         steps = self.r.spec.canary.steps if self.r.spec.canary else []
         index = self.get("currentStep") or 0
         if self.standard and (waiting := self.canary_waiting(index >= len(steps))) is not None:
+            return waiting
+        if not self.standard and index < len(steps) and (waiting := self.revision_waiting()) is not None:
             return waiting
         if index >= len(steps):  # no steps, or Standard's last stage: all requests on the canary
             return self.promote("no canary steps" if not steps else f"{self.get('canaryVersion')} served all requests")
@@ -393,6 +395,26 @@ class Walk:
                                 f"annotate {PROMOTE} or {ABORT}")  # fmt: skip
         return self.waiting("CanaryProgressing", f"step {index + 1}/{len(steps)} at {step.weight}%: holding for "
                             f"evidence ({self.get('lastVerdict') or 'no verdict yet'})")  # fmt: skip
+
+    def revision_waiting(self) -> Result | None:
+        """Serverless mode: a Result waiting for the canary's revision to serve its percent, or None once it does
+        (rollout_knative.canary_serving); the first time, the step and evidence clocks start. Not serving within
+        the progress deadline of being asked for: rolled back, never promoted."""
+        if self.get("stepStartedAt") is not None:
+            return None
+        canary, weight = self.get("canaryVersion"), int(self.get("canaryWeight") or 0)
+        if knative.canary_serving(self.o.isvc, weight):
+            now = rfc3339(self.now)
+            self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
+            self.record("CanaryReady", f"{canary}'s revision is ready: it takes {weight}% of requests")
+            return None
+        deployed = parse(self.get("canaryDeployedAt"))
+        deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
+        if deployed is not None and (self.now - deployed).total_seconds() >= deadline:
+            return self.rollback("Rollback", f"{canary}'s revision did not serve within {deadline}s")
+        service = knative.service_name(isvc.isvc_name(self.r))
+        return self.waiting("CanaryNotReady", f"waiting for Knative to make {canary}'s revision of {service} ready "
+                            f"and route {weight}% to it")  # fmt: skip
 
     def canary_waiting(self, final: bool) -> Result | None:
         """Standard mode: a Result waiting for the canary's predictor, or None once KServe reports it ready

@@ -79,3 +79,14 @@ def revisions(obj: dict[str, Any] | None) -> tuple[str | None, str | None]:
     created = comp.get("latestCreatedRevision")
     canary = created if created and created == comp.get("latestReadyRevision") and created != stable else None
     return stable, canary
+
+
+def canary_serving(obj: dict[str, Any] | None, percent: int) -> bool:
+    """The canary's revision is ready and Knative's route sends it `percent` %: its step clock may start. Until
+    its revision is ready, KServe's `latestRevision` target is still stable's revision (the requests at the
+    canary's percent reach stable), so a step counted from the request would hold and be analysed while the
+    canary serves nothing (measured on the real stack: a 10 % step saw 6 % of the requests)."""
+    if revisions(obj)[1] is None:
+        return False
+    latest = [t for t in predictor_status(obj).get("traffic") or [] if isinstance(t, dict) and t.get("latestRevision")]
+    return any(int(t.get("percent") or 0) == percent for t in latest)
