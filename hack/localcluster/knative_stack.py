@@ -128,8 +128,9 @@ class KnativeStack:
             crds.write_text(yaml.safe_dump_all(knative.crds(src), sort_keys=False))
             self.cluster.install_crds([crds])
             base = knative.base_objects(src, QUEUE_IMAGE, skip_registries=REVISION_REGISTRIES)
-            base += knative.system_services(src, addresses)
             self._apply([o for o in base if not self._guarded_and_present(o)], "Knative Serving's base objects")
+        # At every start: a process's address changes when another cluster took it meanwhile (podnet.Allocator).
+        self._apply(knative.system_services(src, addresses), "Knative's Services at its processes' addresses")
         hosts = self.state.knative / "hosts"
         hosts.write_text(knative.hosts_file(addresses))
         for component in knative.COMPONENTS:

@@ -154,9 +154,14 @@ class Allocator:
         return self.ips.get(uid)
 
     def allocate(self, uid: str, preferred: str | None = None, taken_elsewhere: Iterable[str] = ()) -> str:
-        if uid in self.ips:
+        """uid's IP: the one it had, unless another executor or cluster now holds that one (it was
+        free while this state dir's owner was stopped: two veths, two /32 routes for one address
+        cannot be), then the lowest free one."""
+        elsewhere = set(taken_elsewhere)
+        if uid in self.ips and self.ips[uid] not in elsewhere:
             return self.ips[uid]
-        used = set(self.ips.values()) | set(taken_elsewhere)
+        self.ips.pop(uid, None)
+        used = set(self.ips.values()) | elsewhere
         if preferred is not None and preferred in self.range and preferred not in used:
             ip = preferred
         else:
@@ -609,8 +614,8 @@ class PodNetworks:
 
     def allocate(self, uid: str, preferred: str | None = None) -> str:
         ip = self.allocator.get(uid)
-        if ip is not None:
-            return ip
+        if ip is not None and (ip in self.ready or self.path(ip).exists()):
+            return ip  # its namespace is ours and up
         with self._lock():
             others = [ip for _, owner, ip in self._namespaces() if owner != self.id]
             return self.allocator.allocate(uid, preferred, others)

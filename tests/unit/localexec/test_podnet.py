@@ -51,6 +51,17 @@ def test_allocation_is_stable_across_restarts_and_released(tmp_path: Path) -> No
             again.allocate(f"x{i}")
 
 
+def test_a_kept_ip_another_executor_now_holds_is_given_up(tmp_path: Path) -> None:
+    """A stopped cluster's state dir kept 198.18.0.2 while another cluster took it (seen on this machine: the
+    second veth for one address failed with "File exists")."""
+    path = tmp_path / "ips.json"
+    Allocator(PodRange.parse("198.18.0.0/16"), path).allocate("u1")
+    a = Allocator(PodRange.parse("198.18.0.0/16"), path)
+    assert a.allocate("u1", taken_elsewhere=["198.18.0.2"]) == "198.18.0.3"
+    assert Allocator(PodRange.parse("198.18.0.0/16"), path).get("u1") == "198.18.0.3"
+    assert a.allocate("u1", taken_elsewhere=["198.18.0.9"]) == "198.18.0.3", "kept while nobody else holds it"
+
+
 def test_allocator_drops_ips_outside_the_range(tmp_path: Path) -> None:
     state = tmp_path / "ips.json"
     state.write_text('{"old": "127.64.0.2", "new": "198.18.0.9"}')  # from before pods left loopback
