@@ -259,13 +259,12 @@ def test_manual_gate_restart_retarget_abort_and_a_slow_version(stack: Stack, s3_
         assert second.metric("slipway_rollout_rollbacks_total", rollout="cancer-rf") >= 1
 
 
-@pytest.mark.parametrize("stack", ["Standard"], indirect=True)  # Serverless readiness is Knative's (its own issue)
 def test_a_canary_that_never_becomes_ready_is_rolled_back_and_never_takes_traffic(stack: Stack, s3: Any) -> None:
-    serving = stack.kubectl
+    serving, mode = stack.kubectl, stack.mode
     stack.operators()
     v1 = train(serving, "train-1", seed=1)
     prom = stack.cluster.prometheus_url
-    serving.apply(rollout_doc(v1, prom, [{"weight": 50, "holdSeconds": 5}]))
+    serving.apply(rollout_doc(v1, prom, [{"weight": 50, "holdSeconds": 5}], mode))
     wait_for("serving v1", lambda: serving.condition("rollout", "cancer-rf", "Ready").get("status") == "True",
              timeout=SERVE_TIMEOUT)  # fmt: skip
     # An artifact whose checksum is right but which no predictor can load: the canary's pod never gets ready.
@@ -276,7 +275,7 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_and_never_takes_traffi
     s3.put_object(Bucket=bucket, Key=broken_key, Body=junk)
     art = {"uri": f"s3://{bucket}/{broken_key}", "sha256": hashlib.sha256(junk).hexdigest(), "sizeBytes": len(junk)}
     broken = copy_version(serving, good, "cancer-rf-v9", 9, art)
-    doc = yaml.safe_load(rollout_doc(broken, prom, [{"weight": 50, "holdSeconds": 5}]))
+    doc = yaml.safe_load(rollout_doc(broken, prom, [{"weight": 50, "holdSeconds": 5}], mode))
     doc["spec"]["canary"]["progressDeadlineSeconds"] = 30
     with stack.load(load_breast_cancer().data.tolist(), rps=10) as load:
         serving.apply(yaml.safe_dump(doc))
@@ -287,6 +286,8 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_and_never_takes_traffi
     assert "Promote" not in [d["action"] for d in st["decisions"] if broken in d.get("message", "")]
     assert set(load.versions()) == {v1}, load.versions()  # not one request reached the broken canary
     assert load.codes().get(200, 0) == sum(load.codes().values()), load.codes()
+    if mode == "Serverless":
+        return  # Knative's latestRevision never named the broken revision: it was never ready
     route = serving.get("httproute", "cancer-rf") or {}
     backends = [b["name"] for rule in route["spec"]["rules"] for b in rule.get("backendRefs") or []]
     assert all(broken not in b for b in backends), backends
