@@ -139,6 +139,20 @@ def test_the_documented_scrape_job_is_the_one_the_local_cluster_runs() -> None:
     assert job["relabel_configs"] == prometheus.predictor_relabelling()
 
 
+def test_the_queue_proxy_scrape_job_in_the_install_guide_is_the_one_the_local_cluster_runs() -> None:
+    import re
+
+    import yaml
+    from localcluster import prometheus
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "install.md").read_text()
+    block = re.search(r"<!-- queue-proxy-scrape-job -->\n```yaml\n(.*?)```", text, re.S)
+    assert block, "docs/install.md lost its queue-proxy scrape job"
+    (job,) = yaml.safe_load(block.group(1))
+    assert job["job_name"] == prometheus.QUEUE_PROXY_JOB
+    assert job["relabel_configs"] == prometheus.queue_proxy_relabelling()
+
+
 def test_system_namespaces_are_apart_from_pods_and_kwok(tmp_path: Path) -> None:
     """The manager's namespace takes an address outside both the executor's pod range and kwok's
     simulated pods' (which nothing must ever reach), inside what the host routes to `unreachable`,
