@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,20 @@ def after_verdict(load: Load, version: str, verdict: float, until: float) -> dic
             "last_canary_request_after_verdict_seconds": round(max(times) - verdict, 2) if times else None}  # fmt: skip
 
 
+def pinned_at(env: Env, timeout: float = 120) -> float:
+    """When (monotonic) the operator saw all of Knative's traffic on the rolled-out revision after the last
+    rollback (its Pinned decision), rounded up to the whole second the decision's time is written in."""
+
+    def pinned() -> dict[str, Any] | None:
+        decisions = status(env).get("decisions") or []
+        last = max((i for i, d in enumerate(decisions) if d["action"] == "Rollback"), default=-1)
+        return next((d for d in decisions[last + 1 :] if d["action"] == "Pinned"), None)
+
+    decision = env.wait("the Pinned decision", pinned, timeout)
+    wall = datetime.strptime(decision["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() + 1
+    return time.monotonic() - (time.time() - wall)
+
+
 def codes_between(load: Load, since: float, until: float) -> dict[int, int]:
     out: dict[int, int] = {}
     for t, code in list(load.results):
@@ -301,6 +316,11 @@ def main() -> int:
                     restored_s.append((load.last(500) or done) - onset)
                 codes = codes_between(load, applied, done + 3)
                 after = after_verdict(load, bad, done, time.monotonic())
+                if args.mode == "Serverless":  # the route no longer names the canary's revision from here on
+                    pinned = pinned_at(env)
+                    time.sleep(3)
+                    after |= {"canary_requests_after_pinned": after_verdict(load, bad, pinned, time.monotonic())[
+                        "canary_requests_after_verdict"]}  # fmt: skip
                 # The flaky model answers 500 for its failing rows; any other failure (Traefik's 502/503/504, a
                 # refused or timed-out connection, 0) is the data plane's, not the canary's own.
                 canaries.append({
@@ -346,6 +366,8 @@ def main() -> int:
         "rollbacks": {"runs": len(regressions),
                       "failures_other_than_the_canary": sum(sum(c["other_failures"].values()) for c in regressions),
                       "canary_requests_after_verdict": sum(c["canary_requests_after_verdict"] for c in regressions),
+                      "canary_requests_after_pinned": sum(c.get("canary_requests_after_pinned", 0)
+                                                          for c in regressions),
                       "last_canary_request_after_verdict_seconds": max(
                           (c["last_canary_request_after_verdict_seconds"] or 0 for c in regressions), default=None)},
         "canaries": canaries,
