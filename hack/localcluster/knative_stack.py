@@ -179,31 +179,36 @@ class KnativeStack:
             objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": knative.TRAEFIK_NAMESPACE}}]
             objs += knative.traefik_rbac() + knative.traefik_service(self.node_address())
             self._apply(objs, "Traefik's Knative RBAC and Service")
-            node_name = self.cluster.fake_nodes[0].name
-            address = self.node_address()
-            kubeproxy.give_node_address(self.cluster._api(), node_name, address)
+            # The Node kube-proxy names has an address first, or kube-proxy waits 30 s for one.
+            kubeproxy.give_node_address(self.cluster._api(), self.cluster.fake_nodes[0].name, self.node_address())
             self.cluster.sysnet.prepare(kubeproxy.NODE, NODE_PORTS, node=True)
-            home = self.state.knative / "kube-proxy"
-            home.mkdir(parents=True, exist_ok=True)
-            config = kubeproxy.write_kubeconfig(self.cluster.pki, self.cluster.server, home / "kubeconfig")
-            binary = Path(self.cluster.bin_dir) / kubeproxy.BINARY
-            if not os.access(binary, os.X_OK):
-                raise knative.KnativeError(f"{binary} is missing: run hack/build-controlplane.sh")
-            self.cluster._start(kubeproxy.spec(binary, self.cluster.sysnet, config, node_name))
-            home = self.state.knative / "traefik"
-            home.mkdir(parents=True, exist_ok=True)
-            config = self._kubeconfig(TRAEFIK_USER, home / "kubeconfig")
-            traefik = Path(self.cluster.bin_dir) / "traefik"
-            if not os.access(traefik, os.X_OK):
-                raise knative.KnativeError(f"{traefik} is missing: run hack/build-serving.sh")
-            env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "KUBECONFIG": str(config)}
-            argv = self.cluster.sysnet.wrap(kubeproxy.NODE, knative.traefik_argv(traefik))
-            self.cluster._start(ProcessSpec(knative.TRAEFIK_PROCESS, argv, env))
+            self._start_kube_proxy()
+            self._start_traefik()
         address = self.node_address()
         self.cluster._wait("kube-proxy /healthz", _answers(kubeproxy.healthz_url(address)), deadline,
                            [kubeproxy.PROCESS])  # fmt: skip
         ping = f"http://{address}:{knative.TRAEFIK_ADMIN_PORT}/ping"
         self.cluster._wait("Traefik (Knative) /ping", _answers(ping), deadline, [knative.TRAEFIK_PROCESS])
+
+    def _start_kube_proxy(self) -> None:
+        home = self.state.knative / "kube-proxy"
+        home.mkdir(parents=True, exist_ok=True)
+        config = kubeproxy.write_kubeconfig(self.cluster.pki, self.cluster.server, home / "kubeconfig")
+        binary = Path(self.cluster.bin_dir) / kubeproxy.BINARY
+        if not os.access(binary, os.X_OK):
+            raise knative.KnativeError(f"{binary} is missing: run hack/build-controlplane.sh")
+        self.cluster._start(kubeproxy.spec(binary, self.cluster.sysnet, config, self.cluster.fake_nodes[0].name))
+
+    def _start_traefik(self) -> None:
+        home = self.state.knative / "traefik"
+        home.mkdir(parents=True, exist_ok=True)
+        config = self._kubeconfig(TRAEFIK_USER, home / "kubeconfig")
+        traefik = Path(self.cluster.bin_dir) / "traefik"
+        if not os.access(traefik, os.X_OK):
+            raise knative.KnativeError(f"{traefik} is missing: run hack/build-serving.sh")
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "KUBECONFIG": str(config)}
+        argv = self.cluster.sysnet.wrap(kubeproxy.NODE, knative.traefik_argv(traefik))
+        self.cluster._start(ProcessSpec(knative.TRAEFIK_PROCESS, argv, env))
 
     def _guarded_and_present(self, obj: Obj) -> bool:
         """Whether `obj` is left as it is at a warm start: Knative's ConfigMaps (its webhook,
