@@ -328,9 +328,9 @@ class Cluster:
         cluster CA (CN=name, O=groups) and with no rights unless RBAC grants some."""
         who = ClientIdentity(name, tuple(groups))
         self.pki.ensure_client(who)
-        cert, key = self.pki.client_cert(who)
+        cert, _ = self.pki.client_cert(who)
         target = path or self.state.root / "users" / f"{cert.stem.removeprefix('client-')}.kubeconfig"
-        return kubeconfig.write(target, self.server, self.pki.ca_cert, cert, key, user=name)
+        return kubeconfig.for_identity(self.pki, self.server, who, target)
 
     # ---- start-up steps ----------------------------------------------------------------
 

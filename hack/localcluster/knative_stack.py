@@ -14,9 +14,7 @@ CA, so Knative's own RBAC (config/core/200-*) is what authorizes it.
 from __future__ import annotations
 
 import os
-import ssl
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from . import knative, kubeconfig, kubeproxy
 from .layout import StateDir
 from .pki import ClientIdentity
 from .procs import ProcessSpec
-from .serving import Obj
+from .serving import Obj, answers, apply_objects, service_account
 
 # The queue-proxy image the revisions' pods get (config-deployment `queue-sidecar-image`); the
 # local executor runs the knative-queue binary for it (localexec.images).
@@ -47,10 +45,7 @@ PROCESSES = {component: f"knative-{component}" for component in knative.COMPONEN
 NODE_PROCESSES = (kubeproxy.PROCESS, knative.TRAEFIK_PROCESS)
 ALL_PROCESSES = (*PROCESSES.values(), *NODE_PROCESSES)
 NODE_PORTS = (*kubeproxy.PORTS, knative.TRAEFIK_WEB_PORT, knative.TRAEFIK_ADMIN_PORT)
-TRAEFIK_USER = ClientIdentity(
-    f"system:serviceaccount:{knative.TRAEFIK_NAMESPACE}:{knative.TRAEFIK_ACCOUNT}",
-    ("system:serviceaccounts", f"system:serviceaccounts:{knative.TRAEFIK_NAMESPACE}"),
-)
+TRAEFIK_USER = service_account(knative.TRAEFIK_NAMESPACE, knative.TRAEFIK_ACCOUNT)
 WEBHOOK_CONFIGURATIONS = (
     ("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "webhook.serving.knative.dev"),
     ("admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "validation.webhook.serving.knative.dev"),
@@ -58,11 +53,7 @@ WEBHOOK_CONFIGURATIONS = (
 
 
 def identity(component: str) -> ClientIdentity:
-    account = SERVICE_ACCOUNTS[component]
-    return ClientIdentity(
-        f"system:serviceaccount:{knative.NAMESPACE}:{account}",
-        ("system:serviceaccounts", f"system:serviceaccounts:{knative.NAMESPACE}"),
-    )
+    return service_account(knative.NAMESPACE, SERVICE_ACCOUNTS[component])
 
 
 def with_hosts_file(hosts: Path, argv: Sequence[str]) -> list[str]:
@@ -82,23 +73,6 @@ def probe_url(component: str, address: str) -> str:
     if component == knative.ACTIVATOR:
         return f"http://{address}:8012/"
     return f"https://{address}:{knative.WEBHOOK_PORT}/"
-
-
-def _answers(url: str) -> Callable[[], bool]:
-    """The probe passes as the kubelet's would (2xx or 3xx). The activator and the autoscaler
-    tell a kubelet's probe by its User-Agent (P/network/handlers, `kube-probe/`); the webhook's
-    certificate is Knative's own, so it is not verified here (only that TLS is served)."""
-    context = ssl._create_unverified_context()
-
-    def ok() -> bool:
-        request = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.34"})
-        try:
-            with urllib.request.urlopen(request, timeout=2, context=context) as resp:
-                return 200 <= int(resp.status) < 400
-        except OSError:
-            return False
-
-    return ok
 
 
 class KnativeStack:
@@ -152,7 +126,7 @@ class KnativeStack:
             self.cluster._start(ProcessSpec(name, self.cluster.sysnet.wrap(name, argv), env))
         for component in knative.COMPONENTS:
             url = probe_url(component, addresses[component])
-            self.cluster._wait(f"Knative's {component} ({url})", _answers(url), deadline, [PROCESSES[component]])
+            self.cluster._wait(f"Knative's {component} ({url})", answers(url), deadline, [PROCESSES[component]])
         self.cluster._wait(
             "Knative's webhook configurations completed by its webhook",
             self._webhooks_configured,
@@ -185,10 +159,10 @@ class KnativeStack:
             self._start_kube_proxy()
             self._start_traefik()
         address = self.node_address()
-        self.cluster._wait("kube-proxy /healthz", _answers(kubeproxy.healthz_url(address)), deadline,
+        self.cluster._wait("kube-proxy /healthz", answers(kubeproxy.healthz_url(address)), deadline,
                            [kubeproxy.PROCESS])  # fmt: skip
         ping = f"http://{address}:{knative.TRAEFIK_ADMIN_PORT}/ping"
-        self.cluster._wait("Traefik (Knative) /ping", _answers(ping), deadline, [knative.TRAEFIK_PROCESS])
+        self.cluster._wait("Traefik (Knative) /ping", answers(ping), deadline, [knative.TRAEFIK_PROCESS])
 
     def _start_kube_proxy(self) -> None:
         home = self.state.knative / "kube-proxy"
@@ -235,13 +209,7 @@ class KnativeStack:
         return True
 
     def _apply(self, objects: Sequence[Obj], what: str) -> None:
-        text = yaml.safe_dump_all(objects, sort_keys=False)
-        args = ["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-localcluster", "-f", "-"]
-        proc = self.cluster.kubectl(*args, input=text, check=False, timeout=300)
-        if proc.returncode != 0:
-            raise knative.KnativeError(f"applying {what} failed: {proc.stderr.strip()}")
+        apply_objects(self.cluster, objects, what)
 
     def _kubeconfig(self, who: ClientIdentity, path: Path) -> Path:
-        self.cluster.pki.ensure_client(who)
-        cert, key = self.cluster.pki.client_cert(who)
-        return kubeconfig.write(path, self.cluster.server, self.cluster.pki.ca_cert, cert, key, user=who.name)
+        return kubeconfig.for_identity(self.cluster.pki, self.cluster.server, who, path)

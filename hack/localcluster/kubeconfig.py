@@ -7,6 +7,10 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pki import PKI, ClientIdentity
 
 CONTEXT = "slipway-local"
 
@@ -57,3 +61,10 @@ def write(path: Path, server: str, ca_cert: Path, client_cert: Path, client_key:
         f.write(render(server, ca_cert, client_cert, client_key, user=user))
     os.replace(tmp, path)
     return path
+
+
+def for_identity(pki: PKI, server: str, who: ClientIdentity, path: Path) -> Path:
+    """A kubeconfig for `who`, with a client certificate from the cluster's CA (issued once)."""
+    pki.ensure_client(who)
+    cert, key = pki.client_cert(who)
+    return write(path, server, pki.ca_cert, cert, key, user=who.name)

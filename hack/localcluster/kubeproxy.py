@@ -85,9 +85,7 @@ def healthz_url(address: str) -> str:
 
 def write_kubeconfig(pki: PKI, server: str, path: Path) -> Path:
     """A kubeconfig for USER with a client certificate from the cluster's CA (issued once)."""
-    pki.ensure_client(USER)
-    cert, key = pki.client_cert(USER)
-    return kubeconfig.write(path, server, pki.ca_cert, cert, key, user=USER.name)
+    return kubeconfig.for_identity(pki, server, USER, path)
 
 
 def node_address_patch(node_name: str, address: str) -> dict[str, Any]:

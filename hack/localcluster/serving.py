@@ -27,6 +27,7 @@ import base64
 import copy
 import json
 import os
+import ssl
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -60,7 +61,7 @@ INGRESS_DOMAIN = "example.com"
 LISTENER = "http"
 
 
-def _service_account(namespace: str, name: str) -> ClientIdentity:
+def service_account(namespace: str, name: str) -> ClientIdentity:
     # The groups the apiserver gives a ServiceAccount token, so bindings to either work.
     return ClientIdentity(
         f"system:serviceaccount:{namespace}:{name}",
@@ -68,10 +69,10 @@ def _service_account(namespace: str, name: str) -> ClientIdentity:
     )
 
 
-MANAGER_USER = _service_account(NAMESPACE, "kserve-controller-manager")
-TRAEFIK_USER = _service_account(TRAEFIK_NAMESPACE, "traefik")
+MANAGER_USER = service_account(NAMESPACE, "kserve-controller-manager")
+TRAEFIK_USER = service_account(TRAEFIK_NAMESPACE, "traefik")
 MONITORING_NAMESPACE = "monitoring"
-PROMETHEUS_USER = _service_account(MONITORING_NAMESPACE, "prometheus")
+PROMETHEUS_USER = service_account(MONITORING_NAMESPACE, "prometheus")
 
 
 class ServingError(RuntimeError):
@@ -362,11 +363,7 @@ class Stack:
         return load_all(self.cluster.kubectl("kustomize", str(directory), timeout=300).stdout)
 
     def apply(self, objects: Sequence[Obj], what: str) -> None:
-        text = yaml.safe_dump_all(objects, sort_keys=False)
-        args = ["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-localcluster", "-f", "-"]
-        proc = self.cluster.kubectl(*args, input=text, check=False, timeout=300)
-        if proc.returncode != 0:
-            raise ServingError(f"applying {what} failed: {proc.stderr.strip()}")
+        apply_objects(self.cluster, objects, what)
 
     def start(self, deadline: float) -> None:
         manager_bin = self._binary("kserve-manager")
@@ -389,7 +386,7 @@ class Stack:
             self.cluster._start(ProcessSpec(KSERVE_MANAGER, argv, env))
         address = self.cluster.sysnet.address(KSERVE_MANAGER)
         probe = f"http://{address}:{self.ports.kserve_probe}/readyz"
-        self.cluster._wait("KServe's manager /readyz", _http_ok(probe), deadline, [KSERVE_MANAGER])
+        self.cluster._wait("KServe's manager /readyz", answers(probe), deadline, [KSERVE_MANAGER])
         hooks = load_all((src.kserve / "config" / "webhook" / "manifests.yaml").read_text())
         base_url = f"https://{address}:{self.ports.kserve_webhook}"
         self.apply(webhooks_by_url(hooks, base_url, self.cluster.pki.ca_cert.read_bytes()), "KServe's webhooks")
@@ -401,7 +398,7 @@ class Stack:
             spec = ProcessSpec(TRAEFIK, traefik_argv(traefik_bin, self.ports), traefik_env(self.state, kubeconfig))
             self.cluster._start(spec, self.ports.ingress, self.ports.traefik)
         ping = f"http://127.0.0.1:{self.ports.traefik}/ping"
-        self.cluster._wait("Traefik /ping", _http_ok(ping), deadline, [TRAEFIK])
+        self.cluster._wait("Traefik /ping", answers(ping), deadline, [TRAEFIK])
         self.cluster._wait("the Gateway Programmed by Traefik", self._gateway_programmed, deadline, [TRAEFIK])
 
     def discovery(self) -> Discovery:
@@ -429,9 +426,7 @@ class Stack:
         self.cluster.install_crds([crds])
 
     def _kubeconfig(self, who: ClientIdentity, path: Path) -> Path:
-        self.cluster.pki.ensure_client(who)
-        cert, key = self.cluster.pki.client_cert(who)
-        return kubeconfig.write(path, self.cluster.server, self.cluster.pki.ca_cert, cert, key, user=who.name)
+        return kubeconfig.for_identity(self.cluster.pki, self.cluster.server, who, path)
 
     def _gateway_programmed(self) -> bool:
         gw = self.cluster._api().get_json(
@@ -441,11 +436,27 @@ class Stack:
         return any(c.get("type") == "Programmed" and c.get("status") == "True" for c in conditions)
 
 
-def _http_ok(url: str) -> Callable[[], bool]:
+def apply_objects(cluster: Any, objects: Sequence[Obj], what: str) -> None:
+    """Server-side apply, as the local cluster's field manager, forcing conflicts (it owns what it installs)."""
+    text = yaml.safe_dump_all(objects, sort_keys=False)
+    args = ["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-localcluster", "-f", "-"]
+    proc = cluster.kubectl(*args, input=text, check=False, timeout=300)
+    if proc.returncode != 0:
+        raise ServingError(f"applying {what} failed: {proc.stderr.strip()}")
+
+
+def answers(url: str) -> Callable[[], bool]:
+    """A readiness check as the kubelet's HTTP probe makes it: 2xx or 3xx passes; a User-Agent
+    `kube-probe/` (Knative's activator and autoscaler tell a kubelet's probe by it, P/network/handlers);
+    HTTPS without verifying the certificate (Knative's webhook serves its own), so only that TLS is
+    served is checked."""
+    context = ssl._create_unverified_context()
+
     def ok() -> bool:
+        request = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.34"})
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(resp.status == 200)
+            with urllib.request.urlopen(request, timeout=2, context=context) as resp:
+                return 200 <= int(resp.status) < 400
         except OSError:
             return False
 
