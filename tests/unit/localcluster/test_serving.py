@@ -7,6 +7,7 @@ import ipaddress
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from localcluster import serving, sysnet
 from localcluster.layout import Ports
@@ -125,32 +126,27 @@ def test_prometheus_discovers_kserve_pods_through_the_apiserver_and_scrapes_the_
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_the_documented_scrape_job_is_the_one_the_local_cluster_runs() -> None:
+@pytest.mark.parametrize(
+    ("marker", "job_name", "relabelling"),
+    [
+        ("predictor-scrape-job", "KSERVE_JOB", "predictor_relabelling"),
+        ("queue-proxy-scrape-job", "QUEUE_PROXY_JOB", "queue_proxy_relabelling"),
+    ],
+)
+def test_the_documented_scrape_jobs_are_the_ones_the_local_cluster_runs(
+    marker: str, job_name: str, relabelling: str
+) -> None:
     import re
 
     import yaml
     from localcluster import prometheus
 
     text = (Path(__file__).resolve().parents[3] / "docs" / "install.md").read_text()
-    block = re.search(r"<!-- predictor-scrape-job -->\n```yaml\n(.*?)```", text, re.S)
-    assert block, "docs/install.md lost its predictor scrape job"
+    block = re.search(rf"<!-- {marker} -->\n```yaml\n(.*?)```", text, re.S)
+    assert block, f"docs/install.md lost its {marker}"
     (job,) = yaml.safe_load(block.group(1))
-    assert job["job_name"] == prometheus.KSERVE_JOB
-    assert job["relabel_configs"] == prometheus.predictor_relabelling()
-
-
-def test_the_queue_proxy_scrape_job_in_the_install_guide_is_the_one_the_local_cluster_runs() -> None:
-    import re
-
-    import yaml
-    from localcluster import prometheus
-
-    text = (Path(__file__).resolve().parents[3] / "docs" / "install.md").read_text()
-    block = re.search(r"<!-- queue-proxy-scrape-job -->\n```yaml\n(.*?)```", text, re.S)
-    assert block, "docs/install.md lost its queue-proxy scrape job"
-    (job,) = yaml.safe_load(block.group(1))
-    assert job["job_name"] == prometheus.QUEUE_PROXY_JOB
-    assert job["relabel_configs"] == prometheus.queue_proxy_relabelling()
+    assert job["job_name"] == getattr(prometheus, job_name)
+    assert job["relabel_configs"] == getattr(prometheus, relabelling)()
 
 
 def test_system_namespaces_are_apart_from_pods_and_kwok(tmp_path: Path) -> None:
