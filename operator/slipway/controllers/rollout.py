@@ -404,17 +404,31 @@ class Walk:
             return None
         canary, weight = self.get("canaryVersion"), int(self.get("canaryWeight") or 0)
         if knative.canary_serving(self.o.isvc, weight):
-            now = rfc3339(self.now)
-            self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
-            self.record("CanaryReady", f"{canary}'s revision is ready: it takes {weight}% of requests")
+            self.canary_serves(f"{canary}'s revision is ready: it takes {weight}% of requests")
             return None
-        deployed = parse(self.get("canaryDeployedAt"))
-        deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
-        if deployed is not None and (self.now - deployed).total_seconds() >= deadline:
-            return self.rollback("Rollback", f"{canary}'s revision did not serve within {deadline}s")
+        if (late := self.overdue("'s revision did not serve")) is not None:
+            return late
         service = knative.service_name(isvc.isvc_name(self.r))
         return self.waiting("CanaryNotReady", f"waiting for Knative to make {canary}'s revision of {service} ready "
                             f"and route {weight}% to it")  # fmt: skip
+
+    def canary_serves(self, message: str) -> None:
+        """The canary serves its share for the first time: the step and evidence clocks start."""
+        now = rfc3339(self.now)
+        self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
+        self.record("CanaryReady", message)
+
+    def overdue(self, what: str) -> Result | None:
+        """The rollback of a canary that `what` within the progress deadline of being asked for
+        (canaryDeployedAt, recorded now if missing), or None."""
+        deployed = parse(self.get("canaryDeployedAt"))
+        if deployed is None:
+            self.fields["canaryDeployedAt"] = rfc3339(self.now)
+            return None
+        deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
+        if (self.now - deployed).total_seconds() < deadline:
+            return None
+        return self.rollback("Rollback", f"{self.get('canaryVersion')}{what} within {deadline}s")
 
     def canary_waiting(self, final: bool) -> Result | None:
         """Standard mode: a Result waiting for the canary's predictor, or None once KServe reports it ready
@@ -425,9 +439,7 @@ class Walk:
         name = isvc.isvc_name(self.r)
         ready, percent = isvc.canary_state(self.o.isvc, isvc.predictor_name(name, canary))
         if ready and self.get("stepStartedAt") is None:
-            now = rfc3339(self.now)
-            self.fields |= {"canaryStartedAt": now, "stepStartedAt": now}
-            self.record("CanaryReady", f"{canary} is ready: it takes {self.get('canaryWeight')}% of requests")
+            self.canary_serves(f"{canary} is ready: it takes {self.get('canaryWeight')}% of requests")
         service = isvc.backend_service(name, canary, serving.logs(self.settings, self.o.drift_monitor))
         settle = 0.0
         if ready and final and serving.routed(self.r, self.settings):
@@ -442,12 +454,8 @@ class Walk:
                                     f"{settle:.0f}s more while the gateway drains it", settle)  # fmt: skip
             return None
         if self.get("stepStartedAt") is None:
-            deployed = parse(self.get("canaryDeployedAt"))
-            if deployed is None:
-                self.fields["canaryDeployedAt"] = rfc3339(self.now)
-            deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
-            if deployed is not None and (self.now - deployed).total_seconds() >= deadline:
-                return self.rollback("Rollback", f"{canary} did not become ready within {deadline}s")
+            if (late := self.overdue(" did not become ready")) is not None:
+                return late
             return self.waiting("CanaryNotReady", f"waiting for KServe to report canary {service} ready")
         what = "all requests on it" if final else "it ready again"
         return self.waiting("CanaryNotReady", f"waiting for canary {service}: {what}")
