@@ -45,6 +45,9 @@ CACHING_MODULE = "knative.dev/caching"
 NAMESPACE = "knative-serving"
 CLUSTER_DOMAIN = "cluster.local"
 TRAEFIK_INGRESS_CLASS = "traefik.ingress.networking.knative.dev"
+# A KIngress is marked ready only after its configuration can have reached the routers (traefik_argv).
+TRAEFIK_CONFIG_THROTTLE = "200ms"
+TRAEFIK_STATUS_DELAY = "600ms"
 
 CONTROLLER = "controller"
 WEBHOOK = "webhook"
@@ -584,7 +587,14 @@ def traefik_argv(binary: Path) -> list[str]:
     `--experimental.knative`, T/pkg/config/static/static_config.go:432-434). Cluster-local
     rules (KServe's predictors' Knative Services) are served only with private entry points
     (T/pkg/provider/kubernetes/knative/kubernetes.go:289-294): both visibilities on `web`.
-    The provider's client comes from KUBECONFIG (kubernetes.go:168-178)."""
+    The provider's client comes from KUBECONFIG (kubernetes.go:168-178).
+
+    Ready must mean routed: the provider marks a KIngress ready after sleeping its own
+    throttleDuration (kubernetes.go:124-135, default 0), while the aggregator holds the
+    configuration back for up to providersThrottleDuration (default 2s,
+    T/pkg/provider/aggregator/aggregator.go:32-59). With the defaults a Knative Service was
+    Ready and its host answered 404 for up to 2 s. The status now waits longer than the
+    configuration can be held; the short aggregator throttle also shortens traffic shifts."""
     return [
         str(binary),
         f"--entryPoints.web.address=:{TRAEFIK_WEB_PORT}",
@@ -592,6 +602,8 @@ def traefik_argv(binary: Path) -> list[str]:
         "--ping=true",
         "--experimental.knative=true",
         "--providers.knative=true",
+        f"--providers.providersThrottleDuration={TRAEFIK_CONFIG_THROTTLE}",
+        f"--providers.knative.throttleDuration={TRAEFIK_STATUS_DELAY}",
         "--providers.knative.publicEntrypoints=web",
         "--providers.knative.privateEntrypoints=web",
         f"--providers.knative.publicService.namespace={TRAEFIK_NAMESPACE}",

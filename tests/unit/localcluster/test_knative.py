@@ -364,3 +364,16 @@ def test_nothing_names_an_address_outside_loopback_the_pod_ranges_or_the_service
             continue
         outside.append((where, literal))
     assert outside == []
+
+
+def _millis(duration: str) -> int:
+    return int(duration.removesuffix("ms")) if duration.endswith("ms") else int(float(duration.removesuffix("s")) * 1000)
+
+
+def test_traefik_marks_a_kingress_ready_only_after_its_configuration_can_be_routed() -> None:
+    # The aggregator may hold a configuration back for providersThrottleDuration; the provider writes
+    # the KIngress status after its own throttleDuration. Ready before routed is a 404 to a user.
+    argv = knative.traefik_argv(Path("/bin/traefik"))
+    flags = dict(a.removeprefix("--").split("=", 1) for a in argv[1:])
+    held = _millis(flags["providers.providersThrottleDuration"])
+    assert 0 < held < _millis(flags["providers.knative.throttleDuration"])
