@@ -9,13 +9,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/build-lib.sh
+source "$here/build-lib.sh"
 bin="${SLIPWAY_BIN:-$HOME/.cache/slipway/bin}"
 stamp="$bin/.serving-stamp"
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "build-serving: go not found on PATH" >&2
-  exit 1
-fi
+require_go build-serving
 
 traefik_version=$(cd "$here/traefik" && go list -m -f '{{.Version}}' github.com/traefik/traefik/v3)
 traefik_ldflags="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version"
@@ -25,20 +23,10 @@ prometheus_version=$(sed -E 's/^v0\.3([0-9]+)\.([0-9]+)$/3.\1.\2/; s/^3\.0*([0-9
 prometheus_ldflags="-s -w -X github.com/prometheus/common/version.Version=$prometheus_version"
 prometheus_ldflags+=" -X github.com/prometheus/common/version.Branch=release"
 
-want=$( {
-  cat "$here/kserve/go.mod" "$here/kserve/go.sum" "$here/traefik/go.mod" "$here/traefik/go.sum"
-  cat "$here/prometheus/go.mod" "$here/prometheus/go.sum"
-  go version
-  echo "$traefik_ldflags $prometheus_ldflags"
-} | sha256sum | cut -d' ' -f1)
+want=$(stamp_of "$traefik_ldflags $prometheus_ldflags" "$here/kserve/go.mod" "$here/kserve/go.sum" \
+  "$here/traefik/go.mod" "$here/traefik/go.sum" "$here/prometheus/go.mod" "$here/prometheus/go.sum")
 
-binaries=(kserve-manager kserve-agent traefik prometheus promtool)
-all_present=1
-for b in "${binaries[@]}"; do
-  [[ -x "$bin/$b" ]] || all_present=0
-done
-
-if ((all_present)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if up_to_date "$bin" "$stamp" "$want" kserve-manager kserve-agent traefik prometheus promtool; then
   echo "build-serving: $bin is up to date (stamp $want)"
   exit 0
 fi
