@@ -10,7 +10,7 @@ CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 DEMO_DIR := .demo
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
-.PHONY: help deps system-deps controlplane serving kserve-python knative knative-sources helm generate check-generated lint unit integration test \
+.PHONY: help deps system-deps controlplane serving kserve-python knative knative-sources kueue kueue-sources helm generate check-generated lint unit integration test \
         cluster-up cluster-down demo demo-down clean
 
 help:
@@ -55,6 +55,14 @@ knative:
 knative-sources:
 	cd hack/knative && go mod download knative.dev/serving knative.dev/networking knative.dev/caching
 
+# Kueue's manager (hack/kueue).
+kueue:
+	bash hack/build-kueue.sh
+
+# Kueue's module source (its config/ YAML, read by hack/localcluster/kueue.py and its tests).
+kueue-sources:
+	cd hack/kueue && go mod download sigs.k8s.io/kueue
+
 generate: deps helm
 	$(PY) -m slipway.api.crdgen crds
 	$(PY) hack/chart_crds.py  # the chart's crds/ and deploy/ follow crds/
@@ -73,17 +81,17 @@ lint: deps check-generated
 	$(VENV)/bin/mypy --strict runtimes/drift/slipway_drift
 	$(VENV)/bin/shellcheck hack/*.sh
 
-unit: deps helm knative-sources
+unit: deps helm knative-sources kueue-sources
 	$(VENV)/bin/pytest tests/unit
 
-integration: deps system-deps controlplane serving kserve-python knative helm
+integration: deps system-deps controlplane serving kserve-python knative kueue helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
 
-test: lint system-deps controlplane serving kserve-python knative helm knative-sources
+test: lint system-deps controlplane serving kserve-python knative kueue helm knative-sources kueue-sources
 	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
 
-cluster-up: deps system-deps controlplane serving kserve-python knative
-	$(CLUSTER) up --serving --knative --prometheus
+cluster-up: deps system-deps controlplane serving kserve-python knative kueue
+	$(CLUSTER) up --serving --knative --kueue --prometheus
 
 cluster-down:
 	@if [ -x $(PY) ]; then $(CLUSTER) down; fi

@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run Knative Serving (controller, webhook, autoscaler, activator, each in a network namespace of its "
         "own) for KServe's Serverless mode; built by hack/build-knative.sh; an `up` without it stops them",
     )
+    up.add_argument(
+        "--kueue",
+        action="store_true",
+        help="run Kueue's manager (in a network namespace of its own) with its CRDs and webhooks: pods naming a "
+        "LocalQueue are admitted by it; built by hack/build-kueue.sh; an `up` without it stops it",
+    )
     up.add_argument("--scrape-interval", default="1s", help="Prometheus scrape interval (default 1s)")
     down = sub.add_parser("down", parents=[common], help="stop the cluster's processes")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         prometheus=getattr(args, "prometheus", False),
         serving=getattr(args, "serving", False),
         knative=getattr(args, "knative", False),
+        kueue=getattr(args, "kueue", False),
         scrape_interval=getattr(args, "scrape_interval", "1s"),
     )
     try:

@@ -32,6 +32,8 @@ from .api import Api, ApiError
 from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, KWOK, PROMETHEUS, SCHEDULER
 from .knative_stack import ALL_PROCESSES as KNATIVE
 from .knative_stack import KnativeStack
+from .kueue import PROCESS as KUEUE_MANAGER
+from .kueue_stack import KueueStack
 from .layout import (
     BINARIES,
     REPO_ROOT,
@@ -52,7 +54,7 @@ START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
 # The optional processes are always in the first group: one started by an earlier `up` is
 # stopped even when this Cluster was made without it.
-OPTIONAL = (EXECUTOR, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE)
+OPTIONAL = (EXECUTOR, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE, KUEUE_MANAGER)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
 
@@ -88,6 +90,8 @@ class Cluster:
     listens at `ingress_url`.
     `knative` (default off) runs Knative Serving (hack/localcluster/knative_stack.py) for
     KServe's Serverless mode, its services reached through `knative_url`.
+    `kueue` (default off) runs Kueue's manager (hack/localcluster/kueue_stack.py): its CRDs and
+    webhooks, batch admission of pods that name a LocalQueue.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class Cluster:
         prometheus: bool = False,
         serving: bool = False,
         knative: bool = False,
+        kueue: bool = False,
         scrape_interval: str = "1s",
         prometheus_binary: Path | str | None = None,
         log: Callable[[str], None] = _stderr_log,
@@ -127,12 +132,14 @@ class Cluster:
         )
         self.serving = serving
         self.knative = knative
+        self.kueue = kueue
         wanted = {
             **dict.fromkeys(KNATIVE, knative),
             EXECUTOR: executor,
             PROMETHEUS: prometheus,
             TRAEFIK: serving,
             KSERVE_MANAGER: serving,
+            KUEUE_MANAGER: kueue,
         }
         self.start_order = START_ORDER + tuple(name for name in OPTIONAL if wanted[name])
         self.log = log
@@ -268,6 +275,8 @@ class Cluster:
             self._phase(timings, "crds", self._install_crds_if_changed)
             if self.knative:
                 self._phase(timings, "knative", lambda: KnativeStack(self).start(deadline))
+            if self.kueue:
+                self._phase(timings, "kueue", lambda: KueueStack(self).start(deadline))
             if self.serving:
                 self._phase(timings, "kserve", lambda: Stack(self).start(deadline))
             if self.prometheus:

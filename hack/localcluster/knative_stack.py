@@ -23,7 +23,7 @@ import yaml
 from . import knative, kubeconfig, kubeproxy
 from .layout import StateDir
 from .pki import ClientIdentity
-from .procs import ProcessSpec
+from .procs import ProcessSpec, with_bind_mounts
 from .serving import Obj, answers, apply_objects, service_account
 
 # The queue-proxy image the revisions' pods get (config-deployment `queue-sidecar-image`); the
@@ -57,11 +57,9 @@ def identity(component: str) -> ClientIdentity:
 
 
 def with_hosts_file(hosts: Path, argv: Sequence[str]) -> list[str]:
-    """argv with `hosts` bind-mounted over /etc/hosts in a mount namespace of its own: the
-    activator dials the autoscaler by its Service's DNS name (knative.hosts_file)."""
-    script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "knative-hosts",
-            str(hosts), *argv]  # fmt: skip
+    """argv with `hosts` over /etc/hosts: the activator dials the autoscaler by its Service's
+    DNS name (knative.hosts_file)."""
+    return with_bind_mounts([(hosts, Path("/etc/hosts"))], argv)
 
 
 def probe_url(component: str, address: str) -> str:

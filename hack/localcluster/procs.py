@@ -27,6 +27,16 @@ class ProcessSpec:
     env: Mapping[str, str] | None = None
 
 
+def with_bind_mounts(mounts: Sequence[tuple[Path, Path]], argv: Sequence[str]) -> list[str]:
+    """argv in a mount namespace of its own, each (source, target) bind-mounted first: a file
+    or directory a process reads at a fixed path gets the cluster's own, and the host's stays
+    as it was (Knative's activator reads /etc/hosts, Kueue its metrics certificate)."""
+    script = 'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; shift; exec "$@"'
+    pairs = [str(path) for source, target in mounts for path in (source, target)]
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "bind-mounts",
+            *pairs, "--", *argv]  # fmt: skip
+
+
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks) of a live pid, or None."""
     try:
