@@ -64,6 +64,8 @@ USED: dict[str, set[str]] = {
     # OwnerReferencesPermissionEnforcement checks as `update` on the owner's finalizers.
     "slipway.dev/trainingjobs/finalizers": {"update"},
     "slipway.dev/rollouts/finalizers": {"update"},
+    # kube.get_optional(): Kueue's Workload of a queued TrainingJob's pod group (its reason for waiting).
+    "kueue.x-k8s.io/workloads": {"get"},
     # Rollout: Apply (create, else merge-patch) its InferenceService, read it back; DriftMonitor reads it.
     "serving.kserve.io/inferenceservices": {"create", "get", "patch"},
     # cli.ensure_peering creates the peering object; Kopf's peering lists, watches and patches it (never gets).
@@ -91,7 +93,7 @@ CORE_CALLS: dict[str, tuple[str, str]] = {
     "create_namespaced_event": ("/events", "create"),
 }
 # Generic custom-object methods -> the verb; the resources are the kinds in USED under slipway.dev,
-# serving.kserve.io and kopf.dev.
+# serving.kserve.io, kueue.x-k8s.io and kopf.dev.
 CUSTOM_CALLS: dict[str, str] = {
     "get_namespaced_custom_object": "get",
     "list_namespaced_custom_object": "list",
@@ -306,7 +308,10 @@ def test_the_table_covers_every_api_call_in_kube_client() -> None:
     for method, (resource, verb) in CORE_CALLS.items():
         assert verb in USED[resource], method
     custom_verbs = {
-        verb for r, verbs in USED.items() if r.split("/")[0] in ("slipway.dev", "serving.kserve.io") for verb in verbs
+        verb
+        for r, verbs in USED.items()
+        if r.split("/")[0] in ("slipway.dev", "serving.kserve.io", "kueue.x-k8s.io")
+        for verb in verbs
     }
     assert {CUSTOM_CALLS[m] for m in calls & CUSTOM_CALLS.keys()} <= custom_verbs
 

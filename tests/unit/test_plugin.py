@@ -256,6 +256,9 @@ def test_trainingjob_tree_shows_attempts_pods_exit_codes_metrics_and_version() -
     assert "train-1-a2-1" in running and "gpu-node-a100-0" in running and "1 pod(s) of earlier attempts" in running
     failed = text(render_trainingjob(*JOBS["failed"], NOW, PLAIN))
     assert "exit 65" in failed and "InvalidInput" in failed and "Stalled" in failed
+    job, pods = JOBS["running, second attempt"]
+    preempted = {**job, "status": {**job["status"], "preemptions": 1}}
+    assert "Attempts  2 of 4 allowed (1 after preemption)" in text(render_trainingjob(preempted, pods, NOW, PLAIN))
     done = text(render_trainingjob(*JOBS["succeeded"], NOW, PLAIN))
     assert "accuracy 0.9737" in done and "cancer-rf-v3  1.2 MiB" in done and "exit 0" in done
     assert "2 worker(s) x 1 GPU" in done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from slipway.api import TrainingJob
 from slipway.config import Settings
 from slipway.controllers import trainingjob_manifests as m
 from slipway.controllers.base import Create, Delete, Result
+from slipway.controllers.pods import view
 from slipway.controllers.trainingjob import Observed, TrainingJobController
 from slipway.storage import S3
 
@@ -19,7 +21,9 @@ UID = "0123456789abcdef"
 CTRL = TrainingJobController(Settings(s3_endpoint="http://s3.local:9000"), S3())
 
 
-def job(status: dict[str, Any] | None = None, **spec: Any) -> TrainingJob:
+def job(
+    status: dict[str, Any] | None = None, labels: dict[str, str] | None = None, name: str = "j", **spec: Any
+) -> TrainingJob:
     base = {
         "modelName": "m",
         "framework": "sklearn",
@@ -28,7 +32,7 @@ def job(status: dict[str, Any] | None = None, **spec: Any) -> TrainingJob:
         "output": {"uri": "s3://bucket/m", "credentialsSecretRef": {"name": "s3"}},
         "gates": [{"metric": "accuracy", "min": 0.9}],
     }
-    meta = {"name": "j", "namespace": "ns", "uid": UID, "labels": {m.KUEUE_QUEUE: "q"}}
+    meta = {"name": name, "namespace": "ns", "uid": UID, "labels": {m.KUEUE_QUEUE: "q"} if labels is None else labels}
     return TrainingJob.model_validate({"metadata": meta, "spec": {**base, **spec}, "status": status})
 
 
@@ -62,8 +66,26 @@ RUNNING = {"attempts": 1, "phase": "Running", "startTime": "2026-03-01T11:00:00Z
 def test_first_pass_launches_attempt_one() -> None:
     r = CTRL.decide(job(), Observed(True), NOW)
     assert creates(r) == ["Pod/j-a1-w0"]
-    assert r.fields == {"phase": "Pending", "attempts": 1, "startTime": "2026-03-01T12:00:00Z"}
+    # Queued by Kueue: the deadline's clock waits for the admission.
+    assert r.fields == {"phase": "Pending", "attempts": 1}
     assert conds(r)["Reconciling"] == ("True", "Launching") and [e.reason for e in r.events] == ["Launched"]
+    free = CTRL.decide(job(labels={}), Observed(True), NOW)
+    assert free.fields == {"phase": "Pending", "attempts": 1, "startTime": "2026-03-01T12:00:00Z"}
+
+
+def test_the_deadline_clock_starts_when_the_gang_is_admitted_or_resumed() -> None:
+    gated = pod(1, 0, "Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}])
+    queued = CTRL.decide(job(status={"attempts": 1, "phase": "Pending"}), Observed(True, pods=(gated,)), NOW)
+    assert "startTime" not in queued.fields and conds(queued)["Reconciling"] == ("True", "Queued")
+    admitted = CTRL.decide(job(status={"attempts": 1, "phase": "Pending"}), Observed(True, pods=(pod(1, 0),)), NOW)
+    assert admitted.fields["startTime"] == "2026-03-01T12:00:00Z"
+    # Resumed after runPolicy.suspend (which cleared startTime): counted from the resume.
+    resumed = CTRL.decide(
+        job(labels={}, status={"attempts": 1, "phase": "Suspended"}), Observed(True, pods=(pod(1, 0),)), NOW
+    )
+    assert resumed.fields["startTime"] == "2026-03-01T12:00:00Z"
+    running = CTRL.decide(job(status=RUNNING), Observed(True, pods=(pod(1, 0),)), NOW)
+    assert "startTime" not in running.fields  # set once, never moved
 
 
 def test_distributed_launch_creates_service_and_gang() -> None:
@@ -245,3 +267,260 @@ def test_spec_problems(spec: dict[str, Any], secret: bool, reason: str, stalled:
     r = CTRL.decide(job(**spec), Observed(secret), NOW)
     assert conds(r)["Ready"] == ("False", reason) and conds(r)["Stalled"][0] == stalled
     assert not creates(r)
+
+
+# Kueue (v0.17, plain-Pod integration): one pod group per attempt, Queued while gated, a new attempt after an
+# eviction that uses up no retry.
+
+GROUP = "j-01234567-a1"  # <job>-<uid[:8]>-a<attempt>
+GATED = {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+         "message": "Scheduling is blocked due to non-empty scheduling gates"}  # fmt: skip
+PREEMPTED = ("Preempted to accommodate a workload (UID: 5e0c, JobUID: 77aa) due to prioritization in the "
+             "ClusterQueue; preemptor path: /gpu-cluster-queue; preemptee path: /gpu-cluster-queue")  # fmt: skip
+PENDING_WORKLOAD = {"status": {"conditions": [
+    {"type": "QuotaReserved", "status": "False", "reason": "Pending",
+     "message": "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu in flavor "
+                "gpu, 2 more needed"}]}}  # fmt: skip
+
+
+def gated(attempt: int, rank: int, condition: bool = True) -> dict[str, Any]:
+    p = pod(attempt, rank, "Pending", **({"conditions": [GATED]} if condition else {}))
+    p["spec"] = {"schedulingGates": [{"name": "kueue.x-k8s.io/admission"}]}
+    return p
+
+
+def evicted(attempt: int, rank: int, phase: str = "Running", reason: str = "WorkloadEvictedDueToPreempted",
+            **status: Any) -> dict[str, Any]:  # fmt: skip
+    target = {"type": "TerminationTarget", "status": "True", "reason": reason, "message": PREEMPTED}
+    p = pod(attempt, rank, phase, conditions=[target], **status)
+    p["metadata"]["deletionTimestamp"] = "2026-03-01T11:59:00Z"  # Kueue deletes it; its finalizer keeps it a while
+    return p
+
+
+def test_each_attempt_is_one_kueue_pod_group() -> None:
+    j = job(**ddp())
+    first = [m.worker_pod(j, 1, rank, CTRL.settings)["metadata"] for rank in (0, 1)]
+    assert {md["labels"][m.KUEUE_GROUP] for md in first} == {GROUP}
+    assert all(
+        md["annotations"] == {m.KUEUE_TOTAL: "2", m.KUEUE_RETRIABLE: "false"} and md["labels"][m.KUEUE_QUEUE] == "q"
+        for md in first
+    )
+    assert m.worker_pod(j, 2, 0, CTRL.settings)["metadata"]["labels"][m.KUEUE_GROUP] == "j-01234567-a2"
+    assert m.KUEUE_GROUP not in m.headless_service(j)["metadata"]["labels"]  # only pods make up the group
+
+
+def test_priority_class_is_copied_to_every_pod() -> None:
+    j = job(labels={m.KUEUE_QUEUE: "q", m.KUEUE_PRIORITY: "training-low"}, **ddp())
+    assert {m.worker_pod(j, 1, r, CTRL.settings)["metadata"]["labels"][m.KUEUE_PRIORITY] for r in (0, 1)} == {
+        "training-low"
+    }
+
+
+def test_without_a_queue_name_kueue_is_not_involved() -> None:
+    meta = m.worker_pod(job(labels={}, **ddp()), 1, 0, CTRL.settings)["metadata"]
+    assert not {m.KUEUE_QUEUE, m.KUEUE_GROUP} & meta["labels"].keys() and "annotations" not in meta
+
+
+def test_a_long_job_name_gives_a_short_distinct_group_name() -> None:
+    long_name = "x" * 50 + "." + "y" * 120
+    group = m.pod_group(job(name=long_name), 12)
+    assert len(group) <= 63 and group.endswith("-01234567-a12")
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", group)  # DNS subdomain
+    assert m.pod_group(job(name=long_name[:-1] + "z"), 12) != group  # same prefix, different job
+    assert m.pod_group(job(name="x" * 63), 1) != m.pod_group(job(name="x" * 64), 1)
+
+
+@pytest.mark.parametrize(
+    ("pod_", "state", "reason"),
+    [
+        (gated(1, 0), "gated", "SchedulingGated"),
+        (gated(1, 0, condition=False), "gated", "SchedulingGated"),  # the scheduler has not looked yet
+        (pod(1, 0, "Pending", conditions=[{**GATED, "reason": "Unschedulable"}]), "unschedulable", "Unschedulable"),
+        (evicted(1, 0), "evicted", "WorkloadEvictedDueToPreempted"),  # before its deletionTimestamp
+        (evicted(1, 0, "Failed", exit_code=137), "evicted", "WorkloadEvictedDueToPreempted"),  # not a failure
+        (evicted(1, 0, reason="WorkloadDeleted"), "terminating", ""),  # stopped, but not an eviction
+    ],
+)  # fmt: skip
+def test_pod_view_of_kueue_states(pod_: dict[str, Any], state: str, reason: str) -> None:
+    v = view(pod_)
+    assert (v.state, v.reason) == (state, reason)
+    if state == "evicted":
+        assert v.message == PREEMPTED
+
+
+@pytest.mark.parametrize(
+    ("workload", "why"),
+    [
+        (PENDING_WORKLOAD, ": couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu"),
+        (None, ""),  # Kueue has not created the Workload yet, or it is not installed
+    ],
+)
+def test_a_gang_waiting_for_kueue_is_queued_not_unschedulable(workload: dict[str, Any] | None, why: str) -> None:
+    obs = Observed(True, (gated(1, 0), gated(1, 1)), service_exists=True, workload=workload)
+    r = CTRL.decide(job(RUNNING, **ddp()), obs, NOW)
+    assert conds(r)["Ready"] == ("False", "Queued") and conds(r)["Reconciling"] == ("True", "Queued")
+    message = r.conditions[0].message
+    assert message.startswith(f"waiting for Kueue to admit pod group {GROUP} (queue q){why}")
+    assert r.fields["phase"] == "Pending" and not creates(r) and not deletes(r)
+    assert [(e.type, e.reason, e.message) for e in r.events] == [("Normal", "Queued", message)]
+
+
+def test_admitted_but_unschedulable_is_still_unschedulable() -> None:
+    p = pod(1, 0, "Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                          "message": "0/4 nodes are available"}])  # fmt: skip
+    r = CTRL.decide(job(RUNNING), Observed(True, (p,), workload=PENDING_WORKLOAD), NOW)
+    assert conds(r)["Ready"] == ("False", "Unschedulable") and [e.type for e in r.events] == ["Warning"]
+
+
+def test_a_gate_without_a_queue_name_is_not_kueues() -> None:
+    r = CTRL.decide(job(RUNNING, labels={}), Observed(True, (gated(1, 0),)), NOW)
+    assert conds(r)["Ready"] == ("False", "SchedulingGated") and [e.type for e in r.events] == ["Warning"]
+
+
+def test_preemption_restarts_the_gang_as_a_new_attempt_without_using_a_retry() -> None:
+    pods = (evicted(1, 0), evicted(1, 1))
+    r = CTRL.decide(job(RUNNING, runPolicy={"backoffLimit": 0}, **ddp()), Observed(True, pods, True), NOW)
+    assert deletes(r) == ["Pod/j-a1-w0", "Pod/j-a1-w1"]
+    assert creates(r) == ["Service/j", "Pod/j-a2-w0", "Pod/j-a2-w1"]
+    new_groups = {a.manifest["metadata"]["labels"].get(m.KUEUE_GROUP) for a in r.actions if isinstance(a, Create)}
+    assert new_groups == {None, "j-01234567-a2"}  # a new group, so a new Workload
+    assert r.fields["attempts"] == 2 and r.fields["preemptions"] == 1 and r.fields["phase"] == "Pending"
+    assert r.fields["startTime"] is None  # the deadline counts again from the re-admission
+    assert conds(r)["Reconciling"] == ("True", "Preempted") and conds(r)["Ready"] == ("False", "Preempted")
+    [event] = r.events
+    assert (event.type, event.reason) == ("Normal", "Preempted")
+    assert f"Kueue evicted pod group {GROUP} (Preempted): {PREEMPTED}" in event.message
+
+
+def test_a_worker_that_failed_because_its_peers_were_evicted_is_no_failure() -> None:
+    pods = (evicted(1, 0), pod(1, 1, "Failed", exit_code=1, msg="rendezvous: connection reset"))
+    r = CTRL.decide(job(RUNNING, runPolicy={"backoffLimit": 0}, **ddp()), Observed(True, pods, True), NOW)
+    assert r.fields["attempts"] == 2 and r.fields["preemptions"] == 1 and r.events[0].reason == "Preempted"
+
+
+def test_a_failed_pod_kueue_evicted_is_evicted_not_failed() -> None:
+    pods = (evicted(1, 0, "Failed", exit_code=137),)
+    r = CTRL.decide(job(RUNNING, runPolicy={"backoffLimit": 0}), Observed(True, pods), NOW)
+    assert conds(r)["Reconciling"] == ("True", "Preempted") and "Failed" not in r.fields.values()
+    assert creates(r) == ["Pod/j-a2-w0"] and r.fields["preemptions"] == 1
+
+
+def test_other_evictions_restart_too_under_their_own_reason() -> None:
+    pods = (evicted(1, 0, reason="WorkloadEvictedDueToPodsReadyTimeout"),)
+    r = CTRL.decide(job(RUNNING), Observed(True, pods), NOW)
+    assert conds(r)["Reconciling"] == ("True", "Evicted") and r.events[0].reason == "Evicted"
+    assert "(PodsReadyTimeout)" in r.events[0].message and r.fields["preemptions"] == 1
+
+
+def test_the_restart_after_a_preemption_happens_once() -> None:
+    # The next pass: attempt 2 written, its pods queued, attempt 1's still held by Kueue's finalizer.
+    status = {**RUNNING, "attempts": 2, "preemptions": 1, "phase": "Pending"}
+    pods = (evicted(1, 0), evicted(1, 1), gated(2, 0), gated(2, 1))
+    r = CTRL.decide(job(status, **ddp()), Observed(True, pods, True), NOW)
+    assert not creates(r) and deletes(r) == ["Pod/j-a1-w0", "Pod/j-a1-w1"]
+    assert "attempts" not in r.fields and "preemptions" not in r.fields and conds(r)["Ready"][1] == "Queued"
+    assert "pod group j-01234567-a2 (queue q)" in r.conditions[0].message
+
+
+def test_backoff_limit_zero_survives_two_preemptions_and_still_fails_on_its_own_failure() -> None:
+    limit0 = {"backoffLimit": 0}
+    twice = CTRL.decide(job({**RUNNING, "attempts": 2, "preemptions": 1}, runPolicy=limit0),
+                        Observed(True, (evicted(2, 0),)), NOW)  # fmt: skip
+    assert twice.fields["attempts"] == 3 and twice.fields["preemptions"] == 2
+    status = {**RUNNING, "attempts": 3, "preemptions": 2}
+    r = CTRL.decide(job(status, runPolicy=limit0), Observed(True, (pod(3, 0),)), NOW)
+    assert conds(r)["Ready"] == ("False", "Running") and not creates(r)
+    r = CTRL.decide(job(status, runPolicy=limit0), Observed(True, (pod(3, 0, "Failed", exit_code=1),)), NOW)
+    assert conds(r)["Failed"] == ("True", "BackoffLimitExceeded")
+    r = CTRL.decide(job(status, runPolicy={"backoffLimit": 1}), Observed(True, (pod(3, 0, "Failed", exit_code=1),)),
+                    NOW)  # fmt: skip
+    assert r.fields["attempts"] == 4 and "preemptions" not in r.fields  # one retry of its own left
+
+
+def test_suspend_removes_a_queued_gang_and_resume_queues_it_again() -> None:
+    pods = (gated(1, 0), gated(1, 1))
+    r = CTRL.decide(job(RUNNING, runPolicy={"suspend": True}, **ddp()), Observed(True, pods, True), NOW)
+    assert deletes(r) == ["Pod/j-a1-w0", "Pod/j-a1-w1"] and r.fields["phase"] == "Suspended"
+    r = CTRL.decide(job({"attempts": 1, "phase": "Suspended"}, **ddp()), Observed(True, (), True), NOW)
+    groups = {a.manifest["metadata"]["labels"][m.KUEUE_GROUP] for a in r.actions if isinstance(a, Create)
+              and a.manifest["kind"] == "Pod"}  # fmt: skip
+    assert creates(r) == ["Pod/j-a1-w0", "Pod/j-a1-w1"] and groups == {GROUP}
+
+
+class FakeKube:
+    """What TrainingJobController.observe reads, with the Workload reads it makes recorded."""
+
+    def __init__(self, pods: list[dict[str, Any]], workload: dict[str, Any] | None) -> None:
+        self._pods, self._workload = pods, workload
+        self.reads: list[tuple[str, ...]] = []
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        return {}
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._pods
+
+    async def service_exists(self, namespace: str, name: str) -> bool:
+        return True
+
+    async def get_optional(self, group: str, version: str, plural: str, namespace: str, name: str) -> Any:
+        self.reads.append((group, version, plural, namespace, name))
+        return self._workload
+
+
+def owned(p: dict[str, Any]) -> dict[str, Any]:
+    p["metadata"]["ownerReferences"] = [{"uid": UID}]
+    return p
+
+
+@pytest.mark.parametrize(
+    ("labels", "pods", "reads"),
+    [
+        (None, [gated(1, 0)], [("kueue.x-k8s.io", "v1beta2", "workloads", "ns", GROUP)]),
+        (None, [pod(1, 0)], []),  # admitted and running: nothing to explain
+        ({}, [gated(1, 0)], []),  # no queue name: not Kueue's gate
+    ],
+)
+async def test_observe_reads_the_workload_only_while_kueue_holds_the_gang(
+    labels: dict[str, str] | None, pods: list[dict[str, Any]], reads: list[tuple[str, ...]]
+) -> None:
+    kube = FakeKube([owned(p) for p in pods], PENDING_WORKLOAD)
+    observed = await CTRL.observe(job(RUNNING, labels=labels), kube)  # type: ignore[arg-type]
+    assert kube.reads == reads and observed.workload == (PENDING_WORKLOAD if reads else None)
+
+
+async def test_an_unreadable_workload_is_none_not_an_error() -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from slipway.kube import Kube
+
+    class Custom:
+        status = 404
+
+        async def get_namespaced_custom_object(self, *args: Any) -> None:
+            raise ApiException(status=self.status, reason="nope")
+
+    kube = Kube.__new__(Kube)
+    kube._custom = Custom()  # type: ignore[assignment]
+    for status in (404, 403):  # no such Workload or no Kueue; RBAC without the chart's workloads rule
+        Custom.status = status
+        assert await kube.get_optional("kueue.x-k8s.io", "v1beta2", "workloads", "ns", GROUP) is None
+    Custom.status = 500
+    with pytest.raises(ApiException):
+        await kube.get_optional("kueue.x-k8s.io", "v1beta2", "workloads", "ns", GROUP)
+
+
+def test_an_admitted_gang_whose_pods_vanished_is_queued_again_as_a_new_attempt() -> None:
+    # Kueue evicted and released the pods before any pass saw its condition: only their absence is left.
+    r = CTRL.decide(job(RUNNING, runPolicy={"backoffLimit": 0}, **ddp()), Observed(True, (pod(1, 0),), True), NOW)
+    assert r.fields["attempts"] == 2 and r.fields["preemptions"] == 1 and r.fields["startTime"] is None
+    assert conds(r)["Ready"] == ("False", "Evicted") and "j-a1-w1" in r.events[0].message
+    assert deletes(r) == ["Pod/j-a1-w0"] and creates(r) == ["Service/j", "Pod/j-a2-w0", "Pod/j-a2-w1"]
+    # Not while one is still terminating (its condition may yet be read), not before an admission (startTime
+    # unset: launched, or resumed after a suspend), and not without Kueue: then the missing pod is recreated.
+    terminating = pod(1, 1)
+    terminating["metadata"]["deletionTimestamp"] = "2026-03-01T11:59:00Z"
+    r = CTRL.decide(job(RUNNING, **ddp()), Observed(True, (pod(1, 0), terminating), True), NOW)
+    assert "attempts" not in r.fields and not creates(r)
+    for status, labels in (({"attempts": 1, "phase": "Pending"}, None), (RUNNING, {})):
+        r = CTRL.decide(job(status, labels=labels, **ddp()), Observed(True, (pod(1, 0),), True), NOW)
+        assert "attempts" not in r.fields and creates(r) == ["Pod/j-a1-w1"]

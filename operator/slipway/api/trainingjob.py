@@ -178,6 +178,14 @@ class TrainingJobStatus(StatusBase):
         TrainingPhase | None, Field(default=None, description="Summary for people; use conditions in code.")
     ]
     attempts: Annotated[int, Field(default=0, ge=0, description="Gang launches so far.")]
+    preemptions: Annotated[
+        int,
+        Field(
+            default=0,
+            ge=0,
+            description="Gang restarts after Kueue evicted the gang; they do not count against backoffLimit.",
+        ),
+    ]
     start_time: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
     completion_time: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
     metrics: Annotated[dict[str, float], Field(default_factory=dict, description="Validation metrics.")]
@@ -196,6 +204,13 @@ class TrainingJob(Kind):
         PrinterColumn("Framework", ".spec.framework"),
         PrinterColumn("Phase", ".status.phase"),
         PrinterColumn("Attempts", ".status.attempts", type="integer"),
+        PrinterColumn(
+            "Preemptions",
+            ".status.preemptions",
+            type="integer",
+            description="Gang restarts after a Kueue eviction",
+            priority=1,
+        ),
         PrinterColumn("Version", ".status.modelVersionRef.name"),
         READY_COLUMN,
         AGE_COLUMN,

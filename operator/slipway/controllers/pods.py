@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-State = Literal["pending", "unschedulable", "waiting", "running", "succeeded", "failed", "terminating"]
+State = Literal[
+    "pending", "gated", "unschedulable", "waiting", "running", "succeeded", "failed", "terminating", "evicted"
+]
 # Container waiting reasons that need a person (or time) and deserve a condition of their own.
 WAITING_REASONS = {
     "ImagePullBackOff",
@@ -17,6 +19,12 @@ WAITING_REASONS = {
     "CrashLoopBackOff",
 }
 INVALID_INPUT_EXIT = 65
+# Kueue (v0.17) marks each pod of a Workload it evicts with this condition before deleting it; the reason is
+# WorkloadEvictedDueTo<why> (Preempted, PodsReadyTimeout, ...) and the message is the eviction's.
+TERMINATION_TARGET = "TerminationTarget"
+EVICTED_BY_KUEUE = "WorkloadEvictedDueTo"
+# The gate Kueue's webhook puts on a pod it manages, lifted when the pod's Workload is admitted.
+KUEUE_GATE = "kueue.x-k8s.io/admission"
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,10 @@ class PodView:
 def view(pod: dict[str, Any]) -> PodView:
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}
+    conds = status.get("conditions") or []
+    # First: an evicted pod is also being deleted and, once stopped, Failed; neither is what happened to it.
+    if evicted := next((c for c in conds if evicted_by_kueue(c)), None):
+        return PodView(name, "evicted", evicted["reason"], evicted.get("message", ""))
     if pod["metadata"].get("deletionTimestamp"):
         return PodView(name, "terminating")
     phase = status.get("phase", "Pending")
@@ -49,13 +61,26 @@ def view(pod: dict[str, Any]) -> PodView:
                        message or status.get("message", ""), code)  # fmt: skip
     if phase == "Running":
         return PodView(name, "running")
-    for cond in status.get("conditions") or []:
+    scheduled: dict[str, Any] = next((c for c in conds if c.get("type") == "PodScheduled"), {})
+    gates = {g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or []}
+    if KUEUE_GATE in gates or (scheduled.get("status") == "False" and scheduled.get("reason") == "SchedulingGated"):
+        # Held back on purpose (by Kueue until it admits the group), not something the scheduler failed at.
+        return PodView(name, "gated", "SchedulingGated", scheduled.get("message", ""))
+    for cond in conds:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
             return PodView(name, "unschedulable", cond.get("reason", "Unschedulable"), cond.get("message", ""))
     waiting = (container.get("state") or {}).get("waiting") or {}
     if waiting.get("reason") in WAITING_REASONS:
         return PodView(name, "waiting", waiting["reason"], waiting.get("message", ""))
     return PodView(name, "pending")
+
+
+def evicted_by_kueue(cond: dict[str, Any]) -> bool:
+    return (
+        cond.get("type") == TERMINATION_TARGET
+        and cond.get("status") == "True"
+        and str(cond.get("reason", "")).startswith(EVICTED_BY_KUEUE)
+    )
 
 
 def termination(message: str) -> tuple[str, str]:

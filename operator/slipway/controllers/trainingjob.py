@@ -1,7 +1,9 @@
 """TrainingJob controller: a gang of trainer pods per attempt, retried whole, then a ModelVersion.
 
-State lives in status (attempts, startTime, phase) and in the pods' labels; after a restart both are read
-back, and the attempt in progress is the larger of status.attempts and the newest pod's attempt label.
+State lives in status (attempts, preemptions, startTime, phase) and in the pods' labels; after a restart both
+are read back, and the attempt in progress is the larger of status.attempts and the newest pod's attempt label.
+With a Kueue queue name each attempt is one Kueue pod group (trainingjob_manifests.kueue_group): queued and
+admitted whole, and, when Kueue evicts it, started again as a new attempt that uses up no retry.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers import trainingjob_manifests as m
 from slipway.controllers.base import Create, Delete, Event, Result, invalid
-from slipway.controllers.pods import PodView, view
+from slipway.controllers.pods import EVICTED_BY_KUEUE, PodView, view
 from slipway.kube import Kube
 from slipway.storage import S3, ObjectMissing, S3Access, StorageError, join_uri
 
@@ -39,6 +41,7 @@ class Observed:
     manifest_problem: str = ""
     model_version: str | None = None  # the ModelVersion already created for this job object
     next_version: int = 1
+    workload: dict[str, Any] | None = None  # Kueue's Workload of the current attempt's pod group, if any
 
 
 def problems(job: TrainingJob) -> list[str]:
@@ -84,6 +87,14 @@ class Plan:
         stale = [p["metadata"]["name"] for p in observed.pods if attempt_of(p) < attempt]
         return cls(job, status, attempt, sorted(gang, key=lambda v: v.name), stale)
 
+    @property
+    def preemptions(self) -> int:
+        return int(self.status.get("preemptions") or 0)
+
+    def retries_used(self) -> int:
+        """Restarts after the job's own failures: those after a Kueue eviction were not its fault."""
+        return self.attempt - 1 - self.preemptions
+
     def active(self) -> list[str]:
         return [v.name for v in self.gang if v.state not in ("succeeded", "failed", "terminating")]
 
@@ -113,6 +124,11 @@ class TrainingJobController:
             return observed
         plan = Plan.of(obj, observed)
         if not plan.gang or any(v.state != "succeeded" for v in plan.gang) or len(plan.gang) < m.workers(obj):
+            if m.queue_name(obj) and any(v.state == "gated" for v in plan.gang):
+                # Only to say why Kueue holds the gang back; it names the Workload after the group.
+                workload = await kube.get_optional(m.KUEUE_API_GROUP, m.KUEUE_VERSION, m.WORKLOAD_PLURAL, ns,
+                                                   m.pod_group(obj, plan.attempt))  # fmt: skip
+                return dataclasses.replace(observed, workload=workload)
             return observed
         return await self._observe_outcome(obj, kube, observed, secret)
 
@@ -166,13 +182,19 @@ class TrainingJobController:
         job = plan.job
         if plan.attempt == 0:
             return self.launch(plan, 1, now, "Launched", "launching attempt 1")
+        # Before failures: the workers Kueue leaves running lose their peers and fail too, for the same reason.
+        evicted = [v for v in plan.gang if v.state == "evicted"]
+        if evicted:
+            return self.after_eviction(plan, evicted[0], now)
+        if vanished := vanished_after_admission(plan):
+            return self.after_eviction(plan, None, now, vanished)
         failed_pods = [v for v in plan.gang if v.state == "failed"]
         if failed_pods:
             return self.after_failure(plan, failed_pods[0], now)
         missing = self.gang(plan.job, plan.attempt, {v.name for v in plan.gang}, observed.service_exists)
         if len(plan.gang) == m.workers(job) and all(v.state == "succeeded" for v in plan.gang):
             return self.register(plan, observed, now)
-        return running(plan, missing, now)
+        return running(plan, observed.workload, missing, now)
 
     def gang(self, job: TrainingJob, attempt: int, present: set[str], have_service: bool) -> list[Create]:
         """The attempt's worker pods not in `present`, and the headless Service a distributed job needs."""
@@ -185,14 +207,41 @@ class TrainingJobController:
             creates.insert(0, Create(m.headless_service(job)))
         return creates
 
-    def launch(self, plan: Plan, attempt: int, now: datetime, reason: str, message: str) -> Result:
+    def launch(
+        self, plan: Plan, attempt: int, now: datetime, reason: str, message: str, condition: str = "Launching"
+    ) -> Result:
         job = plan.job
         # A new attempt has no pods yet; creating its Service again is harmless (an existing one is kept).
         actions = self.gang(job, attempt, set(), have_service=False)
-        fields = {"phase": "Pending", "attempts": attempt, "startTime": plan.status.get("startTime") or rfc3339(now)}
-        result = Result(pending_conditions("Launching", f"attempt {attempt}: creating {m.workers(job)} worker pod(s)"),
+        fields: dict[str, Any] = {"phase": "Pending", "attempts": attempt}
+        # Queued by Kueue, activeDeadlineSeconds counts from the gang's admission (running() starts the clock), as a
+        # Job's does from Kueue's unsuspending it: time in the queue is not the job's.
+        if start := plan.status.get("startTime") or (None if m.queue_name(job) else rfc3339(now)):
+            fields["startTime"] = start
+        result = Result(pending_conditions(condition, f"attempt {attempt}: creating {m.workers(job)} worker pod(s)"),
                         fields, [Event("Normal", reason, message)], WATCH_RUNNING)  # fmt: skip
         return with_actions(result, actions)
+
+    def after_eviction(self, plan: Plan, pod: PodView | None, now: datetime, vanished: tuple[str, ...] = ()) -> Result:
+        """Kueue evicted the gang (preempted it, most often) and is deleting its pods: the gang is queued again
+        whole as a new attempt, a new pod group and so a new Workload, because the evicted one holds the old pods.
+        Not the job's failure, so it uses up no retry (status.preemptions). Without `pod`, the eviction was not
+        seen, only its result: the admitted gang's pods are gone (`vanished`)."""
+        group = m.pod_group(plan.job, plan.attempt)
+        if pod is not None:
+            why = pod.reason.removeprefix(EVICTED_BY_KUEUE)
+            reason = "Preempted" if why == "Preempted" else "Evicted"
+            message = f"Kueue evicted pod group {group} ({why}): {pod.message or 'no message'}"
+        else:
+            reason = "Evicted"
+            message = (f"worker pod(s) {', '.join(vanished)} of pod group {group} are gone after Kueue admitted it "
+                       "(Kueue preempted or evicted the gang, or they were deleted)")  # fmt: skip
+        attempt = plan.attempt + 1
+        restart = self.launch(plan, attempt, now, reason, f"{message}; queueing all workers again as attempt {attempt}",
+                              condition=reason)  # fmt: skip
+        restart.fields["preemptions"] = plan.preemptions + 1
+        restart.fields["startTime"] = None  # the deadline counts again from the re-admission
+        return with_actions(restart, [Delete("Pod", v.name) for v in plan.gang])
 
     def after_failure(self, plan: Plan, pod: PodView, now: datetime) -> Result:
         """One worker failed: the gang is restarted whole, unless the input is bad or retries are spent."""
@@ -201,7 +250,7 @@ class TrainingJobController:
         if pod.permanent_failure:
             return with_actions(failed(plan, "InvalidInput", what, now), kill)
         limit = plan.job.spec.run_policy.backoff_limit
-        if plan.attempt - 1 >= limit:
+        if plan.retries_used() >= limit:
             return with_actions(failed(plan, "BackoffLimitExceeded", f"{what}; {limit} retries used", now), kill)
         restart = self.launch(plan, plan.attempt + 1, now, "GangRestart", f"{what}; restarting all workers")
         return with_actions(restart, [Delete("Pod", v.name) for v in plan.gang])
@@ -251,16 +300,25 @@ def pending_conditions(reason: str, message: str) -> list[Cond]:
     return [*conditions.progressing(reason, message), *phase_conditions("", reason, message)]
 
 
-def running(plan: Plan, missing: list[Create], now: datetime) -> Result:
-    views = plan.gang
-    blocked = next((v for v in views if v.state in ("unschedulable", "waiting")), None)
+def running(plan: Plan, workload: dict[str, Any] | None, missing: list[Create], now: datetime) -> Result:
+    views, queue = plan.gang, m.queue_name(plan.job)
+    # A gate without a queue name is not Kueue's: nothing here lifts it, so it is shown like a scheduling failure.
+    blocked = next((v for v in views if v.state in ("unschedulable", "waiting") or (v.state == "gated" and not queue)),
+                   None)  # fmt: skip
     up = sum(v.state == "running" for v in views)
-    fields = {"phase": "Running" if up else "Pending"}
+    fields: dict[str, Any] = {"phase": "Running" if up else "Pending"}
+    if views and not plan.status.get("startTime") and not any(v.state == "gated" for v in views):
+        # After a resume, or once Kueue admitted the gang: activeDeadlineSeconds counts from here.
+        fields["startTime"] = rfc3339(now)
     if blocked is not None:
         message = f"worker {blocked.name}: {blocked.reason}: {blocked.message}"
         result = Result(
             pending_conditions(blocked.reason, message), fields, [Event("Warning", blocked.reason, message)]
         )
+    elif any(v.state == "gated" for v in views):
+        # Waiting in Kueue's queue is the normal course of things, not a problem: Normal, with Kueue's reason.
+        message = queued_message(m.pod_group(plan.job, plan.attempt), queue, workload)
+        result = Result(pending_conditions("Queued", message), fields, [Event("Normal", "Queued", message)])
     elif up:
         message = f"attempt {plan.attempt}: {up}/{m.workers(plan.job)} worker(s) running"
         result = Result([*conditions.progressing("Running", message), *phase_conditions("Running", "Running", message)],
@@ -269,6 +327,29 @@ def running(plan: Plan, missing: list[Create], now: datetime) -> Result:
         result = Result(pending_conditions("Pending", f"attempt {plan.attempt}: waiting for worker pods"), fields)
     result.requeue_after = min(WATCH_RUNNING, seconds_to_deadline(plan, now) or WATCH_RUNNING)
     return with_actions(result, list(missing))
+
+
+def vanished_after_admission(plan: Plan) -> tuple[str, ...]:
+    """The workers of a Kueue-admitted attempt that are gone, when none of them is still terminating. Kueue deletes
+    an evicted gang's pods and, as soon as none runs, releases them (retriable-in-group "false"): a fast kubelet
+    lets them vanish before an eviction condition was seen. startTime is set only once Kueue admitted the attempt
+    (running()), and cleared by a suspend, so a resumed or a freshly launched gang is never taken for one."""
+    if not m.queue_name(plan.job) or not plan.status.get("startTime"):
+        return ()
+    if any(v.state == "terminating" for v in plan.gang):
+        return ()
+    present = {v.name for v in plan.gang}
+    return tuple(n for r in range(m.workers(plan.job)) if (n := m.pod_name(plan.job, plan.attempt, r)) not in present)
+
+
+def queued_message(group: str, queue: str, workload: dict[str, Any] | None) -> str:
+    """Why Kueue has not admitted the group, in its own words (the Workload's QuotaReserved, or Admitted while
+    admission checks run), when there is a Workload yet."""
+    waiting = f"waiting for Kueue to admit pod group {group} (queue {queue})"
+    conds = {c.get("type"): c for c in ((workload or {}).get("status") or {}).get("conditions") or []}
+    why = next((c.get("message") for t in ("QuotaReserved", "Admitted")
+                if (c := conds.get(t)) and c.get("status") == "False" and c.get("message")), "")  # fmt: skip
+    return f"{waiting}: {why}" if why else waiting
 
 
 def failed(plan: Plan, reason: str, message: str, now: datetime) -> Result:

@@ -5,6 +5,7 @@ The contract with the trainer image is docs/trainer-contract.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -19,7 +20,15 @@ LABEL_JOB_UID = "slipway.dev/training-job-uid"
 LABEL_ATTEMPT = "slipway.dev/attempt"
 LABEL_RANK = "slipway.dev/rank"
 LABEL_MODEL = "slipway.dev/model"
+# Kueue's plain-Pod integration (v0.17): it manages only pods with a queue name, admits a pod group whole
+# through one Workload named after the group (pods.py reads the gate that holds them until then).
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
+KUEUE_GROUP = "kueue.x-k8s.io/pod-group-name"
+KUEUE_TOTAL = "kueue.x-k8s.io/pod-group-total-count"
+KUEUE_RETRIABLE = "kueue.x-k8s.io/retriable-in-group"
+KUEUE_API_GROUP, KUEUE_VERSION, WORKLOAD_PLURAL = "kueue.x-k8s.io", "v1beta2", "workloads"
+LABEL_VALUE_MAX = 63
 GPU = "nvidia.com/gpu"
 GPU_PRODUCT = "nvidia.com/gpu.product"
 MASTER_PORT = 29500
@@ -48,6 +57,25 @@ def pod_name(job: TrainingJob, attempt: int, rank: int) -> str:
     return f"{job.metadata['name']}-a{attempt}-w{rank}"
 
 
+def queue_name(job: TrainingJob) -> str:
+    """The Kueue LocalQueue the job asks for ('' without one: Kueue leaves its pods alone)."""
+    return str((job.metadata.get("labels") or {}).get(KUEUE_QUEUE) or "")
+
+
+def pod_group(job: TrainingJob, attempt: int) -> str:
+    """The Kueue pod group (and so the Workload's name) of one attempt: new per attempt, so a restarted gang is
+    queued afresh rather than rejoining a Workload Kueue evicted or that counts the old pods; with part of the
+    uid, so a job recreated under the same name never joins the Workload its predecessor's pods still hold.
+    A label value, so at most 63 characters: a long job name is cut and a hash of it keeps it apart."""
+    name: str = job.metadata["name"]
+    uid: str = job.metadata.get("uid", "")[:8]
+    suffix = f"-{uid}-a{attempt}" if uid else f"-a{attempt}"
+    if len(name) + len(suffix) > LABEL_VALUE_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = name[: LABEL_VALUE_MAX - len(suffix) - len(digest) - 1].rstrip("-.") + "-" + digest
+    return name + suffix
+
+
 def owner_reference(obj: TrainingJob) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
@@ -66,10 +94,25 @@ def labels(job: TrainingJob) -> dict[str, str]:
         "slipway.dev/component": "trainer",
         LABEL_JOB: job.metadata["name"],
     }
-    queue = (job.metadata.get("labels") or {}).get(KUEUE_QUEUE)
-    if queue:
-        out[KUEUE_QUEUE] = queue
+    # Kueue reads both from each pod (a group's pods must agree); the job's labels are where a user sets them.
+    for key in (KUEUE_QUEUE, KUEUE_PRIORITY):
+        if value := (job.metadata.get("labels") or {}).get(key):
+            out[key] = value
     return out
+
+
+def kueue_group(job: TrainingJob, attempt: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) that make the attempt's workers one Kueue pod group, admitted all or none: a gang
+    admitted in part would hold its quota while torchrun waits for the rest. Nothing without a queue name.
+
+    Not retriable in the group: by default Kueue keeps a group whose pods failed or were evicted admitted (or
+    re-admits it), holding its quota, until replacement pods join it. The operator retries a gang as a new
+    attempt, in a new group, so the old group must finish as soon as none of its pods runs, releasing the
+    quota (Kueue v0.17.0 pkg/controller/jobs/pod/pod_controller.go:342-386). Without it, a preempted job's old
+    group was re-admitted and held the quota its own next attempt waited for."""
+    if not queue_name(job):
+        return {}, {}
+    return {KUEUE_GROUP: pod_group(job, attempt)}, {KUEUE_TOTAL: str(workers(job)), KUEUE_RETRIABLE: "false"}
 
 
 def trainer_config(job: TrainingJob) -> dict[str, Any]:
@@ -190,16 +233,15 @@ def worker_pod(job: TrainingJob, attempt: int, rank: int, settings: Settings) ->
         pod_spec["automountServiceAccountToken"] = True  # workload identity needs the projected token
     if distributed(job):
         pod_spec |= {"hostname": f"{name}-w{rank}", "subdomain": name}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name(job, attempt, rank),
-            "labels": {**labels(job), LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank)},
-            "ownerReferences": [owner_reference(job)],
-        },
-        "spec": pod_spec,
+    group_labels, annotations = kueue_group(job, attempt)
+    metadata: dict[str, Any] = {
+        "name": pod_name(job, attempt, rank),
+        "labels": {**labels(job), **group_labels, LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank)},
+        "ownerReferences": [owner_reference(job)],
     }
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
 def headless_service(job: TrainingJob) -> dict[str, Any]:

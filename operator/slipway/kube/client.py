@@ -114,6 +114,21 @@ class Kube:
                 return None
             raise
 
+    async def get_optional(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """A custom object read only to explain something (Kueue's Workload of a queued gang): None when it does
+        not exist, its API is not installed (both 404) or RBAC does not let the operator read it (logged), so
+        that it cannot stop a reconcile that works without it."""
+        try:
+            return await self.get_custom(group, version, plural, namespace, name)
+        except ApiException as e:
+            if e.status != 403:
+                raise
+            log.warning("may not read %s.%s %s/%s (the chart's RBAC grants get): %s", plural, group, namespace,
+                        name, e.reason)  # fmt: skip
+            return None
+
     async def list_custom(self, plural: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         res = await self._custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, label_selector=selector

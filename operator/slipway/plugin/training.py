@@ -68,8 +68,11 @@ def pod_line(pod: dict[str, Any], style: Style) -> Node:
 def attempts_text(obj: dict[str, Any], now: datetime) -> str:
     status, spec = obj.get("status") or {}, obj.get("spec") or {}
     limit = (spec.get("runPolicy") or {}).get("backoffLimit", 3)
-    attempts = status.get("attempts") or 0
-    text = f"{pad('Attempts', 10)}{attempts} of {limit + 1} allowed"
+    attempts, preemptions = status.get("attempts") or 0, status.get("preemptions") or 0
+    # Restarts after a Kueue eviction use up no retry: the allowance grows with them.
+    text = f"{pad('Attempts', 10)}{attempts} of {limit + 1 + preemptions} allowed"
+    if preemptions:
+        text += f" ({preemptions} after preemption)"
     if status.get("startTime"):
         text += f", started {age(status['startTime'], now)} ago"
     if status.get("completionTime"):

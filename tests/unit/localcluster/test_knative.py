@@ -367,7 +367,9 @@ def test_nothing_names_an_address_outside_loopback_the_pod_ranges_or_the_service
 
 
 def _millis(duration: str) -> int:
-    return int(duration.removesuffix("ms")) if duration.endswith("ms") else int(float(duration.removesuffix("s")) * 1000)
+    if duration.endswith("ms"):
+        return int(duration.removesuffix("ms"))
+    return int(float(duration.removesuffix("s")) * 1000)
 
 
 def test_traefik_marks_a_kingress_ready_only_after_its_configuration_can_be_routed() -> None:
