@@ -524,3 +524,20 @@ def test_an_admitted_gang_whose_pods_vanished_is_queued_again_as_a_new_attempt()
     for status, labels in (({"attempts": 1, "phase": "Pending"}, None), (RUNNING, {})):
         r = CTRL.decide(job(status, labels=labels, **ddp()), Observed(True, (pod(1, 0),), True), NOW)
         assert "attempts" not in r.fields and creates(r) == ["Pod/j-a1-w1"]
+
+
+def test_the_preemption_count_survives_a_status_write_lost_after_the_relaunch() -> None:
+    r = CTRL.decide(job(RUNNING, **ddp()), Observed(True, (evicted(1, 0), evicted(1, 1)), True), NOW)
+    pods = [a.manifest for a in r.actions if isinstance(a, Create) and a.manifest["kind"] == "Pod"]
+    assert {p["metadata"]["annotations"][m.ANNOTATION_PREEMPTIONS] for p in pods} == {"1"}
+    # The operator was killed before the status patch: status still says attempt 1, no preemption.
+    for p in pods:
+        p["status"] = {"phase": "Running"}
+    lost = job(RUNNING, runPolicy={"backoffLimit": 1}, **ddp())
+    r = CTRL.decide(lost, Observed(True, tuple(pods), True), NOW)
+    assert r.fields["preemptions"] == 1  # written back from the pods
+    pods[0]["status"] = {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {"exitCode": 1}}}]}
+    r = CTRL.decide(lost, Observed(True, tuple(pods), True), NOW)
+    assert r.fields["attempts"] == 3 and conds(r)["Reconciling"][1] == "Launching"  # its one retry, not a failure
+    assert {a.manifest["metadata"]["annotations"][m.ANNOTATION_PREEMPTIONS] for a in r.actions
+            if isinstance(a, Create) and a.manifest["kind"] == "Pod"} == {"1"}  # fmt: skip

@@ -65,6 +65,13 @@ def attempt_of(pod: dict[str, Any]) -> int:
         return 0
 
 
+def preemptions_of(pod: dict[str, Any]) -> int:
+    try:
+        return int((pod["metadata"].get("annotations") or {}).get(m.ANNOTATION_PREEMPTIONS, "0"))
+    except ValueError:
+        return 0
+
+
 def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
@@ -78,6 +85,7 @@ class Plan:
     attempt: int
     gang: list[PodView] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # pods of earlier attempts still present
+    preempted_per_pods: int = 0  # the count the newest pods were launched with (m.worker_pod)
 
     @classmethod
     def of(cls, job: TrainingJob, observed: Observed) -> Plan:
@@ -85,11 +93,14 @@ class Plan:
         attempt = max([status.get("attempts", 0), *(attempt_of(p) for p in observed.pods)])
         gang = [view(p) for p in observed.pods if attempt_of(p) == attempt]
         stale = [p["metadata"]["name"] for p in observed.pods if attempt_of(p) < attempt]
-        return cls(job, status, attempt, sorted(gang, key=lambda v: v.name), stale)
+        preempted = max((preemptions_of(p) for p in observed.pods), default=0)
+        return cls(job, status, attempt, sorted(gang, key=lambda v: v.name), stale, preempted)
 
     @property
     def preemptions(self) -> int:
-        return int(self.status.get("preemptions") or 0)
+        """Like the attempt, the larger of status and the pods: a status write lost after a relaunch (the operator
+        killed between the two) must not turn that relaunch into a retry."""
+        return max(int(self.status.get("preemptions") or 0), self.preempted_per_pods)
 
     def retries_used(self) -> int:
         """Restarts after the job's own failures: those after a Kueue eviction were not its fault."""
@@ -191,15 +202,21 @@ class TrainingJobController:
         failed_pods = [v for v in plan.gang if v.state == "failed"]
         if failed_pods:
             return self.after_failure(plan, failed_pods[0], now)
-        missing = self.gang(plan.job, plan.attempt, {v.name for v in plan.gang}, observed.service_exists)
+        missing = self.gang(plan, plan.attempt, {v.name for v in plan.gang}, observed.service_exists)
         if len(plan.gang) == m.workers(job) and all(v.state == "succeeded" for v in plan.gang):
             return self.register(plan, observed, now)
-        return running(plan, observed.workload, missing, now)
+        result = running(plan, observed.workload, missing, now)
+        if plan.preemptions != int(plan.status.get("preemptions") or 0):
+            result.fields["preemptions"] = plan.preemptions  # what the pods say and status lost
+        return result
 
-    def gang(self, job: TrainingJob, attempt: int, present: set[str], have_service: bool) -> list[Create]:
+    def gang(
+        self, plan: Plan, attempt: int, present: set[str], have_service: bool, preemptions: int | None = None
+    ) -> list[Create]:
         """The attempt's worker pods not in `present`, and the headless Service a distributed job needs."""
+        job, count = plan.job, plan.preemptions if preemptions is None else preemptions
         creates = [
-            Create(m.worker_pod(job, attempt, rank, self.settings))
+            Create(m.worker_pod(job, attempt, rank, self.settings, count))
             for rank in range(m.workers(job))
             if m.pod_name(job, attempt, rank) not in present
         ]
@@ -208,11 +225,18 @@ class TrainingJobController:
         return creates
 
     def launch(
-        self, plan: Plan, attempt: int, now: datetime, reason: str, message: str, condition: str = "Launching"
+        self,
+        plan: Plan,
+        attempt: int,
+        now: datetime,
+        reason: str,
+        message: str,
+        condition: str = "Launching",
+        preemptions: int | None = None,
     ) -> Result:
         job = plan.job
         # A new attempt has no pods yet; creating its Service again is harmless (an existing one is kept).
-        actions = self.gang(job, attempt, set(), have_service=False)
+        actions = self.gang(plan, attempt, set(), have_service=False, preemptions=preemptions)
         fields: dict[str, Any] = {"phase": "Pending", "attempts": attempt}
         # Queued by Kueue, activeDeadlineSeconds counts from the gang's admission (running() starts the clock), as a
         # Job's does from Kueue's unsuspending it: time in the queue is not the job's.
@@ -237,9 +261,10 @@ class TrainingJobController:
             message = (f"worker pod(s) {', '.join(vanished)} of pod group {group} are gone after Kueue admitted it "
                        "(Kueue preempted or evicted the gang, or they were deleted)")  # fmt: skip
         attempt = plan.attempt + 1
+        count = plan.preemptions + 1
         restart = self.launch(plan, attempt, now, reason, f"{message}; queueing all workers again as attempt {attempt}",
-                              condition=reason)  # fmt: skip
-        restart.fields["preemptions"] = plan.preemptions + 1
+                              condition=reason, preemptions=count)  # fmt: skip
+        restart.fields["preemptions"] = count
         restart.fields["startTime"] = None  # the deadline counts again from the re-admission
         return with_actions(restart, [Delete("Pod", v.name) for v in plan.gang])
 

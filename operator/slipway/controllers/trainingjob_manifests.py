@@ -20,6 +20,8 @@ LABEL_JOB_UID = "slipway.dev/training-job-uid"
 LABEL_ATTEMPT = "slipway.dev/attempt"
 LABEL_RANK = "slipway.dev/rank"
 LABEL_MODEL = "slipway.dev/model"
+# How many Kueue evictions came before the pod's attempt: read back like the attempt label after a restart.
+ANNOTATION_PREEMPTIONS = "slipway.dev/preemptions"
 # Kueue's plain-Pod integration (v0.17): it manages only pods with a queue name, admits a pod group whole
 # through one Workload named after the group (pods.py reads the gate that holds them until then).
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
@@ -204,7 +206,7 @@ RESTRICTED_CONTAINER = {
 }
 
 
-def worker_pod(job: TrainingJob, attempt: int, rank: int, settings: Settings) -> dict[str, Any]:
+def worker_pod(job: TrainingJob, attempt: int, rank: int, settings: Settings, preemptions: int = 0) -> dict[str, Any]:
     name = job.metadata["name"]
     env = s3_env(job, settings) + (torchrun_env(job, rank) if distributed(job) else [])
     container = {
@@ -234,6 +236,8 @@ def worker_pod(job: TrainingJob, attempt: int, rank: int, settings: Settings) ->
     if distributed(job):
         pod_spec |= {"hostname": f"{name}-w{rank}", "subdomain": name}
     group_labels, annotations = kueue_group(job, attempt)
+    if preemptions:
+        annotations[ANNOTATION_PREEMPTIONS] = str(preemptions)
     metadata: dict[str, Any] = {
         "name": pod_name(job, attempt, rank),
         "labels": {**labels(job), **group_labels, LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank)},
