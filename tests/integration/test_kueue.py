@@ -31,7 +31,7 @@ def queued(kueue_cluster: Any, s3_server: Any, s3: Any, tmp_path: Path) -> Itera
     """A namespace with the example's queues (a 2-GPU ClusterQueue, LocalQueue gpu-queue) and the
     S3 credentials, an operator watching it."""
     for kubectl in _namespace(kueue_cluster):
-        kubectl.apply(EXAMPLES / "kueue.yaml")
+        kubectl.apply(EXAMPLES / "kueue" / "queues.yaml")
         kubectl.apply(EXAMPLES / "s3-credentials.yaml")
         operators: Iterator[Callable[..., Operator]] = _operators(kueue_cluster, s3_server, tmp_path)
         next(operators)()
