@@ -524,6 +524,10 @@ def test_an_admitted_gang_whose_pods_vanished_is_queued_again_as_a_new_attempt()
     for status, labels in (({"attempts": 1, "phase": "Pending"}, None), (RUNNING, {})):
         r = CTRL.decide(job(status, labels=labels, **ddp()), Observed(True, (pod(1, 0),), True), NOW)
         assert "attempts" not in r.fields and creates(r) == ["Pod/j-a1-w1"]
+    # Nor when the attempt's launch never reached status (one of its pods failed to be created, so the pass that
+    # launched it wrote nothing): the missing pod is created.
+    r = CTRL.decide(job(RUNNING, **ddp()), Observed(True, (pod(2, 0),), True), NOW)
+    assert "attempts" not in r.fields and creates(r) == ["Pod/j-a2-w1"]
 
 
 def test_the_preemption_count_survives_a_status_write_lost_after_the_relaunch() -> None:

@@ -361,6 +361,8 @@ def vanished_after_admission(plan: Plan) -> tuple[str, ...]:
     (running()), and cleared by a suspend, so a resumed or a freshly launched gang is never taken for one."""
     if not m.queue_name(plan.job) or not plan.status.get("startTime"):
         return ()
+    if int(plan.status.get("attempts") or 0) != plan.attempt:
+        return ()  # the attempt's launch is not in status yet: its pods were not all created, so create the rest
     if any(v.state == "terminating" for v in plan.gang):
         return ()
     present = {v.name for v in plan.gang}
