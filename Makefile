@@ -8,6 +8,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 DEMO_DIR := .demo
+# pytest's exit code 5 means it collected nothing: the suite is broken, not green. make would report any failing
+# recipe as its own exit code 2, so the cause is said here, where pytest runs.
+PYTEST = $(VENV)/bin/pytest $(1) || { rc=$$?; if [ $$rc = 5 ]; then echo "pytest collected no tests in $(1)" >&2; fi; exit $$rc; }
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
 .PHONY: help deps system-deps controlplane serving kserve-python knative knative-sources kueue kueue-sources helm generate check-generated lint unit integration test \
@@ -82,13 +85,13 @@ lint: deps check-generated
 	$(VENV)/bin/shellcheck hack/*.sh
 
 unit: deps helm knative-sources kueue-sources
-	$(VENV)/bin/pytest tests/unit
+	$(call PYTEST,tests/unit)
 
 integration: deps system-deps controlplane serving kserve-python knative kueue helm
-	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests/integration tests/e2e
+	SLIPWAY_REQUIRE_CLUSTER=1 $(call PYTEST,tests/integration tests/e2e)
 
 test: lint system-deps controlplane serving kserve-python knative kueue helm knative-sources kueue-sources
-	SLIPWAY_REQUIRE_CLUSTER=1 $(VENV)/bin/pytest tests
+	SLIPWAY_REQUIRE_CLUSTER=1 $(call PYTEST,tests)
 
 cluster-up: deps system-deps controlplane serving kserve-python knative kueue
 	$(CLUSTER) up --serving --knative --kueue --prometheus

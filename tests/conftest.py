@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# The hooks that fail a skipped test under SLIPWAY_REQUIRE_CLUSTER=1, registered for the whole suite.
+from tests.require_cluster import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 # `make test` sets this: there, a control plane that cannot start is a failure, never a skip.
 REQUIRE_CLUSTER = os.environ.get("SLIPWAY_REQUIRE_CLUSTER") == "1"
