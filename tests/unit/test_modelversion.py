@@ -88,11 +88,13 @@ def test_mismatch_message_names_both_checksums() -> None:
     assert r.fields["verifiedSha256"] is None and [e.reason for e in r.events] == ["ChecksumMismatch"]
 
 
-def test_failing_gate_is_not_ready_and_not_stalled() -> None:
+def test_failing_gate_is_stalled_for_kstatus() -> None:
+    # Only a person can change it (a new version, other gates): kstatus must read failed, not in progress.
     r = CTRL.decide(mv({"accuracy": 0.5}, [{"metric": "accuracy", "min": 0.9}]), Observed((), OK), NOW)
     c = conds(r)
     assert c["GatesPassed"] == ("False", "GatesFailed") and c["Ready"] == ("False", "GatesFailed")
-    assert c["Stalled"][0] == "False" and r.fields["headline"] == "accuracy=0.5"
+    assert c["Stalled"] == ("True", "GatesFailed") and c["Reconciling"][0] == "False"
+    assert r.fields["headline"] == "accuracy=0.5"
 
 
 def test_served_version_gets_the_finalizer_and_loses_it_when_unserved() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from slipway.api import TrainingJob
+from slipway.conditions import rfc3339
 from slipway.config import Settings
 from slipway.controllers import trainingjob_manifests as m
 from slipway.controllers.base import Create, Delete, Result
@@ -136,6 +137,35 @@ def test_waiting_states_surface(pods: list[dict[str, Any]], reason: str, phase: 
     r = CTRL.decide(job(RUNNING), Observed(True, tuple(pods)), NOW)
     assert conds(r)["Ready"] == ("False", reason) and r.fields["phase"] == phase
     assert not creates(r) and r.requeue_after
+
+
+def waiting_pod(reason: str, waited: float) -> dict[str, Any]:
+    started = rfc3339(NOW - timedelta(seconds=waited))
+    waiting = {"state": {"waiting": {"reason": reason, "message": "pull access denied"}}}
+    return pod(1, 0, "Pending", startTime=started, containerStatuses=[waiting])
+
+
+@pytest.mark.parametrize(
+    ("reason", "waited", "stalled", "requeue"),
+    [
+        ("ImagePullBackOff", 60, False, 30.0),
+        ("ImagePullBackOff", 290, False, 10.0),  # woken when the wait turns into Stalled
+        ("ImagePullBackOff", 301, True, 30.0),
+        ("CreateContainerConfigError", 600, True, 30.0),
+        ("InvalidImageName", 0, True, 30.0),  # never gets better by waiting
+    ],
+)
+def test_a_wait_only_a_person_can_end_becomes_stalled(
+    reason: str, waited: float, stalled: bool, requeue: float
+) -> None:
+    r = CTRL.decide(job(RUNNING), Observed(True, (waiting_pod(reason, waited),)), NOW)
+    c = conds(r)
+    assert c["Ready"] == ("False", reason) and r.fields["phase"] == "Pending" and not creates(r)
+    # kstatus: Stalled=True reads failed (Flux, kubectl wait stop waiting); Reconciling=True reads in progress.
+    assert c["Stalled"] == ("True" if stalled else "False", reason)
+    assert c["Reconciling"][0] == ("False" if stalled else "True")
+    assert r.requeue_after == pytest.approx(requeue)
+    assert "pull access denied" in next(x for x in r.conditions if x.type == "Ready").message
 
 
 def test_unschedulable_message_is_the_schedulers() -> None:

@@ -125,7 +125,8 @@ class ModelVersionController:
             fields.pop("verifiedAt", None)  # asked at every pass: a time written each pass would be a write each pass
         if summary is None:
             summary = (
-                conditions.finished_unready("GatesFailed", "; ".join(failures))
+                # A valid record of a model too poor to serve: only a new version (or new gates) changes that.
+                conditions.stalled("GatesFailed", "; ".join(failures))
                 if failures
                 else conditions.ready("Verified", "artifact verified and gates passed: ready to serve")
             )

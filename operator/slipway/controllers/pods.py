@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 State = Literal[
@@ -18,6 +19,12 @@ WAITING_REASONS = {
     "CreateContainerError",
     "CrashLoopBackOff",
 }
+# Of those, the ones only a person can end (an image reference, a missing Secret or key): a worker waiting in one
+# for STALL_AFTER seconds makes the job Stalled (kstatus: failed), so Flux and `kubectl wait` stop waiting. An
+# image name that cannot be parsed never gets better: Stalled at once.
+NEEDS_A_PERSON = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "CreateContainerError"}
+NEVER_BETTER = {"InvalidImageName"}
+STALL_AFTER = 300.0
 INVALID_INPUT_EXIT = 65
 # Kueue (v0.17) marks each pod of a Workload it evicts with this condition before deleting it; the reason is
 # WorkloadEvictedDueTo<why> (Preempted, PodsReadyTimeout, ...) and the message is the eviction's.
@@ -34,6 +41,7 @@ class PodView:
     reason: str = ""
     message: str = ""
     exit_code: int | None = None
+    since: str = ""  # when the kubelet took the pod on (status.startTime), for a waiting container
 
     @property
     def permanent_failure(self) -> bool:
@@ -71,8 +79,21 @@ def view(pod: dict[str, Any]) -> PodView:
             return PodView(name, "unschedulable", cond.get("reason", "Unschedulable"), cond.get("message", ""))
     waiting = (container.get("state") or {}).get("waiting") or {}
     if waiting.get("reason") in WAITING_REASONS:
-        return PodView(name, "waiting", waiting["reason"], waiting.get("message", ""))
+        since = status.get("startTime") or pod["metadata"].get("creationTimestamp") or ""
+        return PodView(name, "waiting", waiting["reason"], waiting.get("message", ""), since=since)
     return PodView(name, "pending")
+
+
+def stall_in(pod: PodView, now: datetime) -> float | None:
+    """Seconds until this pod's wait makes its job Stalled (0: it does now), or None when it never does."""
+    if pod.state != "waiting" or pod.reason not in NEEDS_A_PERSON | NEVER_BETTER:
+        return None
+    if pod.reason in NEVER_BETTER:
+        return 0.0
+    if not pod.since:
+        return None  # no time to count from (a pod the kubelet has not taken on): not yet
+    since = datetime.fromisoformat(pod.since.replace("Z", "+00:00"))
+    return max(0.0, STALL_AFTER - (now - since).total_seconds())
 
 
 def evicted_by_kueue(cond: dict[str, Any]) -> bool:

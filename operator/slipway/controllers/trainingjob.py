@@ -21,7 +21,7 @@ from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers import trainingjob_manifests as m
 from slipway.controllers.base import Create, Delete, Event, Result, invalid
-from slipway.controllers.pods import EVICTED_BY_KUEUE, PodView, view
+from slipway.controllers.pods import EVICTED_BY_KUEUE, PodView, stall_in, view
 from slipway.kube import Kube
 from slipway.storage import S3, ObjectMissing, S3Access, StorageError, join_uri
 
@@ -335,11 +335,14 @@ def running(plan: Plan, workload: dict[str, Any] | None, missing: list[Create], 
     if views and not plan.status.get("startTime") and not any(v.state == "gated" for v in views):
         # After a resume, or once Kueue admitted the gang: activeDeadlineSeconds counts from here.
         fields["startTime"] = rfc3339(now)
+    stall = stall_in(blocked, now) if blocked is not None else None
     if blocked is not None:
         message = f"worker {blocked.name}: {blocked.reason}: {blocked.message}"
-        result = Result(
-            pending_conditions(blocked.reason, message), fields, [Event("Warning", blocked.reason, message)]
-        )
+        # Still Pending either way (a fixed image or Secret lets it go on), but once only a person can end the
+        # wait it is Stalled, which kstatus reads as failed instead of in progress.
+        summary = conditions.stalled if stall == 0 else conditions.progressing
+        conds = [*summary(blocked.reason, message), *phase_conditions("", blocked.reason, message)]
+        result = Result(conds, fields, [Event("Warning", blocked.reason, message)])
     elif any(v.state == "gated" for v in views):
         # Waiting in Kueue's queue is the normal course of things, not a problem: Normal, with Kueue's reason.
         message = queued_message(m.pod_group(plan.job, plan.attempt), queue, workload)
@@ -350,7 +353,7 @@ def running(plan: Plan, workload: dict[str, Any] | None, missing: list[Create], 
                         fields)  # fmt: skip
     else:
         result = Result(pending_conditions("Pending", f"attempt {plan.attempt}: waiting for worker pods"), fields)
-    result.requeue_after = min(WATCH_RUNNING, seconds_to_deadline(plan, now) or WATCH_RUNNING)
+    result.requeue_after = min(WATCH_RUNNING, seconds_to_deadline(plan, now) or WATCH_RUNNING, stall or WATCH_RUNNING)
     return with_actions(result, list(missing))
 
 
