@@ -211,6 +211,13 @@ def text(lines: list[str]) -> str:
     return "\n".join(lines)
 
 
+def test_the_verdict_shows_the_latest_looks_evidence_not_the_last_decisions() -> None:
+    latest = {**ERROR_EVIDENCE, "verdict": "Healthy", "canary": {"samples": 657.0, "value": 0.0167}}
+    obj = ROLLOUTS["progressing"]
+    out = text(render_rollout({**obj, "status": {**obj["status"], "lastEvidence": [latest]}}, NOW, PLAIN))
+    assert "canary 1.67% n=657" in out and "n=412" not in out.split("Decisions")[0]
+
+
 def test_rollout_tree_shows_versions_weights_step_and_evidence() -> None:
     out = text(render_rollout(ROLLOUTS["progressing"], NOW, PLAIN))
     assert "Progressing" in out.splitlines()[0]

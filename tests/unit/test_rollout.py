@@ -105,8 +105,10 @@ def progressing(step: int = 0, weight: int = 10, started: datetime = T0, **extra
             "stepStartedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"), **extra}  # fmt: skip
 
 
-HEALTHY = Outcome("Healthy", [{"metric": "errorRate", "verdict": "Healthy"}], "fine")
-REGRESSED = Outcome("Regressed", [{"metric": "errorRate", "verdict": "Regressed", "pValue": 0.001}], "errors up")
+SIDES = {"canary": {"samples": 400.0, "value": 0.3}, "stable": {"samples": 4000.0, "value": 0.0}}
+HEALTHY = Outcome("Healthy", [{"metric": "errorRate", "verdict": "Healthy", **SIDES}], "fine")
+REGRESSED = Outcome("Regressed", [{"metric": "errorRate", "verdict": "Regressed", "pValue": 0.001, **SIDES}],
+                    "errors up")  # fmt: skip
 INCONCLUSIVE = Outcome("Inconclusive", [], "not enough requests")
 
 
@@ -183,6 +185,20 @@ def test_step_progression(elapsed: int, verdict: str, expected_step: int, reason
     r = decide(rollout("m-v2", status), "m-v2", T0 + timedelta(seconds=elapsed), stable="m-v1")
     assert r.fields.get("currentStep", 0) == expected_step and conds(r)["Ready"] == ("False", reason)
     assert r.requeue_after is not None and r.requeue_after <= 30
+
+
+def test_every_look_writes_its_evidence_even_when_the_verdict_stays() -> None:
+    # A decision is recorded when the verdict changes; the counts of every later look go to lastEvidence, so
+    # status never shows "analysed 2s ago" beside the numbers of a look minutes old.
+    look = {"metric": "errorRate", "verdict": "Healthy", "canary": {"samples": 657.0}, "stable": {"samples": 6e3}}
+    newer = Outcome("Healthy", [look], "ok")
+    r = decide(rollout("m-v2", progressing(lastVerdict="Healthy")), "m-v2", T0 + timedelta(seconds=30),
+               stable="m-v1", outcome=newer)  # fmt: skip
+    assert r.fields["lastEvidence"] == newer.evidence and r.fields["lastAnalysisTime"]
+    assert "decisions" not in r.fields  # the verdict did not change: no new decision
+    restarted = decide(rollout("m-v3", {**progressing(lastVerdict="Healthy"), "lastEvidence": newer.evidence}),
+                       "m-v3", T0, stable="m-v1")  # fmt: skip
+    assert restarted.fields["canaryVersion"] == "m-v3" and restarted.fields["lastEvidence"] is None
 
 
 def test_no_data_rollback_when_asked() -> None:

@@ -320,6 +320,15 @@ class RolloutStatus(StatusBase):
         ),
     ]
     last_analysis_time: Annotated[str | None, Field(default=None, json_schema_extra={"format": "date-time"})]
+    last_evidence: Annotated[
+        list[Evidence] | None,
+        Field(
+            default=None,
+            max_length=16,
+            description="The evidence of the latest look (lastAnalysisTime), written at every look; decisions keep "
+            "the evidence each decision was taken on.",
+        ),
+    ]
     rolled_back_version: Annotated[
         str | None, Field(default=None, description="Not tried again until the target changes or a retry is asked for.")
     ]

@@ -346,7 +346,7 @@ class Walk:
         clock = None  # step clocks start once the canary serves: canary_waiting, revision_waiting
         self.fields |= {"canaryVersion": target, "currentStep": 0, "canaryWeight": weight, "phase": "Progressing",
                         "canaryDeployedAt": now, "canaryStartedAt": clock, "stepStartedAt": clock,
-                        "lastAnalysisTime": None, "lastVerdict": None, "drainingVersion": None,
+                        "lastAnalysisTime": None, "lastVerdict": None, "lastEvidence": None, "drainingVersion": None,
                         "drainUntil": None, "rolledBackRevision": None, **(drain or {})}  # fmt: skip
         proposed = f", proposed by {self.get('candidate')}" if self.get("candidate") else ""
         self.record("CanaryStarted", f"{target} at {weight}% (step 1/{max(len(steps), 1)}){proposed}")
@@ -358,7 +358,10 @@ class Walk:
         outcome = self.o.analysis
         if outcome is not None:
             previous = self.get("lastVerdict")
-            self.fields |= {"lastVerdict": outcome.verdict, "lastAnalysisTime": rfc3339(self.now)}
+            # The latest look's numbers, at every look: a verdict unchanged since the last decision still has
+            # fresher counts than that decision's evidence.
+            self.fields |= {"lastVerdict": outcome.verdict, "lastAnalysisTime": rfc3339(self.now),
+                            "lastEvidence": outcome.evidence}  # fmt: skip
             if outcome.verdict == "Regressed":
                 return self.rollback("Rollback", outcome.message, outcome)
             if outcome.verdict != previous:

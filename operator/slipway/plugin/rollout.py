@@ -115,8 +115,10 @@ def last_verdict(obj: dict[str, Any], style: Style, now: datetime) -> Node | Non
         return None
     when = f" (analysed {age(status.get('lastAnalysisTime'), now)} ago)" if status.get("lastAnalysisTime") else ""
     node = Node(f"{pad('Verdict', LABEL)}{style.tone(verdict)}{when}")
-    if judged:
-        node.children = [evidence_lines(e, style) for e in judged[-1]["evidence"] if isinstance(e, dict)]
+    # The latest look's evidence; an operator older than lastEvidence left only the last decision's.
+    latest = status.get("lastEvidence") if isinstance(status.get("lastEvidence"), list) else None
+    evidence = latest if latest is not None else (judged[-1]["evidence"] if judged else [])
+    node.children = [evidence_lines(e, style) for e in evidence if isinstance(e, dict)]
     return node
 
 
