@@ -63,4 +63,4 @@ async def test_predictor_source_stays_the_default(monkeypatch: pytest.MonkeyPatc
     now = datetime(2026, 12, 1, tzinfo=UTC)
     out = await analysis.analyze(settings(), "ns", "m", "v1", "v2", now - timedelta(seconds=5), now)
     assert out.verdict == "Inconclusive"
-    assert all("slipway_predictor_" in q for q in asked)
+    assert asked and all("slipway_predictor_" in q for q in asked)

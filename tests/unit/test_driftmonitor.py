@@ -27,7 +27,8 @@ TEMPLATE = {
 }
 
 
-def mv(name: str, reference: bool = True, ready: bool = True) -> dict[str, Any]:
+def mv(name: str, reference: bool = True, ready: bool = True, credentials: str | None = None) -> dict[str, Any]:
+    """A ModelVersion body; `credentials` names a Secret for both its artifact and its reference data."""
     spec: dict[str, Any] = {
         "modelName": "m", "version": int(name.rsplit("v", 1)[1]), "framework": "sklearn",
         "artifact": {"uri": f"s3://models/{name}/model.joblib", "sha256": "a" * 64, "format": "joblib"},
@@ -35,6 +36,10 @@ def mv(name: str, reference: bool = True, ready: bool = True) -> dict[str, Any]:
     }  # fmt: skip
     if reference:
         spec["referenceData"] = {"uri": f"s3://models/{name}/reference.parquet"}
+    if credentials is not None:
+        spec["artifact"]["credentialsSecretRef"] = {"name": credentials}
+        if reference:
+            spec["referenceData"]["credentialsSecretRef"] = {"name": credentials}
     status = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
     return {"metadata": {"name": name, "namespace": "ns"}, "spec": spec, "status": status}
 
@@ -200,12 +205,19 @@ def test_retrained_version_is_proposed_once_ready() -> None:
 
 
 def test_detector_config_names_each_version_and_no_credentials() -> None:
-    config = plan.detector_config(monitor(), {"m-v1": ("stable", mv("m-v1")), "m-v2": ("canary", mv("m-v2"))})
+    versions = {
+        "m-v1": ("stable", mv("m-v1", credentials="s3-creds")),
+        "m-v2": ("canary", mv("m-v2", credentials="s3-creds")),
+    }
+    config = plan.detector_config(monitor(), versions)
     assert config["detector"]["method"] == "ks" and config["detector"]["windowSize"] == 100
     assert config["versions"]["m-v2"]["role"] == "canary"
     assert config["versions"]["m-v1"]["referenceUri"] == "s3://models/m-v1/reference.parquet"
     assert [c["name"] for c in config["versions"]["m-v1"]["signature"]["inputs"]] == ["a", "b"]
-    assert "credentialsSecretRef" not in str(config)
+    # The ModelVersions name a Secret for their artifact and reference data; the config carries neither.
+    assert all(m["spec"][part]["credentialsSecretRef"] == {"name": "s3-creds"}
+               for _, m in versions.values() for part in ("artifact", "referenceData"))  # fmt: skip
+    assert "credentialsSecretRef" not in str(config) and "s3-creds" not in str(config)
 
 
 def test_isvc_target_gets_only_its_logger_patched() -> None:

@@ -19,10 +19,25 @@ def example_docs() -> list[dict]:  # type: ignore[type-arg]
     return docs
 
 
+def key_paths(value: object, prefix: tuple[object, ...] = ()) -> set[tuple[object, ...]]:
+    """Every mapping key in `value`, as its path from the top (list items by index)."""
+    found: set[tuple[object, ...]] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found |= {(*prefix, k)} | key_paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found |= key_paths(v, (*prefix, i))
+    return found
+
+
 @pytest.mark.parametrize("doc", example_docs(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
 def test_examples_parse(doc: dict) -> None:  # type: ignore[type-arg]
     obj = BY_KIND[doc["kind"]].model_validate(doc)
-    assert obj.spec is not None
+    # The models ignore unknown keys: every key the example sets, at any depth, must survive validation
+    # (a misspelt field would be dropped silently).
+    dropped = key_paths(doc["spec"]) - key_paths(obj.spec.wire())
+    assert not dropped, dropped
 
 
 def test_every_kind_has_an_example() -> None:
@@ -86,7 +101,7 @@ def test_driftmonitor_defaults() -> None:
 
 
 def test_modelversion_requires_sha256_hex() -> None:
-    with pytest.raises(ValidationError, match="sha256"):
+    with pytest.raises(ValidationError) as err:
         ModelVersion.model_validate(
             {
                 "spec": {
@@ -97,3 +112,5 @@ def test_modelversion_requires_sha256_hex() -> None:
                 }
             }
         )
+    locations = [e["loc"] for e in err.value.errors()]
+    assert locations and all(loc[-1] == "sha256" for loc in locations), locations

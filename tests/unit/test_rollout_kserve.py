@@ -236,7 +236,13 @@ def test_storage_initializer_gets_credentials_and_endpoint_through_a_service_acc
                                                  "serving.kserve.io/s3-region": "us-east-1"}  # fmt: skip
     assert body["spec"]["predictor"]["serviceAccountName"] == name
     assert body["spec"]["canary"][0]["predictor"]["serviceAccountName"] == name
-    assert "k" not in str(applied_now.values())  # digests never hold the credentials
+    # The digests never hold the credentials: other values under the same resourceVersion give other Secret data
+    # but the very same digests.
+    other = serving.Live(READY_ISVC, None, {"s3": ({"AWS_ACCESS_KEY_ID": "id2", "AWS_SECRET_ACCESS_KEY": "k2"}, "7")})
+    other_actions, other_applied = serving.plan(r, wanted, other, Settings(s3_endpoint="http://minio:9000"), None, {})
+    other_secret = next(a.manifest for a in other_actions if isinstance(a, Apply) and a.manifest["kind"] == "Secret")
+    assert other_secret["data"] != secret["data"]
+    assert other_applied == applied_now
     # Same credentials (same resourceVersion) and the ServiceAccount exists: nothing to write.
     live2 = serving.Live(READY_ISVC, None, live.credentials, frozenset({name}))
     again, _ = serving.plan(r, wanted, live2, Settings(s3_endpoint="http://minio:9000"), None, applied_now)

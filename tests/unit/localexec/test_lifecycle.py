@@ -121,27 +121,33 @@ def next_item(executor: Executor, kind: type, timeout: float = 5.0) -> Any:
 
 def test_pre_stop_hook_runs_before_sigterm_and_sigkill_follows_the_grace(tmp_path: Path, drain: Drain) -> None:
     LOG.clear()
-    executor, rec = running(tmp_path, knative_pod(drain.server_address[1]), max_grace=3.0)
+    executor, rec = running(tmp_path, knative_pod(drain.server_address[1]), max_grace=10.0)
+    t0 = time.monotonic()
     executor._stop_all(rec)
+    t1 = time.monotonic()
     # The queue-proxy has no hook: SIGTERM at once (it starts draining); the user container
     # waits for its hook.
     assert rec.procs["queue-proxy"].signals == [signal.SIGTERM]
     assert rec.procs["user-container"].signals == []
     done = next_item(executor, HookDone)
     assert done == HookDone("uid-kn-0001", "user-container", 100, "")
+    # The grace period (300 s, capped at max_grace) counts from the start of the hook.
+    hook_deadline = rec.stopping["user-container"]
+    assert t0 + 10.0 <= hook_deadline <= t1 + 10.0
+    h0 = time.monotonic()
     executor._handle(done)
+    h1 = time.monotonic()
     assert rec.procs["user-container"].signals == [signal.SIGTERM]
     # The containers are stopped in parallel, as the kubelet does: the queue-proxy's SIGTERM
     # and the hook's request in either order, the user container's SIGTERM after both.
     what = [w for _, w in LOG]
     assert sorted(what[:2]) == ["GET /wait-for-drain kube-lifecycle/" + probes.KUBE_VERSION, "queue-proxy SIGTERM"]
     assert what[2:] == ["user-container SIGTERM"]
-    # SIGKILL once the grace period (300 s, capped at max_grace) is over, counted from the
-    # start of the hook: the hook took about 0.3 s of it.
-    sent = {what.split()[0]: when for when, what in LOG if what.endswith("SIGTERM")}
-    assert rec.kill_at["queue-proxy"] - sent["queue-proxy"] == pytest.approx(3.0, abs=0.2)
-    used = sent["user-container"] - sent["queue-proxy"]
-    assert rec.kill_at["user-container"] - sent["user-container"] == pytest.approx(3.0 - used, abs=0.2)
+    # SIGKILL once the grace period is over: the queue-proxy's counted from its SIGTERM, the
+    # user container's from the start of its hook (the hook's 0.3 s are not added on top;
+    # whatever _handle itself took may be, as the executor measures the rest from its clock).
+    assert t0 + 10.0 <= rec.kill_at["queue-proxy"] <= t1 + 10.0
+    assert hook_deadline <= rec.kill_at["user-container"] <= hook_deadline + (h1 - h0)
     executor._tick()
     assert rec.procs["user-container"].signals == [signal.SIGTERM]  # not yet
     rec.kill_at = {name: time.monotonic() - 0.01 for name in rec.kill_at}
@@ -155,8 +161,10 @@ def test_sigkill_comes_at_least_the_kubelets_minimum_after_sigterm(tmp_path: Pat
     executor, rec = running(tmp_path, knative_pod(drain.server_address[1]), max_grace=5.0)
     rec.pod["metadata"]["deletionGracePeriodSeconds"] = 1  # e.g. kubectl delete --grace-period=1
     rec.terminating = True
+    t0 = time.monotonic()
     executor._stop_all(rec)
-    assert rec.kill_at["queue-proxy"] - time.monotonic() == pytest.approx(2.0, abs=0.2)  # MIN_STOP_GRACE
+    t1 = time.monotonic()
+    assert t0 + 2.0 <= rec.kill_at["queue-proxy"] <= t1 + 2.0  # MIN_STOP_GRACE, not the 1 s asked for
 
 
 def test_a_pre_stop_hook_that_outlasts_the_grace_period_gives_way_to_sigterm(tmp_path: Path, drain: Drain) -> None:
@@ -164,7 +172,8 @@ def test_a_pre_stop_hook_that_outlasts_the_grace_period_gives_way_to_sigterm(tmp
     executor, rec = running(tmp_path, knative_pod(drain.server_address[1]), max_grace=0.3)
     executor._stop_all(rec)
     assert "user-container" in rec.stopping
-    time.sleep(0.35)
+    assert rec.procs["user-container"].signals == []
+    rec.stopping = {name: time.monotonic() - 0.01 for name in rec.stopping}  # the grace is over
     executor._tick()
     assert rec.procs["user-container"].signals == [signal.SIGTERM]
     executor._handle(next_item(executor, HookDone, timeout=5.0))  # late: nothing more happens

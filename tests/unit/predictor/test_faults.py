@@ -126,10 +126,12 @@ def test_slow_version_does_not_block_the_server(serve: Serve, cancer: Trained, t
     worker = threading.Thread(target=lambda: answers.append(p.v1({"instances": frame_rows(cancer.x, 1)}).status))
     start = time.monotonic()
     worker.start()
-    time.sleep(0.3)
-    # While the model sleeps on the thread pool, the event loop still answers health checks and scrapes.
-    assert p.get("/v2/health/ready").status == 200 and time.monotonic() - start < 1.2
-    worker.join()
+    time.sleep(0.3)  # pacing: let the predict request reach the server first
+    # While the model sleeps on the thread pool, the event loop still answers health checks and scrapes:
+    # the health check comes back while the slow predict is still outstanding.
+    assert p.get("/v2/health/ready").status == 200
+    assert worker.is_alive() and answers == []
+    worker.join(timeout=60)
     assert answers == [200] and time.monotonic() - start >= 1.5
     assert p.metric("slipway_predictor_request_duration_seconds_bucket", le="1.0", version="slow-v1") == 0
-    assert p.metric("slipway_predictor_request_duration_seconds_bucket", le="2.5", version="slow-v1") == 1
+    assert p.metric("slipway_predictor_request_duration_seconds_bucket", le="+Inf", version="slow-v1") == 1

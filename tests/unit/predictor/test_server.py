@@ -82,8 +82,10 @@ def _v2_column(name: str, data: list[Any], datatype: str = "FP64", shape: list[i
     return {"name": name, "shape": shape or [len(data)], "datatype": datatype, "data": data}
 
 
-def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str]]:
-    """(protocol, what, body, text the 400's message must contain): every one names the field at fault."""
+def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str | None]]:
+    """(protocol, what, body, text the 400's message must contain): every one names the field at fault. Where
+    pydantic's words follow the field, only our part (the field's path) is checked; None where the whole message
+    is kserve's own: then only that there is one."""
     row = frame_rows(cancer.x, 1)[0]
     cols = list(cancer.x.columns)
     v2 = [_v2_column(c, [row[j]]) for j, c in enumerate(cols)]
@@ -119,7 +121,7 @@ def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str]]:
         ),
         ("v1", "row is a number", {"instances": [1.5]}, "instances[0]: a row must be a list"),
         ("v1", "body is a list", [row], "JSON object"),
-        ("v1", "not JSON", b"{nope", "Unrecognized request format"),  # kserve's own message
+        ("v1", "not JSON", b"{nope", None),  # kserve answers this one, in its own words
         ("v2", "missing column", {"inputs": v2[1:]}, "inputs: missing column 'mean radius'"),
         (
             "v2",
@@ -173,9 +175,9 @@ def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str]]:
             "v2",
             "shape missing",
             {"inputs": [{"name": "x", "datatype": "FP64", "data": row}]},
-            "inputs[0].shape: Field required",
+            "inputs[0].shape: ",
         ),
-        ("v2", "inputs not a list", {"inputs": 3}, "inputs: Input should be a valid list"),
+        ("v2", "inputs not a list", {"inputs": 3}, "inputs: "),
         ("v2", "not JSON", b"{nope", "not valid JSON"),
     ]
 
@@ -186,7 +188,8 @@ def test_bad_requests_answer_400_naming_the_field(bc: Predictor, cancer: Trained
     for protocol, what, body, message in cases:
         r = bc.v1(body) if protocol == "v1" else bc.v2(body)
         assert r.status == 400, f"{protocol} {what}: {r.status} {r.body}"
-        assert message in r.error, f"{protocol} {what}: {r.error!r} lacks {message!r}"
+        assert r.error, f"{protocol} {what}: no error in {r.body!r}"
+        assert message is None or message in r.error, f"{protocol} {what}: {r.error!r} lacks {message!r}"
     after = bc.metric("slipway_predictor_requests_total", outcome="client_error", version="cancer-v3")
     assert after - before == len(cases)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,13 @@ from .conftest import Serve, Trained
 
 def test_checksum_mismatch_refuses_to_start(serve: Serve, cancer: Trained, tmp_path: Path) -> None:
     env = {**cancer.env(), "SLIPWAY_ARTIFACT_SHA256": "0" * 64}
+    refusal = f"refusing to serve model.joblib: its sha256 is {cancer.sha256} but SLIPWAY_ARTIFACT_SHA256 is {'0' * 64}"
+    # The refusal comes from prepare(), which main() runs before it makes the ModelServer: no server ever exists.
+    with pytest.raises(StartupError, match=re.escape(refusal)):
+        _prepare(tmp_path, env, "--model_dir", str(cancer.path.parent))
     p = serve("cancer", ["--model_dir", str(cancer.path.parent)], env, ready=False)
     assert p.wait_exit() == 1
-    out = p.output()
-    assert (
-        f"refusing to serve model.joblib: its sha256 is {cancer.sha256} but SLIPWAY_ARTIFACT_SHA256 is {'0' * 64}"
-        in out
-    )
-    assert "Uvicorn running" not in out and "Starting uvicorn" not in out
+    assert refusal in p.output()
     # The reason is also the container's termination message.
     assert "refusing to serve model.joblib" in p.termination.read_text()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -155,10 +154,9 @@ def test_malformed_config_is_invalid_input(trainer: Trainer) -> None:
 def test_unreachable_s3_is_transient(trainer: Trainer) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     cfg = trainer.config(dataset={"uri": f"s3://{trainer.bucket}/data.csv"})
-    started = time.monotonic()
-    result = trainer.run(cfg, timeout=60, AWS_ENDPOINT_URL=dead)
+    # Bounded retries, not a hang: a run that outlasts the timeout raises subprocess.TimeoutExpired.
+    result = trainer.run(cfg, timeout=30, AWS_ENDPOINT_URL=dead)
     assert result.rc == 75, result.stderr[-2000:]
-    assert time.monotonic() - started < 30  # bounded retries, not a hang
     assert result.termination is not None and result.termination["reason"] == "Transient"
     assert dead in result.termination["message"]
     assert trainer.env["AWS_SECRET_ACCESS_KEY"] not in result.stderr + json.dumps(result.events)
