@@ -139,13 +139,14 @@ def test_cel_rules_reject_with_their_message(kubectl: Kubectl, file: str, edit: 
 
 def test_schema_rejects_enums_patterns_and_bounds_readably(kubectl: Kubectl) -> None:
     proc = kubectl.apply(mutated("trainingjob-sklearn.yaml", set_path("framework", "tensorflow")), check=False)
-    assert 'spec.framework: Unsupported value: "tensorflow"' in proc.stderr, proc.stderr
+    # The field path and the value are ours; how the apiserver words the refusal is not.
+    assert proc.returncode != 0 and "spec.framework" in proc.stderr and "tensorflow" in proc.stderr, proc.stderr
     proc = kubectl.apply(mutated("rollout.yaml", set_path("canary.analysis.falseRollbackRate", 0.9)), check=False)
     assert "spec.canary.analysis.falseRollbackRate" in proc.stderr and "0.5" in proc.stderr, proc.stderr
     # A name the apiserver would refuse on every read (it failed the operator's reconcile forever, no condition).
     proc = kubectl.apply(mutated("trainingjob-sklearn.yaml", set_path("output.credentialsSecretRef.name", "100%")),
                          check=False)  # fmt: skip
-    assert "spec.output.credentialsSecretRef.name" in proc.stderr and "should match" in proc.stderr, proc.stderr
+    assert proc.returncode != 0 and "spec.output.credentialsSecretRef.name" in proc.stderr, proc.stderr
     proc = kubectl.apply(mutated("rollout.yaml", set_path("modelVersionRef.name", "Model_V2")), check=False)
     assert "spec.modelVersionRef.name" in proc.stderr, proc.stderr
 

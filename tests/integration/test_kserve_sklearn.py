@@ -248,9 +248,8 @@ def test_sklearn_inference_service_serves_through_traefik_and_logs_payloads(
 
     # Deleting it stays prompt: the agent waits 30s after SIGTERM, the executor's --max-grace
     # (5s) SIGKILLs it as a kubelet would at the end of the grace period.
+    # Without the grace the agent's own 30s would run out first: the wait gives up before that.
     deleted = time.monotonic()
     k("delete", "inferenceservice", name, "--wait=false")
-    wait_for("the predictor pod gone", lambda: not predictor_pods(k, name), timeout=60)
-    gone_after = time.monotonic() - deleted
-    print(f"{name}: predictor pod gone {gone_after:.1f}s after the InferenceService was deleted")
-    assert gone_after < 30
+    wait_for("the predictor pod gone within its grace", lambda: not predictor_pods(k, name), timeout=30)
+    print(f"{name}: predictor pod gone {time.monotonic() - deleted:.1f}s after the InferenceService was deleted")

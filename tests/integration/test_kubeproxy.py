@@ -183,8 +183,7 @@ def test_the_node_namespace_reaches_pods_and_system_namespaces_through_cluster_i
     web = _cluster_ip(cluster, ns, "web")
     assert web.startswith("10.96.")
 
-    ok = wait_for("the ClusterIP from the node namespace", lambda: node.get(f"http://{web}/").get("status") == 200)
-    assert ok
+    wait_for("the ClusterIP from the node namespace", lambda: node.get(f"http://{web}/").get("status") == 200)
     print(f"first ClusterIP request answered {time.monotonic() - node.started:.1f}s after kube-proxy's start")
     assert node.get(f"http://{pod_ip}:8080/")["status"] == 200  # the pod IP itself, too
     # The pod sees the host's gateway as the client (the host SNATs the node namespace to it).

@@ -95,10 +95,18 @@ def test_two_gangs_on_a_two_gpu_quota_one_runs_the_other_waits_queued_then_runs(
     assert queued.get("workloads.kueue.x-k8s.io", group)["status"]["admission"]["clusterQueue"] == "gpu-cluster-queue"
 
     queued.apply(gpu_job("second", epochs=2))
-    cond = wait_for("the second job Queued", lambda: ready(queued, "second").get("reason") == "Queued"
-                    and ready(queued, "second"), timeout=60)  # fmt: skip
-    assert "nvidia.com/gpu" in cond["message"], cond  # Kueue's own words: why it cannot be admitted
+    wait_for("the second job Queued", lambda: ready(queued, "second").get("reason") == "Queued", timeout=60)
     waiting = pods(queued, "second")
+    workload = waiting[0]["metadata"]["labels"][GROUP]  # Kueue names the pod group's Workload after the group
+
+    def kueue_relayed() -> bool:
+        """Why Kueue does not admit it (its Workload's QuotaReserved message) is in the job's Ready message."""
+        conds = (queued.get("workloads.kueue.x-k8s.io", workload) or {}).get("status", {}).get("conditions", [])
+        reserved = next((c for c in conds if c["type"] == "QuotaReserved"), {})
+        said = reserved.get("message") if reserved.get("status") == "False" else None
+        return bool(said) and said in ready(queued, "second").get("message", "")
+
+    wait_for("Kueue's reason in the Queued condition", kueue_relayed, timeout=60)
     assert len(waiting) == 2 and status(queued, "second")["phase"] == "Pending"
     for pod in waiting:  # gated by Kueue: not bound to a node, not Unschedulable
         assert not pod["spec"].get("nodeName"), pod["metadata"]["name"]
@@ -125,7 +133,9 @@ def test_a_higher_priority_job_preempts_a_running_gang_which_resumes_as_a_new_at
     events = queued.json("events", "--field-selector", "involvedObject.name=low")["items"]
     restarts = [(e["reason"], e["message"]) for e in events if e["reason"] in ("Preempted", "Evicted")]
     assert len(restarts) == 1 and "queueing all workers again as attempt 2" in restarts[0][1], restarts
-    assert "Preempted to accommodate" in restarts[0][1] or "are gone after Kueue admitted it" in restarts[0][1]
+    reason, message = restarts[0]
+    assert (reason == "Preempted" and message.startswith("Kueue evicted pod group ")) or (
+        reason == "Evicted" and "are gone after Kueue admitted it" in message), restarts  # fmt: skip
     kueue_said = queued.json("events", "--field-selector", "involvedObject.kind=Workload")["items"]
     assert any(e["reason"] == "Preempted" and e["involvedObject"]["name"].startswith("low-") for e in kueue_said)
     finished(queued, "high")

@@ -51,11 +51,9 @@ def kubectl(
 
 def get(cluster: Cluster, *args: str) -> Any | None:
     """`kubectl get ... -o json` parsed, or None when the object does not exist."""
-    proc = kubectl(cluster, "get", *args, "-o", "json")
-    if proc.returncode != 0:
-        assert "NotFound" in proc.stderr, proc.stderr
-        return None
-    return json.loads(proc.stdout)
+    proc = kubectl(cluster, "get", *args, "-o", "json", "--ignore-not-found")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
 
 
 def create(cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
@@ -81,10 +79,10 @@ def unique(prefix: str) -> str:
 
 
 def test_up_is_idempotent(cluster: Cluster) -> None:
-    start = time.monotonic()
+    before = cluster.status()["processes"]
     assert cluster.up() == {}
-    assert time.monotonic() - start < 5
     status = cluster.status()
+    assert status["processes"] == before  # the same pids: nothing was started again
     assert status["ready"] is True
     assert all(status["processes"].values()), status
 

@@ -192,10 +192,8 @@ def test_deleting_a_running_pod_kills_its_process(cluster: Cluster, ns: str) -> 
     pid = int(status["containerID"].removeprefix("localexec://"))
     assert Path(f"/proc/{pid}").exists()
 
-    start = time.monotonic()
     cluster.kubectl("delete", "pod", "-n", ns, name, "--wait=false")
     wait_for(f"{name} gone", lambda: get_pod(cluster, ns, name) is None)
-    assert time.monotonic() - start < 10
     wait_for(f"process {pid} gone", lambda: not _alive(pid), timeout=5)
 
 

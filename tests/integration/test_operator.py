@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -187,10 +186,8 @@ def test_operator_survives_garbage_it_cannot_parse(kubectl: Kubectl, operator: O
     wait_for("reconcile", converged(kubectl, "modelversions", "cancer-rf-v1", "ArtifactNotFound"))
     kubectl("patch", "modelversion", "cancer-rf-v1", "--subresource=status", "--type=merge",
             "-p", '{"status":{"servedBy":["x"],"headline":"junk"}}')  # fmt: skip
-    time.sleep(1)
-    assert operator.alive()
-    wait_for("headline restored", lambda: (kubectl.get("modelversions", "cancer-rf-v1") or {})["status"]
-             .get("headline") == "accuracy=0.965")  # fmt: skip
+    wait_for("headline restored", lambda: operator.alive() and (kubectl.get("modelversions", "cancer-rf-v1") or {})
+             ["status"].get("headline") == "accuracy=0.965")  # fmt: skip
 
 
 def test_a_paused_replica_stops_its_own_timers(kubectl: Kubectl, operator_factory: Callable[..., Operator]) -> None:
@@ -200,10 +197,25 @@ def test_a_paused_replica_stops_its_own_timers(kubectl: Kubectl, operator_factor
     apply_all(kubectl)
     wait_all_converged(kubectl)
     second = operator_factory(SLIPWAY_PRIORITY="2")
-    wait_for("the first replica to pause", lambda: "Pausing operations in favour of" in first.log_path.read_text())
-    time.sleep(3)  # a timer already running when the pause came may finish its pass
-    before = first.metric("slipway_reconcile_total")
-    second_before = second.metric("slipway_reconcile_total")
-    time.sleep(8)  # four resync periods (SLIPWAY_RESYNC_SECONDS=2)
-    assert first.metric("slipway_reconcile_total") == before
-    assert second.metric("slipway_reconcile_total") > second_before
+    objects = len(resource_versions(kubectl))  # each is reconciled at least every resync (2 s) by the active one
+
+    def passes(op: Operator) -> float:
+        op.alive()
+        assert op.http("/metrics") is not None, f"{op.log_path.name}: /metrics does not answer"
+        return op.metric("slipway_reconcile_total")
+
+    # Counted in the second replica's passes, not in seconds: a timer already running when the pause came may
+    # finish its pass, so the first has paused once its count stood still over a whole round of the second's.
+    seen = {"first": -1.0, "second": 0.0}
+
+    def first_stood_still() -> bool:
+        first_now, second_now = passes(first), passes(second)
+        if first_now != seen["first"]:
+            seen.update(first=first_now, second=second_now)
+            return False
+        return second_now >= seen["second"] + objects
+
+    wait_for("the first replica to pause", first_stood_still)
+    before, second_before = passes(first), passes(second)
+    wait_for("four rounds of the second replica", lambda: passes(second) >= second_before + 4 * objects)
+    assert passes(first) == before

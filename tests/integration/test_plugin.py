@@ -120,4 +120,5 @@ def test_get_watch_promote_and_history_on_a_live_rollout(serving: Kubectl, s3: A
     again = slipway(cluster, ns, "promote", "cancer-rf", check=False)
     assert again.returncode == 1 and "no canary in progress" in again.stderr
     missing = slipway(cluster, ns, "get", "rollout", "nope", check=False)
-    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "not found" in missing.stderr
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and missing.stderr.startswith("error: ")
+    assert "nope" in missing.stderr, missing.stderr

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,7 +218,11 @@ def test_manual_gate_restart_retarget_abort_and_a_slow_version(stack: Stack, s3_
         assert canary_percent(serving) == 20
         first.stop(kill=True)
         second = operator_factory()
-        time.sleep(5)
+        # Passes of the new operator, not seconds: killed, the first stays in the peering for a while, and a
+        # second of lower priority reconciles nothing until it is gone.
+        wait_for("the restarted operator to reconcile the Rollout",
+                 lambda: second.alive() and second.metric("slipway_reconcile_total", kind="Rollout", outcome="ok") >= 3,
+                 timeout=SERVE_TIMEOUT)  # fmt: skip
         st = rollout_status(serving)
         assert st["phase"] == "Paused" and st["currentStep"] == 0 and st["canaryVersion"] == v2
         assert canary_percent(serving) == 20
