@@ -71,7 +71,7 @@ def dry_run(k: Kubectl, manifest: str) -> subprocess.CompletedProcess[str]:
 def test_webhook_refuses_a_model_name_on_the_standard_predictor(serving_kubectl: Kubectl) -> None:
     # Refused for the name and nothing else: the same object without it goes through (KServe's words not relied on).
     proc = dry_run(serving_kubectl, isvc("named", predictor=sklearn(name="m")))
-    assert proc.returncode != 0 and "named" in proc.stderr, proc.stderr
+    assert proc.returncode != 0, proc.stderr
     accepted = dry_run(serving_kubectl, isvc("named", predictor=sklearn()))
     assert accepted.returncode == 0, accepted.stderr
 

@@ -337,6 +337,22 @@ def test_a_logged_canary_is_reached_through_kserves_agent() -> None:
     assert "Service/r-m-v2-logged" not in done.fields["applied"]
 
 
+def test_a_logged_canarys_service_is_made_when_the_canary_is_asked_for_and_named_once_it_is_ready() -> None:
+    """The gateway answers 503 for the share of a Service it knows no address for: made with the canary, the
+    Service's EndpointSlice follows the pods from their start, so it has a ready address before the route
+    names it (seen: a request at the manual gate failed when both came in one pass)."""
+    ctrl = RolloutController(Settings(s3_endpoint="http://s3.local:9000", drift_url="http://drift:8080"))
+    starting = Observed(mv("m-v2"), mv("m-v1"), served(("m-v2", 10, False)), None, drift_monitor="dm")
+    r = ctrl.decide(rollout("m-v2", progressing(stepStartedAt=None)), starting, T0 + timedelta(seconds=5))
+    assert applied(r, "Service")["metadata"]["name"] == "r-m-v2-logged"
+    assert route.weights(applied(r, "HTTPRoute")) == {"r-m-v1-predictor": 100}  # not named while not ready
+    ready = Observed(mv("m-v2"), mv("m-v1"), READY_ISVC, None, drift_monitor="dm")
+    later = ctrl.decide(rollout("m-v2", progressing(stepStartedAt=None, applied=r.fields["applied"])), ready,
+                        T0 + timedelta(seconds=9))  # fmt: skip
+    assert not [a for a in later.actions if isinstance(a, Apply) and a.manifest["kind"] == "Service"]
+    assert route.weights(applied(later, "HTTPRoute")) == {"r-m-v1-predictor": 90, "r-m-v2-logged": 10}
+
+
 def test_a_version_with_the_stable_artifact_is_refused_before_its_canary_starts() -> None:
     """KServe's webhook refuses a predictor rename on an unchanged storageUri (validatePredictorNameChange in
     pkg/apis/serving/v1beta1/inference_service_validation.go): such a canary could never be promoted."""

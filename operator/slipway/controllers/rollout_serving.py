@@ -108,14 +108,17 @@ def plan(
         canary = serving.canary if serving.canary_ready else None
         labels = {k: v for k, v in desired["metadata"]["labels"].items() if k != isvc.VISIBILITY_LABEL}
         canary_svc = None
+        if serving.canary is not None and logs(settings, monitor):
+            # Made as soon as the canary is asked for, not when the route is to name it: its EndpointSlice then
+            # follows the pods from their start and holds a ready address before the gateway sends it a share
+            # (a route naming a Service the gateway knows no address for answers 503 for that share).
+            svc = isvc.agent_service(live.isvc, serving.canary.metadata["name"], labels)
+            key = SERVICE_PREFIX + svc["metadata"]["name"]
+            services[key] = isvc.digest(svc)
+            if applied.get(key) != services[key]:
+                actions.append(Apply(svc))  # before the route names it
         if canary is not None:
             canary_svc = isvc.backend_service(name, canary.metadata["name"], logs(settings, monitor))
-            if logs(settings, monitor):
-                svc = isvc.agent_service(live.isvc, canary.metadata["name"], labels)
-                key = SERVICE_PREFIX + canary_svc
-                services[key] = isvc.digest(svc)
-                if applied.get(key) != services[key]:
-                    actions.append(Apply(svc))  # before the route names it
         want = route.http_route(live.isvc, settings.gateway, host, stable_svc, canary_svc, serving.weight, labels)
         if route.needs_apply(live.route, want, applied.get(ROUTE_KEY)):
             actions.append(Apply(want))
