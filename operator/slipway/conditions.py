@@ -20,6 +20,11 @@ def rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: str | None) -> datetime | None:
+    """A time the API stores (RFC 3339, as rfc3339() writes it), or None when there is none."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
 @dataclass(frozen=True)
 class Cond:
     """A desired condition, before lastTransitionTime and observedGeneration are filled in."""

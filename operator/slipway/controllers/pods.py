@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from slipway.conditions import parse_time
+
 State = Literal[
     "pending", "gated", "unschedulable", "waiting", "running", "succeeded", "failed", "terminating", "evicted"
 ]
@@ -90,9 +92,8 @@ def stall_in(pod: PodView, now: datetime) -> float | None:
         return None
     if pod.reason in NEVER_BETTER:
         return 0.0
-    if not pod.since:
+    if (since := parse_time(pod.since)) is None:
         return None  # no time to count from (a pod the kubelet has not taken on): not yet
-    since = datetime.fromisoformat(pod.since.replace("Z", "+00:00"))
     return max(0.0, STALL_AFTER - (now - since).total_seconds())
 
 

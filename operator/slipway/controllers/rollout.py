@@ -15,7 +15,7 @@ from slipway import conditions
 from slipway.analysis import Outcome, analyze
 from slipway.api.modelversion import ModelVersion
 from slipway.api.rollout import Rollout
-from slipway.conditions import Cond, rfc3339
+from slipway.conditions import Cond, parse_time, rfc3339
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
 from slipway.controllers import rollout_knative as knative
@@ -84,10 +84,6 @@ def problems(rollout: Rollout) -> list[str]:
     return found
 
 
-def parse(ts: str | None) -> datetime | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
-
-
 def version_of(body: dict[str, Any]) -> ModelVersion:
     """Spec and metadata only: a ModelVersion's status says nothing about how to serve it."""
     return ModelVersion.model_validate({"metadata": body["metadata"], "spec": body["spec"]})
@@ -137,11 +133,11 @@ class RolloutController:
         canary, stable, since = (
             status.get("canaryVersion"),
             status.get("stableVersion"),
-            parse(status.get("canaryStartedAt")),
+            parse_time(status.get("canaryStartedAt")),
         )
         if analysis is None or not canary or not stable or since is None:
             return None
-        now, last = datetime.now(since.tzinfo), parse(status.get("lastAnalysisTime"))
+        now, last = datetime.now(since.tzinfo), parse_time(status.get("lastAnalysisTime"))
         if last is not None and (now - last).total_seconds() < analysis.interval_seconds:
             return None
         ns, name = obj.metadata.get("namespace", ""), isvc.isvc_name(obj)
@@ -319,13 +315,13 @@ class Walk:
         """Whether the first rollback step has waited longer than the progress deadline since the rollback (a
         canary KServe never made a revision of is never reported pinned)."""
         backs = [d for d in self.decisions if d["action"] in ("Rollback", "Abort")]
-        since = parse(backs[-1]["time"]) if backs else None
+        since = parse_time(backs[-1]["time"]) if backs else None
         deadline = self.r.spec.canary.progress_deadline_seconds if self.r.spec.canary else READY_DEADLINE
         return since is None or (self.now - since).total_seconds() >= deadline
 
     def draining(self) -> tuple[str, datetime] | None:
         """A rolled-back canary still keeping its pods (no requests routed to it), and until when."""
-        version, until = self.get("drainingVersion"), parse(self.get("drainUntil"))
+        version, until = self.get("drainingVersion"), parse_time(self.get("drainUntil"))
         if version and until is not None and self.now < until:
             return version, until
         return None
@@ -375,7 +371,7 @@ class Walk:
             return waiting
         if index >= len(steps):  # no steps, or Standard's last stage: all requests on the canary
             return self.promote("no canary steps" if not steps else f"{self.get('canaryVersion')} served all requests")
-        step, started = steps[index], parse(self.get("stepStartedAt")) or self.now
+        step, started = steps[index], parse_time(self.get("stepStartedAt")) or self.now
         forced = self.token(PROMOTE, "promoteToken")
         if forced:
             return self.advance(index, steps, f"promoted by the {PROMOTE} annotation")
@@ -424,7 +420,7 @@ class Walk:
     def overdue(self, what: str) -> Result | None:
         """The rollback of a canary that `what` within the progress deadline of being asked for
         (canaryDeployedAt, recorded now if missing), or None."""
-        deployed = parse(self.get("canaryDeployedAt"))
+        deployed = parse_time(self.get("canaryDeployedAt"))
         if deployed is None:
             self.fields["canaryDeployedAt"] = rfc3339(self.now)
             return None
@@ -449,7 +445,7 @@ class Walk:
             on_route = route.weights(self.o.route).get(service) == 100
             ready = on_route and route.accepted(self.o.route, self.settings.gateway)
             # Stable keeps its pods until the gateway has surely stopped sending it requests.
-            full_since = parse(self.get("stepStartedAt")) or self.now
+            full_since = parse_time(self.get("stepStartedAt")) or self.now
             settle = self.scale_down_delay() - (self.now - full_since).total_seconds()
         if ready and (not final or percent == 100):
             if settle > 0:

@@ -17,7 +17,7 @@ from typing import Any
 from slipway import conditions
 from slipway.api.modelversion import model_version_name
 from slipway.api.trainingjob import TrainingJob
-from slipway.conditions import Cond, rfc3339
+from slipway.conditions import Cond, parse_time, rfc3339
 from slipway.config import Settings
 from slipway.controllers import trainingjob_manifests as m
 from slipway.controllers.base import Create, Delete, Event, Result, invalid
@@ -70,10 +70,6 @@ def preemptions_of(pod: dict[str, Any]) -> int:
         return int((pod["metadata"].get("annotations") or {}).get(m.ANNOTATION_PREEMPTIONS, "0"))
     except ValueError:
         return 0
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 @dataclass
@@ -330,9 +326,9 @@ def running(plan: Plan, workload: dict[str, Any] | None, missing: list[Create], 
     # A gate without a queue name is not Kueue's: nothing here lifts it, so it is shown like a scheduling failure.
     blocked = next((v for v in views if v.state in ("unschedulable", "waiting") or (v.state == "gated" and not queue)),
                    None)  # fmt: skip
-    up = sum(v.state == "running" for v in views)
+    up, gated = sum(v.state == "running" for v in views), any(v.state == "gated" for v in views)
     fields: dict[str, Any] = {"phase": "Running" if up else "Pending"}
-    if views and not plan.status.get("startTime") and not any(v.state == "gated" for v in views):
+    if views and not plan.status.get("startTime") and not gated:
         # After a resume, or once Kueue admitted the gang: activeDeadlineSeconds counts from here.
         fields["startTime"] = rfc3339(now)
     stall = stall_in(blocked, now) if blocked is not None else None
@@ -343,7 +339,7 @@ def running(plan: Plan, workload: dict[str, Any] | None, missing: list[Create], 
         summary = conditions.stalled if stall == 0 else conditions.progressing
         conds = [*summary(blocked.reason, message), *phase_conditions("", blocked.reason, message)]
         result = Result(conds, fields, [Event("Warning", blocked.reason, message)])
-    elif any(v.state == "gated" for v in views):
+    elif gated:
         # Waiting in Kueue's queue is the normal course of things, not a problem: Normal, with Kueue's reason.
         message = queued_message(m.pod_group(plan.job, plan.attempt), queue, workload)
         result = Result(pending_conditions("Queued", message), fields, [Event("Normal", "Queued", message)])
