@@ -18,7 +18,10 @@ the requests the rolled-back version still answered (its answers and its 500s), 
 Prints one JSON object.
 
     .venv/bin/python bench/rollback_time.py [--mode Standard|Serverless] [--regressions 5] [--healthy 5]
-        [--healthy-steps 10:45,50:45]
+        [--healthy-steps 10:45,50:45] [--fail-fraction 0.3] [--latency] [--margin 0.02]
+
+A healthy canary's steps end once the analysis proves it within errorRate.margin (and, with --latency, within
+latency.maxRatio), so they can last longer than their holds.
 """
 
 from __future__ import annotations
@@ -157,7 +160,8 @@ def s3_parts(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int) -> None:
+def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int, analysis: dict[str, Any] | None = None
+            ) -> None:  # fmt: skip
     doc = yaml.safe_load((REPO / "examples" / "rollout.yaml").read_text())
     doc["spec"]["modelVersionRef"]["name"] = target
     doc["spec"]["inferenceService"]["deploymentMode"] = env.mode
@@ -165,7 +169,7 @@ def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int) -
     doc["spec"]["canary"] = {
         "steps": steps,
         "analysis": {"prometheus": {"address": env.cluster.prometheus_url}, "intervalSeconds": interval,
-                     "minRequests": 20, "latency": {"enabled": False}},
+                     "minRequests": 20, "latency": {"enabled": False}} | (analysis or {}),
     }  # fmt: skip
     env.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
 
@@ -286,9 +290,12 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=2)
     parser.add_argument("--scrape", default="1s")
     parser.add_argument("--fail-fraction", type=float, default=0.3)
+    parser.add_argument("--latency", action="store_true", help="latency analysis on at its defaults (users keep it)")
+    parser.add_argument("--margin", type=float, default=0.02, help="errorRate.margin (the default: 2 points)")
     parser.add_argument("--healthy-steps", default="10:45,50:45", help="a healthy canary's steps, weight:holdSeconds, "
                         "long enough for 2,000 requests a step at 50 requests/s")  # fmt: skip
     args = parser.parse_args()
+    analysis = {"errorRate": {"margin": args.margin}} | ({"latency": {"enabled": True}} if args.latency else {})
     healthy_steps = [{"weight": int(w), "holdSeconds": int(h)}
                      for w, h in (step.split(":") for step in args.healthy_steps.split(","))]  # fmt: skip
     rollback_s: list[float] = []
@@ -306,7 +313,7 @@ def main() -> int:
             for i in range(args.regressions):
                 bad = register(env, base, f"cancer-rf-v{100 + i}", 100 + i, args.fail_fraction)
                 applied = time.monotonic()
-                rollout(env, bad, [{"weight": args.canary_weight, "holdSeconds": 300}], args.interval)
+                rollout(env, bad, [{"weight": args.canary_weight, "holdSeconds": 300}], args.interval, analysis)
                 st, samples = follow(env, bad)
                 done = time.monotonic()
                 onset = load.first(500, since=applied)
@@ -334,7 +341,7 @@ def main() -> int:
             for j in range(args.healthy):
                 good = register(env, base, f"cancer-rf-v{200 + j}", 200 + j, None)
                 applied = time.monotonic()
-                rollout(env, good, healthy_steps, args.interval)
+                rollout(env, good, healthy_steps, args.interval, analysis)
                 st, samples = follow(env, good)
                 done = time.monotonic()
                 outcomes.append("promoted" if st.get("stableVersion") == good else "rolled back")
@@ -355,7 +362,8 @@ def main() -> int:
         "settings": {"requests_per_second": args.rps, "achieved_requests_per_second": rate,
                      "canary_weight_percent": args.canary_weight,
                      "analysis_interval_seconds": args.interval, "scrape_interval": args.scrape,
-                     "fail_fraction": args.fail_fraction, "false_rollback_rate_alpha": 0.05},
+                     "fail_fraction": args.fail_fraction, "false_rollback_rate_alpha": 0.05,
+                     "error_rate_margin": args.margin, "latency_analysis": args.latency},
         "rollback_seconds": {"runs": [round(x, 2) for x in rollback_s],
                              "median": round(statistics.median(rollback_s), 2) if rollback_s else None,
                              "max": round(max(rollback_s), 2) if rollback_s else None},
@@ -364,6 +372,7 @@ def main() -> int:
                              "failed_requests": sum(sum(c["failed_requests"].values()) for c in healthy)},
         "split": split_summary(canaries),
         "rollbacks": {"runs": len(regressions),
+                      "regressions_promoted": sum(c["outcome"] == "promoted" for c in regressions),
                       "failures_other_than_the_canary": sum(sum(c["other_failures"].values()) for c in regressions),
                       "canary_requests_after_verdict": sum(c["canary_requests_after_verdict"] for c in regressions),
                       "canary_requests_after_pinned": sum(c.get("canary_requests_after_pinned", 0)

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from slipway import stats
-from slipway.api.rollout import Analysis
+from slipway.api.rollout import Analysis, CustomMetric
 from slipway.stats import Verdict
 
 REQUESTS = "slipway_predictor_requests_total"
@@ -76,7 +76,7 @@ class Side:
 
     requests: float = 0.0
     server_errors: float = 0.0
-    latency_q: float | None = None
+    latency: stats.Histogram = field(default_factory=lambda: stats.Histogram((), (), 0.0))
 
 
 def selector(namespace: str, model: str) -> str:
@@ -127,23 +127,44 @@ async def observe(
         analysis.prometheus.address,
         f"sum by ({by}, {signals.error_label}) (increase({signals.requests}{{{sel}}}[{window}]))",
     )
-    quantiles: list[tuple[dict[str, str], float]] = []
+    buckets: list[tuple[dict[str, str], float]] = []
     if analysis.latency.enabled:
-        quantiles = await query(
-            analysis.prometheus.address,
-            f"histogram_quantile({analysis.latency.quantile}, "
-            f"sum by (le, {by}) (increase({signals.latency}{{{sel}}}[{window}])))",
+        buckets = await query(
+            analysis.prometheus.address, f"sum by (le, {by}) (increase({signals.latency}{{{sel}}}[{window}]))"
         )
     out = {}
     for key, version in sides.items():
         rows = [(m, v) for m, v in counts if m.get(by) == key and not math.isnan(v)]
-        lat = [v for m, v in quantiles if m.get(by) == key and math.isfinite(v)]
         out[version] = Side(
             requests=sum(v for _, v in rows),
             server_errors=sum(v for m, v in rows if signals.is_error(m.get(signals.error_label, ""))),
-            latency_q=lat[0] if lat else None,
+            latency=histogram([(m.get("le", ""), v) for m, v in buckets if m.get(by) == key]),
         )
     return out
+
+
+def histogram(rows: list[tuple[str, float]]) -> stats.Histogram:
+    """A version's cumulative bucket counts (`le`, increase) as a stats.Histogram. increase() extrapolates
+    each series on its own, so counts are made non-decreasing in the bound."""
+    finite: list[tuple[float, float]] = []
+    total = 0.0
+    for le, value in rows:
+        try:
+            bound = float(le)
+        except ValueError:
+            continue
+        if math.isnan(value):
+            continue
+        if math.isinf(bound):
+            total = max(total, value)
+        else:
+            finite.append((bound, value))
+    finite.sort()
+    counts: list[float] = []
+    for _, value in finite:
+        counts.append(max(value, counts[-1] if counts else 0.0))
+    total = max(total, counts[-1] if counts else 0.0)
+    return stats.Histogram(tuple(b for b, _ in finite), tuple(counts), total)
 
 
 async def observe_traefik(
@@ -173,69 +194,117 @@ async def observe_sides(
     return await observe(analysis, PREDICTOR, selector(namespace, model), {v: v for v in versions}, window_s)
 
 
-async def observe_custom(analysis: Analysis, canary: str) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
+async def custom_value(analysis: Analysis, promql: str, version: str) -> float | None:
+    rows = await query(analysis.prometheus.address, promql.replace("{{version}}", version))
+    values = [v for _, v in rows if math.isfinite(v)]
+    return values[0] if values else None
+
+
+async def observe_custom(analysis: Analysis, canary: str, stable: str) -> dict[str, tuple[float | None, float | None]]:
+    """Each custom metric's value for the canary, and for stable where the metric compares the two."""
+    out: dict[str, tuple[float | None, float | None]] = {}
     for metric in analysis.custom_metrics:
-        rows = await query(analysis.prometheus.address, metric.query.replace("{{version}}", canary))
-        values = [v for _, v in rows if math.isfinite(v)]
-        out[metric.name] = values[0] if values else None
+        mine = await custom_value(analysis, metric.query, canary)
+        theirs = await custom_value(analysis, metric.query, stable) if metric.relative_to_stable else None
+        out[metric.name] = (mine, theirs)
     return out
 
 
-def evaluate(analysis: Analysis, canary: Side, stable: Side, custom: dict[str, float | None]) -> Outcome:
-    """Pure: every enabled metric's verdict with its evidence, and the combined verdict."""
-    verdicts: list[Verdict] = []
-    evidence: list[dict[str, Any]] = []
-    notes: list[str] = []
+def judge_custom(metric: CustomMetric, value: float | None, stable: float | None) -> tuple[Verdict, float | None]:
+    """A custom metric's verdict and the figure held against its bounds: its value, or with relativeToStable
+    the canary's value over stable's. A bound, not a statistical test: it spends none of the analysis' alpha."""
+    if value is None or (metric.relative_to_stable and (stable is None or stable == 0)):
+        return "Inconclusive", None
+    figure = value / stable if metric.relative_to_stable and stable else value
+    if (metric.min is not None and figure < metric.min) or (metric.max is not None and figure > metric.max):
+        return "Regressed", figure
+    return "Healthy", figure
+
+
+def tests_that_roll_back(analysis: Analysis) -> int:
+    """The statistical tests that share the analysis' alpha (custom metrics are bounds, not tests)."""
+    return int(analysis.error_rate.enabled) + int(analysis.latency.enabled)
+
+
+def error_rate_evidence(
+    analysis: Analysis, canary: Side, stable: Side, alpha: float
+) -> tuple[Verdict, str, dict[str, Any]]:
+    r = stats.error_rate_test(
+        stats.Proportion(canary.requests, canary.server_errors),
+        stats.Proportion(stable.requests, stable.server_errors),
+        alpha,
+        analysis.min_requests,
+        analysis.error_rate.margin,
+    )
+    return (
+        r.verdict,
+        f"errorRate {r.verdict}: {r.reason}",
+        {
+            "metric": "errorRate",
+            "verdict": r.verdict,
+            "canary": {"samples": round(canary.requests, 1), "value": round(r.canary.rate, 5)},
+            "stable": {"samples": round(stable.requests, 1), "value": round(r.stable.rate, 5)},
+            "effect": round(r.effect, 5),
+            "interval": [round(max(r.interval[0], -1.0), 5), round(min(r.interval[1], 1.0), 5)],
+            "pValue": round(r.p_value, 6),
+            "margin": r.margin,
+            "alpha": round(alpha, 6),
+        },
+    )
+
+
+def latency_evidence(
+    analysis: Analysis, canary: Side, stable: Side, alpha: float
+) -> tuple[Verdict, str, dict[str, Any]]:
+    lat = analysis.latency
+    q = stats.latency_test(canary.latency, stable.latency, lat.quantile, lat.max_ratio, alpha, lat.min_samples)
+
+    def side(h: stats.Histogram, value: float | None, bounds: tuple[float, float]) -> dict[str, Any]:
+        # An unbounded side (no bound proven yet) has no interval: JSON has no infinity.
+        out: dict[str, Any] = {"samples": round(h.total, 1), "value": None if value is None else round(value, 6)}
+        if math.isfinite(bounds[1]):
+            out["interval"] = [bounds[0], bounds[1]]
+        return {k: v for k, v in out.items() if v is not None}
+
+    name = f"latencyP{lat.quantile * 100:g}"
+    return (
+        q.verdict,
+        f"latency p{lat.quantile * 100:g} {q.verdict}: {q.reason}",
+        {
+            "metric": name,
+            "verdict": q.verdict,
+            "canary": side(canary.latency, q.canary, q.canary_bounds),
+            "stable": side(stable.latency, q.stable, q.stable_bounds),
+            "effect": None if q.ratio is None or not math.isfinite(q.ratio) else round(q.ratio, 4),
+            "margin": lat.max_ratio,
+            "alpha": round(alpha, 6),
+        },
+    )
+
+
+def evaluate(
+    analysis: Analysis, canary: Side, stable: Side, custom: dict[str, tuple[float | None, float | None]]
+) -> Outcome:
+    """Pure: every enabled metric's verdict with its evidence, and the combined verdict. The tests that can roll
+    back share falseRollbackRate (stats.split_alpha), so it bounds the whole analysis."""
+    alpha = stats.split_alpha(analysis.false_rollback_rate, tests_that_roll_back(analysis))
+    judged: list[tuple[Verdict, str, dict[str, Any]]] = []
     if analysis.error_rate.enabled:
-        r = stats.error_rate_test(
-            stats.Proportion(canary.requests, canary.server_errors),
-            stats.Proportion(stable.requests, stable.server_errors),
-            analysis.false_rollback_rate,
-            analysis.min_requests,
-        )
-        verdicts.append(r.verdict)
-        notes.append(f"errorRate {r.verdict}: {r.reason}")
-        evidence.append(
-            {
-                "metric": "errorRate",
-                "verdict": r.verdict,
-                "canary": {"samples": round(canary.requests, 1), "value": round(r.canary.rate, 5)},
-                "stable": {"samples": round(stable.requests, 1), "value": round(r.stable.rate, 5)},
-                "effect": round(r.effect, 5),
-                "interval": [round(max(r.interval[0], -1.0), 5), round(min(r.interval[1], 1.0), 5)],
-                "pValue": round(r.p_value, 6),
-            }
-        )
+        judged.append(error_rate_evidence(analysis, canary, stable, alpha))
     if analysis.latency.enabled:
-        lat = analysis.latency
-        q = stats.latency_ratio(canary.latency_q, stable.latency_q, canary.requests, stable.requests,
-                                lat.max_ratio, lat.min_samples)  # fmt: skip
-        verdicts.append(q.verdict)
-        notes.append(f"latency p{lat.quantile * 100:g} {q.verdict}: {q.reason}")
-        evidence.append(
-            {
-                "metric": f"latencyP{lat.quantile * 100:g}",
-                "verdict": q.verdict,
-                "canary": {"samples": round(canary.requests, 1), "value": q.canary},
-                "stable": {"samples": round(stable.requests, 1), "value": q.stable},
-                "effect": None if q.ratio is None or not math.isfinite(q.ratio) else round(q.ratio, 4),
-            }
-        )
+        judged.append(latency_evidence(analysis, canary, stable, alpha))
     for metric in analysis.custom_metrics:
-        value = custom.get(metric.name)
-        if value is None:
-            verdict: Verdict = "Inconclusive"
-        elif (metric.min is not None and value < metric.min) or (metric.max is not None and value > metric.max):
-            verdict = "Regressed"
-        else:
-            verdict = "Healthy"
-        verdicts.append(verdict)
-        notes.append(f"{metric.name} {verdict}: {value}")
-        evidence.append({"metric": metric.name, "verdict": verdict, "canary": {"samples": 0, "value": value},
-                         "stable": {"samples": 0}})  # fmt: skip
-    return Outcome(stats.combine(verdicts), [{k: v for k, v in e.items() if v is not None} for e in evidence],
-                   "; ".join(notes))  # fmt: skip
+        value, theirs = custom.get(metric.name, (None, None))
+        verdict, figure = judge_custom(metric, value, theirs)
+        what = f"{value} vs stable's {theirs}" if metric.relative_to_stable else f"{value}"
+        evidence: dict[str, Any] = {"metric": metric.name, "verdict": verdict, "canary": {"samples": 0, "value": value},
+                                    "stable": {"samples": 0, "value": theirs}, "effect": figure}  # fmt: skip
+        judged.append((verdict, f"{metric.name} {verdict}: {what}", evidence))
+    evidence_list = [{k: v for k, v in e.items() if v is not None} for _, _, e in judged]
+    for e in evidence_list:
+        for key in ("canary", "stable"):
+            e[key] = {k: v for k, v in e[key].items() if v is not None}
+    return Outcome(stats.combine([v for v, _, _ in judged]), evidence_list, "; ".join(n for _, n, _ in judged))
 
 
 async def analyze(
@@ -261,7 +330,7 @@ async def analyze(
             sides = await observe_knative(analysis, namespace, revisions or {}, window_s)
         else:
             sides = await observe_sides(analysis, namespace, model, (canary, stable), window_s)
-        custom = await observe_custom(analysis, canary)
+        custom = await observe_custom(analysis, canary, stable)
     except PrometheusError as e:
         return Outcome("Inconclusive", [], f"Prometheus unavailable, holding: {e}")
     return evaluate(analysis, sides.get(canary, Side()), sides.get(stable, Side()), custom)

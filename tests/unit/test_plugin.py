@@ -454,3 +454,12 @@ def test_no_cluster_end_to_end_is_one_line(tmp_path: Any, capsys: Any) -> None:
     assert cli.main(["get", "rollout", "x", "--kubeconfig", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_evidence_states_the_margin_and_the_alpha_each_test_spent() -> None:
+    errors = {**ERROR_EVIDENCE, "margin": 0.02, "alpha": 0.025}
+    latency = {**LATENCY_EVIDENCE, "margin": 1.5, "alpha": 0.025}
+    obj = ROLLOUTS["progressing"]
+    out = text(render_rollout({**obj, "status": {**obj["status"], "lastEvidence": [errors, latency]}}, NOW, PLAIN))
+    assert "margin 2.00%  alpha 0.025" in out and "max 1.5x  alpha 0.025" in out
+    assert all(len(line) <= 80 for line in out.splitlines())

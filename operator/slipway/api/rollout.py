@@ -102,22 +102,43 @@ class Prometheus(Model):
 
 
 class ErrorRateAnalysis(Model):
-    """Canary vs stable error rate, judged by a sequential test (mSPRT)."""
+    """Canary vs stable server-error rate, judged by an exact sequential test on the request counts."""
 
     enabled: bool = True
+    margin: Annotated[
+        float,
+        Field(
+            default=0.02,
+            ge=0,
+            le=1,
+            description="How much higher than stable's (in rate points: 0.02 is two points) the canary's error rate "
+            "may be. Healthy, which ends a step, needs the always-valid interval of the difference below it; "
+            "Regressed, which rolls back, needs it above 0.",
+        ),
+    ]
 
 
 class LatencyAnalysis(Model):
-    """Canary latency quantile as a ratio of stable's."""
+    """Canary latency quantile against stable's, with always-valid bounds read off the duration histograms."""
 
     enabled: bool = True
     quantile: Annotated[float, Field(default=0.95, gt=0, lt=1)]
-    max_ratio: Annotated[float, Field(default=1.5, gt=1, description="Regressed when canary/stable exceeds this.")]
-    min_samples: Annotated[int, Field(default=100, ge=1)]
+    max_ratio: Annotated[
+        float,
+        Field(
+            default=1.5,
+            gt=1,
+            le=100,
+            description="The margin: Regressed when the canary's quantile is proven above this many times stable's, "
+            "Healthy when proven at most this (at the resolution of the histogram's buckets).",
+        ),
+    ]
+    min_samples: Annotated[int, Field(default=100, ge=1, description="Requests per side before any verdict.")]
 
 
 class CustomMetric(Model):
-    """A PromQL expression with bounds; `{{version}}` is replaced by the canary's version label."""
+    """A PromQL expression with bounds; `{{version}}` is replaced by the canary's version label. A bound, not a
+    statistical test: it spends none of falseRollbackRate, so give it a query already aggregated over a window."""
 
     schema_extra: ClassVar[dict[str, Any]] = {
         "x-kubernetes-validations": [cel("has(self.min) || has(self.max)", "a custom metric needs min or max")]
@@ -127,6 +148,14 @@ class CustomMetric(Model):
     query: Annotated[str, Field(min_length=1, max_length=4096)]
     min: Annotated[float | None, Field(default=None)]
     max: Annotated[float | None, Field(default=None)]
+    relative_to_stable: Annotated[
+        bool,
+        Field(
+            default=False,
+            description="Run the query for stable's version too and hold min/max against canary over stable "
+            "(e.g. max: 1.1 for at most 10 % above stable's value).",
+        ),
+    ]
 
 
 class Analysis(Model):
@@ -151,7 +180,13 @@ class Analysis(Model):
     interval_seconds: Annotated[int, Field(default=10, ge=1, le=3600)]
     false_rollback_rate: Annotated[
         float,
-        Field(default=0.05, gt=0, le=0.5, description="Alpha: highest chance that a healthy canary is rolled back."),
+        Field(
+            default=0.05,
+            gt=0,
+            le=0.5,
+            description="Alpha: highest chance that a healthy canary is rolled back by the analysis as a whole, "
+            "however often it looks; the error-rate and latency tests share it equally.",
+        ),
     ]
     min_requests: Annotated[int, Field(default=20, ge=1, description="Requests per side needed before any verdict.")]
     on_no_data: Annotated[
@@ -241,6 +276,9 @@ Verdict = Literal["Healthy", "Regressed", "Inconclusive"]
 class SideEvidence(Model):
     samples: Annotated[float, Field(ge=0)]
     value: Annotated[float | None, Field(default=None)]
+    interval: Annotated[
+        list[float], Field(default_factory=list, max_length=2, description="Latency: the quantile's bounds (lo, hi].")
+    ]
 
 
 class Evidence(Model):
@@ -251,6 +289,8 @@ class Evidence(Model):
     effect: Annotated[float | None, Field(default=None, description="Canary minus (or over) stable.")]
     interval: Annotated[list[float], Field(default_factory=list, max_length=2, description="Confidence interval.")]
     p_value: Annotated[float | None, Field(default=None)]
+    margin: Annotated[float | None, Field(default=None, description="The tolerance the verdict was judged against.")]
+    alpha: Annotated[float | None, Field(default=None, description="The share of falseRollbackRate this test spends.")]
 
 
 class Decision(Model):

@@ -392,8 +392,9 @@ class Walk:
                 return self.rollback("Rollback", f"no conclusive evidence after {analysis.max_hold_seconds}s more")
             return self.waiting("Paused", f"not enough evidence to promote after {overdue:.0f}s; onNoData=hold: "
                                 f"annotate {PROMOTE} or {ABORT}")  # fmt: skip
-        return self.waiting("CanaryProgressing", f"step {index + 1}/{len(steps)} at {step.weight}%: holding for "
-                            f"evidence ({self.get('lastVerdict') or 'no verdict yet'})")  # fmt: skip
+        verdict = self.get("lastVerdict") or "no verdict yet"
+        return self.waiting("CanaryProgressing", f"step {index + 1}/{len(steps)} at {step.weight}%: holding until "
+                            f"the canary is proven within its margins ({verdict})")  # fmt: skip
 
     def revision_waiting(self) -> Result | None:
         """Serverless mode: a Result waiting for the canary's revision to serve its percent, or None once it does

@@ -96,14 +96,19 @@ def evidence_lines(item: dict[str, Any], style: Style) -> Node:
         interval = item.get("interval") or []
         ci = f"[{pct(interval[0])}, {pct(interval[1])}]" if len(interval) == 2 else "-"
         second = f"effect {pct(item.get('effect'))}  CI {ci}  p {pvalue(item.get('pValue'))}"
-        return Node(head + first, extra=[" " * 28 + second])
+        # What the verdict was judged against, on a line of its own: the terminal is 80 columns.
+        third = [f"margin {pct(item['margin'])}  alpha {num(item.get('alpha'))}"] if isinstance(
+            item.get("margin"), int | float) else []  # fmt: skip
+        return Node(head + first, extra=[" " * 28 + line for line in [second, *third]])
     if metric.startswith("latency"):
         ms = [
             f"{v * 1000:.3g}ms" if isinstance(v, int | float) else "-"
             for v in (canary.get("value"), stable.get("value"))
         ]
-        ratio = num(item.get("effect"))
-        return Node(head + f"canary {ms[0]} n={cn}  stable {ms[1]} n={sn}", extra=[" " * 28 + f"ratio {ratio}"])
+        second = f"ratio {num(item.get('effect'))}"
+        if isinstance(item.get("margin"), int | float):
+            second += f"  max {num(item['margin'])}x  alpha {num(item.get('alpha'))}"
+        return Node(head + f"canary {ms[0]} n={cn}  stable {ms[1]} n={sn}", extra=[" " * 28 + second])
     return Node(head + f"value {num(canary.get('value'))}")
 
 

@@ -22,8 +22,13 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 OUTCOMES = ("ok", "client_error", "server_error")
-# Tabular models answer in about a millisecond; a slow model or an overloaded pod in seconds.
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Tabular models answer in about a millisecond; a slow model or an overloaded pod in seconds. The canary's
+# latency test (slipway.stats.latency_test) resolves a quantile to its buckets, never finer: the E24 series
+# (about 10 % apart, 24 a decade, 1 ms to 10 s) lets it prove a canary within 1.5x of stable (adjacent bounds
+# at most 1.16x apart) where 1-2.5-5 steps could not.
+E24 = (1.0, 1.1, 1.2, 1.3, 1.5, 1.6, 1.8, 2.0, 2.2, 2.4, 2.7, 3.0, 3.3, 3.6, 3.9, 4.3, 4.7, 5.1, 5.6, 6.2, 6.8, 7.5,
+       8.2, 9.1)  # fmt: skip
+DURATION_BUCKETS = (*(round(m * 10.0**e, 6) for e in range(-3, 1) for m in E24), 10.0)
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.10, ..., 1.0
 # Regression outputs have no natural scale: 1-5 steps from 0.1 to 1e5 (SLIPWAY_SCORE_BUCKETS sets others). No
 # negative bounds: prometheus_client leaves out a histogram's _sum when it has any, and the mean prediction
