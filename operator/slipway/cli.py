@@ -24,7 +24,7 @@ log = logging.getLogger("slipway")
 def configure(settings: Settings, kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.watching.server_timeout = 300
-    kopf_settings.peering.name = settings.peering or "slipway"
+    kopf_settings.peering.name = settings.peering_name or "slipway"
     kopf_settings.peering.standalone = not settings.peering
     kopf_settings.peering.mandatory = False
     kopf_settings.peering.clusterwide = not settings.namespaces
@@ -34,11 +34,11 @@ def configure(settings: Settings, kopf_settings: kopf.OperatorSettings) -> None:
 async def ensure_peering(kube: Kube, settings: Settings) -> bool:
     """Create the peering object HA needs; without it (no CRD, no RBAC) run standalone rather than not at all."""
     try:
-        if await kube.ensure_peering(settings.peering, settings.namespaces):
+        if await kube.ensure_peering(settings.peering_name, settings.namespaces):
             return True
         log.warning("Kopf's peering CRDs are not installed: running standalone (no HA)")
     except Exception as e:  # noqa: BLE001 - any API failure here only costs HA, never the operator
-        log.warning("cannot set up peering %r (%s): running standalone (no HA)", settings.peering, e)
+        log.warning("cannot set up peering %r (%s): running standalone (no HA)", settings.peering_name, e)
     return False
 
 
@@ -106,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     # all the log says. slipway logs what it decides itself; Kopf's per-object lines stay for DEBUG.
     if settings.log_level != "DEBUG":
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    log.info("slipway %s starting (namespaces: %s)", __version__, ", ".join(settings.namespaces) or "all")
+    log.info(
+        "slipway %s starting (namespaces: %s; shard: %s; peering: %s)",
+        __version__,
+        ", ".join(settings.namespaces) or "all",
+        settings.shard or "default",
+        settings.peering_name or "none, standalone",
+    )
 
     async def main_async() -> None:
         stop = asyncio.Event()

@@ -6,7 +6,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from slipway import __version__
+from slipway import __version__, sharding
 
 
 def _env(name: str, default: str) -> str:
@@ -33,6 +33,9 @@ class Settings:
     log_format: str = "text"  # SLIPWAY_LOG_FORMAT: text | json
     log_level: str = "INFO"  # SLIPWAY_LOG_LEVEL
     peering: str = "slipway"  # SLIPWAY_PEERING: Kopf peering name for HA; empty = standalone
+    # SLIPWAY_SHARD: the shard this process is (sharding.py): empty = the default shard, which reconciles every
+    # object without the sharding.slipway.dev/key label; a name = only objects labelled with it.
+    shard: str = sharding.DEFAULT_SHARD
     priority: int = 0  # SLIPWAY_PRIORITY: Kopf peering priority of this replica; unset = random (see _priority)
     resync_seconds: float = 60.0  # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object
     # SLIPWAY_VERIFY_SECONDS: how often a verified artifact is asked again (a HEAD; the full sha256 only when its
@@ -61,6 +64,7 @@ class Settings:
             log_format=_env("SLIPWAY_LOG_FORMAT", d.log_format).lower(),
             log_level=_env("SLIPWAY_LOG_LEVEL", d.log_level).upper(),
             peering=_env("SLIPWAY_PEERING", d.peering),
+            shard=_env("SLIPWAY_SHARD", d.shard),
             priority=_priority(os.environ.get("SLIPWAY_PRIORITY", "")),
             resync_seconds=float(_env("SLIPWAY_RESYNC_SECONDS", str(d.resync_seconds))),
             verify_seconds=float(_env("SLIPWAY_VERIFY_SECONDS", str(d.verify_seconds))),
@@ -74,7 +78,13 @@ class Settings:
             gateway=_env("SLIPWAY_GATEWAY", d.gateway),
         )
 
+    @property
+    def peering_name(self) -> str:
+        """The Kopf peering this replica joins: SLIPWAY_PEERING, suffixed with a named shard's name."""
+        return sharding.peering_name(self.peering, self.shard)
+
     def validate(self) -> None:
+        sharding.validate(self.shard)
         if self.log_format not in ("text", "json"):
             raise ValueError(f"SLIPWAY_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if not 0 <= self.http_port < 65536:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import kopf
@@ -26,14 +28,17 @@ from slipway.drift import DriftRuntime, DriftUnavailable
 from slipway.kube import Conflict, Kube
 from slipway.observability import (
     CANARY_WEIGHT,
+    OBJECTS,
     RECONCILE_SECONDS,
     RECONCILES,
     ROLLBACKS,
+    SHARD,
     STATUS_PATCHES,
     VERDICTS,
 )
 from slipway.peering import Leadership
 from slipway.requeue import Requeuer
+from slipway.sharding import owns
 from slipway.storage import S3
 
 log = logging.getLogger(__name__)
@@ -49,11 +54,16 @@ Key = tuple[str, str, str]  # (plural, namespace, name)
 class Runtime:
     """What the handlers share: the API client, the requeue timers, the settings, and the latest body of every
     object as the watch (or our own status patch) delivered it: a resync or a wake reconciles from that, not from
-    a GET per object (the watch keeps it current; a stale one only costs a 409 and a retry)."""
+    a GET per object (the watch keeps it current; a stale one only costs a 409 and a retry).
+
+    Sharded (sharding.py), the watch still delivers every object: those of other shards are only remembered as
+    `foreign`, so a wake for one of them (a pod it owns, a ModelVersion it serves) costs nothing, and an object
+    relabelled away from this shard stops being reconciled here at once."""
 
     def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
         self.bodies: dict[Key, dict[str, Any]] = {}
+        self.foreign: set[Key] = set()
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {
@@ -65,6 +75,37 @@ class Runtime:
                 DriftMonitorController(settings, self.drift),
             )
         }
+        SHARD.labels(settings.shard or "default").set(1)
+        for controller in self.controllers.values():
+            plural = controller.kind.plural
+            OBJECTS.labels(controller.kind.kind, "true").set_function(partial(self._count, self.bodies, plural))
+            OBJECTS.labels(controller.kind.kind, "false").set_function(partial(self._count, self.foreign, plural))
+
+    @staticmethod
+    def _count(keys: Iterable[Key], plural: str) -> float:
+        return float(sum(1 for key in keys if key[0] == plural))
+
+    def owns(self, body: dict[str, Any]) -> bool:
+        """Whether this operator's shard reconciles `body` (its sharding.slipway.dev/key label)."""
+        return owns(self.settings.shard, (body.get("metadata") or {}).get("labels"))
+
+    async def event(self, controller: Controller[Any, Any], type_: str | None, obj: dict[str, Any]) -> None:
+        """One watch event of one of the four kinds: reconcile it when it is this shard's, and wake what depends
+        on it either way (a Rollout of this shard may serve another shard's ModelVersion)."""
+        namespace, name = obj["metadata"].get("namespace") or "", obj["metadata"].get("name") or ""
+        key = (controller.kind.plural, namespace, name)
+        if type_ == "DELETED":
+            self.foreign.discard(key)
+            self.seen(key, None)
+            self.requeue.forget(key)
+            if controller.kind.kind == "DriftMonitor" and self.owns(obj):
+                await self.monitor_deleted(obj)
+            return
+        self.seen(key, obj)
+        if key not in self.foreign:
+            await self.handle(controller, obj)
+        for kind, other in related(controller.kind.kind, obj):
+            self.wake(kind, namespace, other)
 
     async def monitor_deleted(self, body: dict[str, Any]) -> None:
         """Forget the monitor's windows in the drift runtime (best effort: no finalizer guards them, they hold no
@@ -86,21 +127,32 @@ class Runtime:
         """Reconcile an object soon because something it owns changed (debounced per object)."""
         controller = self.controllers[kind]
         key = (controller.kind.plural, namespace, name)
+        if key in self.foreign:  # another shard's: its own operator wakes it
+            return
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
     async def handle(self, controller: Controller[Any, Any], body: dict[str, Any]) -> None:
         meta = body["metadata"]
         key = (controller.kind.plural, meta["namespace"], meta["name"])
+        if not self.owns(body):  # read back by a wake, or relabelled since the timer was set
+            self.seen(key, body)
+            return
         async with self.requeue.lock(key):
             delay = await self._pass(controller, body)
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
     def seen(self, key: Key, body: dict[str, Any] | None) -> None:
-        """The watch delivered `body` for `key` (None: deleted)."""
+        """The watch delivered `body` for `key` (None: deleted). Another shard's object is only remembered as
+        such, and forgotten here if it was ours until now."""
         if body is None:
             self.bodies.pop(key, None)
-        else:
+        elif self.owns(body):
+            self.foreign.discard(key)
             self.bodies[key] = body
+        else:
+            self.foreign.add(key)
+            self.bodies.pop(key, None)
+            self.requeue.forget(key)
 
     async def _refetch(self, controller: Controller[Any, Any], key: tuple[str, str, str]) -> None:
         if not await self.leadership.active():
@@ -177,20 +229,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
 def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, controller.kind.plural, registry=registry, id=f"reconcile-{controller.kind.plural}")
-    async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        namespace = body.metadata.namespace or ""
-        key = (controller.kind.plural, namespace, body.metadata.name or "")
-        if event["type"] == "DELETED":
-            runtime.seen(key, None)
-            runtime.requeue.forget(key)
-            if controller.kind.kind == "DriftMonitor":
-                await runtime.monitor_deleted(dict(event["object"]))
-            return
-        obj: dict[str, Any] = dict(event["object"])
-        runtime.seen(key, obj)
-        await runtime.handle(controller, obj)
-        for kind, name in related(controller.kind.kind, obj):
-            runtime.wake(kind, namespace, name)
+    async def on_event(event: kopf.RawEvent, **_: Any) -> None:
+        # Every object, not a Kopf label filter: an object relabelled to another shard must be forgotten here.
+        await runtime.event(controller, event["type"], dict(event["object"]))
 
 
 def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:

@@ -18,6 +18,12 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 STATUS_PATCHES = Counter("slipway_status_patches_total", "Status patches sent, by kind.", ["kind"])
+SHARD = Gauge("slipway_shard_info", "1, labelled with the shard this operator is (its SLIPWAY_SHARD).", ["shard"])
+OBJECTS = Gauge(
+    "slipway_objects",
+    "Objects the watch delivered, by kind: this shard's (owned=true, reconciled here) or other shards' (skipped).",
+    ["kind", "owned"],
+)
 UP = Gauge("slipway_operator_ready", "1 once the operator watches its resources.")
 CANARY_WEIGHT = Gauge("slipway_rollout_canary_weight", "Percent of traffic on the canary.", ["namespace", "rollout"])
 VERDICTS = Counter("slipway_rollout_verdicts_total", "Canary analysis verdicts.", ["namespace", "rollout", "verdict"])

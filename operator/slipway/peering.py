@@ -52,7 +52,7 @@ class Leadership:
             return self._active
         self._checked = time.monotonic()
         try:
-            peers = await self.kube.peers(self.settings.peering, self.settings.namespaces)
+            peers = await self.kube.peers(self.settings.peering_name, self.settings.namespaces)
         except Exception:  # noqa: BLE001 - a failed read must not stop reconciling
             return True
         self._active = peers is None or is_active(peers, self.settings.priority, datetime.now(UTC))

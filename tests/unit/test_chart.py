@@ -170,6 +170,7 @@ def test_ci_files_cover_the_variants() -> None:
         "ha-values",
         "monitoring-values",
         "networkpolicy-values",
+        "sharded-values",
     } <= names
 
 
@@ -376,6 +377,7 @@ def test_network_policies_admit_only_port_8080(helm: str) -> None:
         (("replicas=2",), ("operator.peering=",), r"\boperator\W+peering\b"),  # more than one needs peering
         ((), ("operator.logFormat=xml",), r"\boperator\W+logFormat\b"),
         ((), ("rbac.secretNames={Bad_Name}",), r"\brbac\W+secretNames\b"),
+        (("shards={b}",), ("shards={Bad_Name}",), r"\bshards\b"),  # a shard name is a DNS label
     ],
 )
 def test_schema_rejects_bad_values(helm: str, base: tuple[str, ...], bad: tuple[str, ...], field: str) -> None:
@@ -389,3 +391,55 @@ def test_schema_rejects_bad_values(helm: str, base: tuple[str, ...], bad: tuple[
     assert control.returncode == 0, control.stderr  # without the bad value the same template renders
     proc = template(*base, *bad)
     assert proc.returncode != 0 and re.search(field, proc.stderr), proc.stderr
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_each_shard_gets_its_own_operator_and_peering_with_the_same_rbac(helm: str) -> None:
+    """shards: one Deployment (+ Service, PodDisruptionBudget) per named shard besides the default one, each
+    told its shard; no Deployment's selector takes another's pods; RBAC and ServiceAccount are shared."""
+    values = CHART / "ci" / "sharded-values.yaml"
+    docs = render(helm, values)
+    names = {"slipway": None, "slipway-shard-b": "b", "slipway-shard-gpu-team": "gpu-team"}
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] in names}
+    assert deployments.keys() == names.keys()
+    assert one(docs, "Deployment", "slipway-drift")  # one drift runtime for every shard
+    for name, shard in names.items():
+        spec = deployments[name]["spec"]
+        pod = spec["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env.get("SLIPWAY_SHARD") == shard, name  # the default shard gets no SLIPWAY_SHARD at all
+        assert env["SLIPWAY_PEERING"] == "slipway"  # the operator appends -shard-<name> (sharding.peering_name)
+        assert pod["serviceAccountName"] == "slipway" and spec["replicas"] == 2
+        pods = spec["template"]["metadata"]["labels"]
+        for other, d in deployments.items():
+            assert selects(d["spec"]["selector"]["matchLabels"], pods) == (other == name), (other, name)
+        service = one(docs, "Service", name)
+        assert selects(service["spec"]["selector"], pods)
+        assert not any(selects(service["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+                       for other, d in deployments.items() if other != name)  # fmt: skip
+        assert selects(one(docs, "PodDisruptionBudget", name)["spec"]["selector"]["matchLabels"], pods)
+        assert selects(one(docs, "NetworkPolicy", name)["spec"]["podSelector"]["matchLabels"], pods)
+        drift_from = one(docs, "NetworkPolicy", "slipway-drift")["spec"]["ingress"][0]["from"]
+        assert any(selects(p.get("podSelector", {}).get("matchLabels", {"": ""}), pods) for p in drift_from), name
+    rules = {r["alert"] + str(r.get("labels", {}).get("shard", "")): r["expr"]
+             for r in one(docs, "PrometheusRule", "slipway")["spec"]["groups"][0]["rules"]}  # fmt: skip
+    assert 'job="slipway-shard-b"' in rules["SlipwayOperatorDownb"]
+    assert 'job="slipway-shard-gpu-team"' in rules["SlipwayOperatorDowngpu-team"]
+
+    def rbac(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kinds = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount")
+        return [d for d in docs if d["kind"] in kinds]
+
+    assert rbac(docs) == rbac(render(helm, sets=("replicas=2",)))
+
+
+def test_without_shards_the_chart_renders_as_before(helm: str) -> None:
+    """The default shard is the unsharded install: `shards: []` adds nothing and names nothing differently."""
+    docs = render(helm)
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["slipway", "slipway-drift"]
+    env = {e["name"] for e in one(docs, "Deployment", "slipway")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SLIPWAY_SHARD" not in env and "SLIPWAY_PEERING" in env
+    # deploy/ (the default render, test_generated_files_are_fresh) holds the rest: it did not change.

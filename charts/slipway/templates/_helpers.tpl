@@ -100,3 +100,29 @@ fsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* An operator shard's names and labels, from (dict "root" $ "shard" name); shard "" is the default shard, whose
+objects keep the unsharded names and labels. A named shard's pods are component operator-shard, so no two
+Deployments' selectors overlap. */}}
+{{- define "slipway.operator.fullname" -}}
+{{- if .shard -}}
+{{- printf "%s-shard-%s" (include "slipway.fullname" .root) .shard -}}
+{{- else -}}
+{{- include "slipway.fullname" .root -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "slipway.operator.shardLabels" -}}
+{{- if .shard -}}
+app.kubernetes.io/component: operator-shard
+slipway.dev/shard: {{ .shard }}
+{{- else -}}
+app.kubernetes.io/component: operator
+{{- end -}}
+{{- end -}}
+
+{{- define "slipway.operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "slipway.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{ include "slipway.operator.shardLabels" . }}
+{{- end -}}

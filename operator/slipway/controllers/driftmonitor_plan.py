@@ -11,6 +11,7 @@ from typing import Any
 from slipway.api.common import API_VERSION
 from slipway.api.driftmonitor import DriftMonitor
 from slipway.conditions import rfc3339
+from slipway.sharding import shard_labels, shard_of
 
 MONITOR_LABEL = "slipway.dev/drift-monitor"
 REASON, WINDOW, DRIFTED_VERSION, P_VALUE = (
@@ -168,7 +169,12 @@ def retrain_job(dm: DriftMonitor, name: str, window: dict[str, Any], reason: str
         "kind": "TrainingJob",
         "metadata": {
             "name": name,
-            "labels": {MONITOR_LABEL: dm.metadata["name"], "app.kubernetes.io/managed-by": "slipway"},
+            "labels": {
+                MONITOR_LABEL: dm.metadata["name"],
+                "app.kubernetes.io/managed-by": "slipway",
+                # The monitor's shard reconciles its retraining jobs (and so their ModelVersions).
+                **shard_labels(shard_of(dm.metadata.get("labels"))),
+            },
             "annotations": {
                 REASON: reason[:1024],
                 WINDOW: str(window.get("seq", "")),

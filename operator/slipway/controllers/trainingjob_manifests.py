@@ -13,6 +13,7 @@ from slipway.api.common import API_VERSION
 from slipway.api.modelversion import model_version_name
 from slipway.api.trainingjob import TrainingJob
 from slipway.config import Settings
+from slipway.sharding import shard_labels, shard_of
 from slipway.storage import join_uri
 
 LABEL_JOB = "slipway.dev/training-job"
@@ -309,7 +310,13 @@ def model_version(job: TrainingJob, manifest: dict[str, Any], version: int, sett
         "kind": "ModelVersion",
         "metadata": {
             "name": model_version_name(spec.model_name, version),
-            "labels": {LABEL_MODEL: spec.model_name, LABEL_JOB: meta["name"], LABEL_JOB_UID: meta.get("uid", "")},
+            # The job's shard reconciles its ModelVersion too: a model's lineage stays in one shard.
+            "labels": {
+                LABEL_MODEL: spec.model_name,
+                LABEL_JOB: meta["name"],
+                LABEL_JOB_UID: meta.get("uid", ""),
+                **shard_labels(shard_of(meta.get("labels"))),
+            },
         },
         "spec": prune(mv_spec),
     }
