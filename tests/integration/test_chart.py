@@ -18,11 +18,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from slipway.peering import alive, is_active
 
 from tests.conftest import REPO, REQUIRE_CLUSTER, Kubectl, Operator, wait_for
 from tests.integration.test_training import phase_is
@@ -395,15 +397,40 @@ def test_two_replicas_of_the_chart_leave_exactly_one_active(
     env.pop("SLIPWAY_DRIFT_URL", None)
     kubeconfig = token_kubeconfig(cluster, inst, tmp_path / "sa.kubeconfig")
     ops = [OperatorAs(cluster, tmp_path, kubeconfig, **env).start() for _ in range(2)]
+    kubectl = Kubectl(cluster, inst.watched)
     try:
-        wait_for(
-            "peering to settle",
-            lambda: any("Pausing" in op.log_path.read_text() for op in ops),
-            timeout=30,
-        )
+        # Both replicas present in Kopf's peering object, with the random priorities the chart leaves them:
+        # by Kopf's rule (slipway.peering.is_active), exactly one of them is the active one.
+        peers = wait_for("both replicas in the peering", lambda: live_peers(kubectl, env["SLIPWAY_PEERING"], 2))
+        priorities = [int(p["priority"]) for p in peers.values()]
+        now = datetime.now(UTC)
+        assert sum(is_active(peers, priority, now) for priority in priorities) == 1, peers
+
+        # And exactly one reconciles: each change of a ModelVersion's spec is handled by one replica alone.
+        kubectl.apply(EXAMPLES / "modelversion.yaml")
+        wait_for("example ModelVersion reconciled", reconciled(kubectl, "modelversion", "cancer-rf-v1"))
+        changes = iter(range(1, 1000))
+
+        def one_replica_reconciles() -> bool:
+            before = [op.metric("slipway_reconcile_total", kind="ModelVersion") for op in ops]
+            patch = {"spec": {"metrics": {"accuracy": 0.9 + next(changes) / 10000}}}
+            kubectl("patch", "modelversion", "cancer-rf-v1", "--type=merge", "-p", json.dumps(patch))
+            wait_for("the change reconciled", reconciled(kubectl, "modelversion", "cancer-rf-v1"))
+            after = [op.metric("slipway_reconcile_total", kind="ModelVersion") for op in ops]
+            return sum(a > b for a, b in zip(after, before, strict=True)) == 1
+
+        # Kopf pauses the standby when it sees the other's keepalive: until then both may take a change.
+        wait_for("the peering to pause the standby", one_replica_reconciles)
+        assert all(one_replica_reconciles() for _ in range(3)), "both replicas reconcile"
+        assert all(op.alive() for op in ops)
     finally:
         for op in ops:
             op.stop()
-    logs = [op.log_path.read_text() for op in ops]
-    assert not any("Pausing all operators" in log for log in logs), "both replicas paused"
-    assert sum("Pausing operations in favour of" in log for log in logs) == 1
+
+
+def live_peers(kubectl: Kubectl, name: str, count: int) -> dict[str, Any] | None:
+    """The peering object's live peers (peer id: priority, lifetime, lastseen), once there are `count`."""
+    status = (kubectl.get("kopfpeering", name) or {}).get("status") or {}
+    now = datetime.now(UTC)
+    live = {k: v for k, v in status.items() if isinstance(v, dict) and alive(v, now)}
+    return live if len(live) == count else None

@@ -161,7 +161,10 @@ def test_unknown_image_backs_off(cluster: Cluster, ns: str) -> None:
 
     waiting = wait_for(f"{name} ImagePullBackOff", backing_off)
     assert "not available to the local executor" in waiting["message"]
-    time.sleep(1.5)  # kwok's pod-ready stage, were it to apply, would have made it Running by now
+    # A pod of kwok's own (no executor label) created after it: once kwok's pod-ready stage has made that one
+    # Running, the stage has had its turn at ours too.
+    control = create_pod(cluster, ns, {"image": "docker.io/library/nginx:1.27"}, labels={})
+    wait_for(f"kwok's {control} Running", phase_in(cluster, ns, control, "Running"))
     pod = get_pod(cluster, ns, name) or {}
     # The pod's sandbox (its network namespace) comes before the image, as with a kubelet.
     assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"].startswith("198.18.")
