@@ -196,9 +196,11 @@ class Operator:
             return None
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of a Prometheus sample over series matching `labels`."""
+        """Sum of a Prometheus sample over series matching `labels`. An operator whose /metrics does not answer
+        fails the test: reading it as 0 would let a "nothing happened" assertion pass by accident."""
+        text = wait_for("the operator's /metrics", lambda: self.alive() and self.http("/metrics"), timeout=30)
         total = 0.0
-        for line in (self.http("/metrics") or "").splitlines():
+        for line in text.splitlines():
             series = line.startswith(name + "{") or line.startswith(name + " ")
             if series and all(f'{k}="{v}"' in line for k, v in labels.items()):
                 total += float(line.rsplit(" ", 1)[1])

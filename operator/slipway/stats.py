@@ -70,7 +70,10 @@ def lbeta(a: float, b: float) -> float:
 def log_marginal(x: float, n: float) -> float:
     """Log of the likelihood averaged over the Beta prior: the mixture numerator of every e-process here."""
     a, b = PRIOR
-    return lbeta(a + x, b + n - x) - lbeta(a, b)
+    return lbeta(a + x, b + n - x) - LBETA_PRIOR
+
+
+LBETA_PRIOR = lbeta(*PRIOR)
 
 
 def rate_log_e(x: float, n: float, p0: float) -> float:
@@ -199,7 +202,7 @@ def quantile_bounds(h: Histogram, q: float, alpha: float) -> tuple[float, float]
         return 0.0, math.inf
     tail, threshold = 1.0 - q, math.log(max(len(h.bounds), 1) / alpha)
     shares = [(bound, h.total - count) for bound, count in zip(h.bounds, h.counts, strict=True)]
-    # The further a bound's share is from the tail, the stronger the evidence: scan from the far end inwards.
+    # From the quantile outwards: the first bound proven on each side is the tightest bound.
     above = [(b, x) for b, x in reversed(shares) if x / h.total > tail]
     below = [(b, x) for b, x in shares if x / h.total < tail]
     lo = next((b for b, x in above if rate_log_e(x, h.total, tail) >= threshold), 0.0)

@@ -53,6 +53,30 @@ def test_regressions_beyond_the_margins_are_never_promoted(table: dict[str, stat
         assert table[label].promoted == 0 and table[label].rolled_back > 0.95
 
 
+def whole_analysis_rolls_back(rng: np.random.Generator, p: float, rps: float, share: float, looks: int) -> bool:
+    """An A/A canary under the whole default analysis (error rate and latency sharing alpha, latency skewed and
+    bucketed as the predictor's histogram), looked at every 10 s and never stopped early."""
+    c, s = stats_sim.Side(), stats_sim.Side()
+    probs = stats_sim.bucket_probabilities(1.0)
+    for _ in range(looks):
+        c.add(rng, int(rng.poisson(rps * share * 10)), p, probs)
+        s.add(rng, int(rng.poisson(rps * (1 - share) * 10)), p, probs)
+        if stats_sim.verdict(stats_sim.DEFAULTS, c, s) == "Regressed":
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("p", "rps", "share"), [(0.0, 10, 0.1), (0.01, 50, 0.1), (0.05, 200, 0.5)])
+def test_the_whole_analysis_rolls_back_at_most_alpha_of_healthy_canaries_however_often_it_looks(
+    p: float, rps: float, share: float
+) -> None:
+    # 3 x 400 A/A canaries at three traffic levels and base rates, 30 looks each whatever the verdict.
+    rng = np.random.default_rng(int(p * 1000 + rps))
+    runs = 400
+    rolled_back = sum(whole_analysis_rolls_back(rng, p, rps, share, 30) for _ in range(runs))
+    assert rolled_back / runs <= ALPHA + sampling_error(ALPHA, runs)
+
+
 def look_forever(rng: np.random.Generator, p: float, rps: float, share: float, looks: int) -> bool:
     """An A/A canary looked at every 10 s and never stopped early: whether the error-rate test ever rejects."""
     c = s = Proportion(0, 0)
