@@ -13,7 +13,7 @@ DEMO_DIR := .demo
 PYTEST = $(VENV)/bin/pytest $(1) || { rc=$$?; if [ $$rc = 5 ]; then echo "pytest collected no tests in $(1)" >&2; fi; exit $$rc; }
 # pip's cache stays in the home directory (its default), shared by CI runs and later work.
 
-.PHONY: help deps system-deps controlplane serving kserve-python knative knative-sources kueue kueue-sources helm generate check-generated lint unit integration test \
+.PHONY: help deps system-deps controlplane serving kserve-python knative knative-sources kueue kueue-sources argo-rollouts argo-rollouts-sources helm generate check-generated lint unit integration test \
         cluster-up cluster-down demo demo-down clean
 
 help:
@@ -62,6 +62,16 @@ knative-sources:
 kueue:
 	bash hack/build-kueue.sh
 
+# Argo Rollouts' controller (hack/argo-rollouts), for bench/compare_argo.py only: neither `test` nor `demo`
+# builds it (`python -m localcluster up --argo-rollouts` runs its analysis controller).
+argo-rollouts:
+	bash hack/build-argo-rollouts.sh
+
+# Argo Rollouts' module source (its manifests/: CRDs and RBAC, read by hack/localcluster/argo.py and its unit
+# tests); the controller itself is built only for the bench (`make argo-rollouts`).
+argo-rollouts-sources:
+	cd hack/argo-rollouts && go mod download github.com/argoproj/argo-rollouts
+
 # Kueue's module source (its config/ YAML, read by hack/localcluster/kueue.py and its tests).
 kueue-sources:
 	cd hack/kueue && go mod download sigs.k8s.io/kueue
@@ -84,13 +94,13 @@ lint: deps check-generated
 	$(VENV)/bin/mypy --strict runtimes/drift/slipway_drift
 	$(VENV)/bin/shellcheck hack/*.sh
 
-unit: deps helm knative-sources kueue-sources
+unit: deps helm knative-sources kueue-sources argo-rollouts-sources
 	$(call PYTEST,tests/unit)
 
 integration: deps system-deps controlplane serving kserve-python knative kueue helm
 	SLIPWAY_REQUIRE_CLUSTER=1 $(call PYTEST,tests/integration tests/e2e)
 
-test: lint system-deps controlplane serving kserve-python knative kueue helm knative-sources kueue-sources
+test: lint system-deps controlplane serving kserve-python knative kueue helm knative-sources kueue-sources argo-rollouts-sources
 	SLIPWAY_REQUIRE_CLUSTER=1 $(call PYTEST,tests)
 
 cluster-up: deps system-deps controlplane serving kserve-python knative kueue

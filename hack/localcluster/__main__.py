@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run Kueue's manager (in a network namespace of its own) with its CRDs and webhooks: pods naming a "
         "LocalQueue are admitted by it; built by hack/build-kueue.sh; an `up` without it stops it",
     )
+    up.add_argument(
+        "--argo-rollouts",
+        action="store_true",
+        help="run Argo Rollouts' analysis controller (in a network namespace of its own) with its CRDs, for "
+        "bench/compare_argo.py; built by hack/build-argo-rollouts.sh; an `up` without it stops it (its CRDs stay, "
+        "and with them kubectl's `rollout` means Argo's: name slipway's `mro` or rollouts.slipway.dev)",
+    )
     up.add_argument("--scrape-interval", default="1s", help="Prometheus scrape interval (default 1s)")
     down = sub.add_parser("down", parents=[common], help="stop the cluster's processes")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         serving=getattr(args, "serving", False),
         knative=getattr(args, "knative", False),
         kueue=getattr(args, "kueue", False),
+        argo_rollouts=getattr(args, "argo_rollouts", False),
         scrape_interval=getattr(args, "scrape_interval", "1s"),
     )
     try:

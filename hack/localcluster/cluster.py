@@ -29,6 +29,8 @@ from localexec.podnet import unreachable_routes
 from . import components, kubeconfig, nodes
 from . import prometheus as prom
 from .api import Api, ApiError
+from .argo import PROCESS as ARGO_CONTROLLER
+from .argo import ArgoStack
 from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, KWOK, PROMETHEUS, SCHEDULER
 from .knative_stack import ALL_PROCESSES as KNATIVE
 from .knative_stack import KnativeStack
@@ -54,7 +56,7 @@ START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
 # The optional processes are always in the first group: one started by an earlier `up` is
 # stopped even when this Cluster was made without it.
-OPTIONAL = (EXECUTOR, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE, KUEUE_MANAGER)
+OPTIONAL = (EXECUTOR, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE, KUEUE_MANAGER, ARGO_CONTROLLER)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
 HACK_DIR = Path(__file__).resolve().parents[1]
 
@@ -92,6 +94,8 @@ class Cluster:
     KServe's Serverless mode, its services reached through `knative_url`.
     `kueue` (default off) runs Kueue's manager (hack/localcluster/kueue_stack.py): its CRDs and
     webhooks, batch admission of pods that name a LocalQueue.
+    `argo_rollouts` (default off) runs Argo Rollouts' analysis controller (hack/localcluster/argo.py) with its
+    CRDs: AnalysisRuns are measured and judged by Argo's own code (bench/compare_argo.py).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Cluster:
         serving: bool = False,
         knative: bool = False,
         kueue: bool = False,
+        argo_rollouts: bool = False,
         scrape_interval: str = "1s",
         prometheus_binary: Path | str | None = None,
         log: Callable[[str], None] = _stderr_log,
@@ -133,6 +138,7 @@ class Cluster:
         self.serving = serving
         self.knative = knative
         self.kueue = kueue
+        self.argo_rollouts = argo_rollouts
         wanted = {
             **dict.fromkeys(KNATIVE, knative),
             EXECUTOR: executor,
@@ -140,6 +146,7 @@ class Cluster:
             TRAEFIK: serving,
             KSERVE_MANAGER: serving,
             KUEUE_MANAGER: kueue,
+            ARGO_CONTROLLER: argo_rollouts,
         }
         self.start_order = START_ORDER + tuple(name for name in OPTIONAL if wanted[name])
         self.log = log
@@ -279,6 +286,8 @@ class Cluster:
                 self._phase(timings, "kueue", lambda: KueueStack(self).start(deadline))
             if self.serving:
                 self._phase(timings, "kserve", lambda: Stack(self).start(deadline))
+            if self.argo_rollouts:
+                self._phase(timings, "argo-rollouts", lambda: ArgoStack(self).start(deadline))
             if self.prometheus:
                 self._phase(timings, "prometheus", self._start_prometheus)
             self._phase(timings, "ready", lambda: self._wait_usable(deadline))

@@ -138,6 +138,7 @@ class StateDir:
         self.traefik = root / "traefik"  # Traefik's home and kubeconfig
         self.knative = root / "knative"  # Knative's processes' homes, kubeconfigs, hosts file, CRDs
         self.kueue = root / "kueue"  # Kueue's manager: its configuration, certificates, kubeconfig, CRDs
+        self.argo_rollouts = root / "argo-rollouts"  # Argo Rollouts' analysis controller: its home and kubeconfig
         self.sysnet = root / "sysnet"  # addresses of the components run in network namespaces
         self.kube_cache = root / "kube-cache"
         self.settings = root / "cluster.json"
