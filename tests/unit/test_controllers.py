@@ -116,6 +116,52 @@ async def test_a_refused_write_becomes_a_stalled_condition_and_keeps_the_status(
     assert "requires a model change" in stalled["message"]
 
 
+async def test_an_object_deleted_during_its_pass_is_not_a_failed_pass() -> None:
+    """Found by the fuzz campaign (tests/integration/test_fuzz.py): a TrainingJob deleted between the read and the
+    status patch failed its pass with the patch's 404 (slipway_reconcile_total{outcome="error"}, a traceback, a
+    retry 10 s later). A 404 on the guarded writes is Gone, and reconcile() ends the pass quietly."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from slipway.api import DriftMonitor
+    from slipway.controllers.base import SetFinalizers, reconcile
+    from slipway.kube import Conflict, Gone
+    from slipway.kube.client import Kube
+
+    async def status(code: int) -> None:
+        raise ApiException(status=code, reason="x")
+
+    with pytest.raises(Gone):
+        await Kube._guarded(status(404), "driftmonitors/ns/dm")
+    with pytest.raises(Conflict):
+        await Kube._guarded(status(409), "driftmonitors/ns/dm")
+    with pytest.raises(ApiException):
+        await Kube._guarded(status(500), "driftmonitors/ns/dm")
+
+    class Deciding:
+        kind = DriftMonitor
+
+        async def observe(self, obj: Any, kube: Any) -> Any:
+            return None
+
+        def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
+            return Result(invalid(["x"]).conditions, actions=[SetFinalizers(("f",))])
+
+    class Deleted(StatusApi):
+        finalizers = 0
+
+        async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
+            raise Gone(f"{plural}/{ns}/{name} was deleted since it was read")
+
+        async def set_finalizers(self, *args: Any) -> None:
+            self.finalizers += 1
+
+    body = {"apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor",
+            "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
+            "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}}}  # fmt: skip
+    api = Deleted()
+    result = await reconcile(Deciding(), body, api, NOW)  # type: ignore[arg-type]
+    assert not result.patched and api.events == [] and api.finalizers == 0
+
+
 async def test_a_resync_reconciles_the_body_the_watch_delivered_without_a_get() -> None:
     """Issue 13: at idle every object was re-read from the API at every resync. The runtime keeps the latest
     body (the watch's, or the one its own status patch returned) and reconciles from it; only an object it has

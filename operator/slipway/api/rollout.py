@@ -90,7 +90,8 @@ class CanaryStep(Model):
         ]
     }
 
-    weight: Annotated[int, Field(description="Percent of traffic on the canary (1-100).")]
+    # The bounds here too, not only in Canary's rule: a refusal then names the step's weight itself.
+    weight: Annotated[int, Field(ge=1, le=100, description="Percent of traffic on the canary (1-100).")]
     hold_seconds: Annotated[int | None, Field(default=None, ge=0, le=86400)]
     manual_gate: Annotated[bool | None, Field(default=None, description="Wait for the slipway.dev/promote annotation.")]
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from slipway import conditions
 from slipway.api.kind import Kind
 from slipway.conditions import Cond
-from slipway.kube import Forbidden, Kube, ObjectRef, Rejected
+from slipway.kube import Forbidden, Gone, Kube, ObjectRef, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +162,22 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
         result = rejected(str(e))
     old = body.get("status") or {}
     new = desired_status(old, result, meta.get("generation"), now)
+    try:
+        await write(controller.kind.plural, ref, old, new, result, kube, now)
+    except Gone:
+        # Deleted while this pass ran (the fuzz campaign found it: the pass failed with a 404 and was retried):
+        # nothing is left to write, and the watch's DELETED event forgets the object.
+        log.debug("%s %s/%s was deleted during its reconcile", controller.kind.kind, ref.namespace, ref.name)
+    return result
+
+
+async def write(
+    plural: str, ref: ObjectRef, old: dict[str, Any], new: dict[str, Any], result: Result, kube: Kube, now: datetime
+) -> None:
+    """The status patch (when it changed), its Events, then the finalizers."""
     rv = ref.resource_version
     if new != old:
-        patched = await kube.patch_status(controller.kind.plural, ref.namespace, ref.name, merge_diff(old, new), rv)
+        patched = await kube.patch_status(plural, ref.namespace, ref.name, merge_diff(old, new), rv)
         rv, result.patched, result.body = patched["metadata"]["resourceVersion"], True, patched
         # Events describe transitions, so they go out only with a status change: a resync never repeats them.
         for ev in result.events:
@@ -172,8 +185,7 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
     for action in result.actions:
         # After the status patch, with its resourceVersion: a finalizer change must not race the status.
         if isinstance(action, SetFinalizers):
-            await kube.set_finalizers(controller.kind.plural, ref.namespace, ref.name, list(action.finalizers), rv)
-    return result
+            await kube.set_finalizers(plural, ref.namespace, ref.name, list(action.finalizers), rv)
 
 
 async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kube) -> bool:

@@ -32,6 +32,10 @@ class Conflict(Exception):
     """The object changed since it was read (HTTP 409); reconcile again from a fresh read."""
 
 
+class Gone(Exception):
+    """The object was deleted since it was read (HTTP 404 on a write to it): there is nothing left to write."""
+
+
 class Forbidden(Exception):
     """The operator's RBAC does not allow a read it needs (HTTP 403); the message says which."""
 
@@ -264,12 +268,15 @@ class Kube:
 
     @staticmethod
     async def _guarded(call: Any, what: str) -> Any:
-        """A write that carries a resourceVersion: a 409 means the object moved on, reconcile again."""
+        """A write that carries a resourceVersion: a 409 means the object moved on, reconcile again; a 404 that
+        it was deleted meanwhile (its deletion is the watch's news, not a failed pass)."""
         try:
             return await call
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{what} changed since it was read") from e
+            if e.status == 404:
+                raise Gone(f"{what} was deleted since it was read") from e
             raise
 
     def _plain(self, obj: Any) -> dict[str, Any]:
