@@ -44,6 +44,8 @@ def loads(body: bytes, where: str = "body") -> Any:
         raise
     except (ValueError, UnicodeDecodeError) as e:
         raise EventError("malformed", f"{where}: invalid JSON ({type(e).__name__})") from None
+    except RecursionError:  # thousands of nested brackets: no inference body is shaped like that
+        raise EventError("malformed", f"{where}: invalid JSON (nested too deeply)") from None
 
 
 def parse_cloudevent(headers: Mapping[str, str], content_type: str, body: bytes) -> tuple[str, Any]:

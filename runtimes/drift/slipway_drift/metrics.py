@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-REJECT_REASONS = ("malformed", "unknown_monitor", "unknown_version", "too_large", "unsupported_type")
+REJECT_REASONS = ("malformed", "unknown_monitor", "unknown_version", "too_large", "too_slow", "unsupported_type")
 _MV = ("namespace", "monitor", "version")
 
 

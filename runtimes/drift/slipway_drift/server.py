@@ -22,14 +22,30 @@ from slipway_drift.store import MonitorStore
 
 log = logging.getLogger("slipway_drift")
 DEFAULT_MAX_BODY = 1 << 20
-STATUS = {"malformed": 400, "unsupported_type": 400, "unknown_monitor": 404, "unknown_version": 404, "too_large": 413}
+# A payload logger sends a body in one go; one that trickles it (or stops mid-body) must not hold a connection,
+# and the memory of a part-read body, for ever.
+DEFAULT_BODY_TIMEOUT = 30.0
+STATUS = {
+    "malformed": 400,
+    "unsupported_type": 400,
+    "unknown_monitor": 404,
+    "unknown_version": 404,
+    "too_slow": 408,
+    "too_large": 413,
+}
 
 
 class Service:
     def __init__(
-        self, state_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY, retry_seconds: float = 30.0, warm_up: bool = True
+        self,
+        state_dir: Path,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        retry_seconds: float = 30.0,
+        warm_up: bool = True,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.state_dir, self.max_body_bytes, self.retry_seconds = state_dir, max_body_bytes, retry_seconds
+        self.body_timeout = body_timeout
         self.warm_up = warm_up
         self.metrics = Metrics()
         self.pools = Pools(ThreadPoolExecutor(4, "drift-io"), ThreadPoolExecutor(2, "drift-detect"))
@@ -130,19 +146,30 @@ class Service:
                 mon.rejected[e.reason] += 1
             # One line, never the payload: the messages name places, not values.
             log.warning("event rejected: %s %s/%s/%s: %s", e.reason, ns, name, version, e)
-            return _error(STATUS[e.reason], str(e), reason=e.reason)
+            response = _error(STATUS[e.reason], str(e), reason=e.reason)
+            if e.reason == "too_slow":
+                response.force_close()  # the rest of that body is not worth waiting for on this connection
+            return response
         mon.ingest(version, rows)
         return web.json_response({"accepted": len(rows)}, status=202)
 
     async def _read_body(self, request: web.Request) -> bytes:
+        """The body, at most `max_body_bytes` of it (a longer one is refused as soon as it is known to be), within
+        `body_timeout` seconds: what is held for one request is bounded in size and in time."""
         limit = self.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise EventError("too_large", f"body: over {limit} bytes")
+            raise EventError("too_large", f"body: over {limit} bytes (--max-body-bytes)")
         buf = bytearray()
-        async for chunk in request.content.iter_chunked(1 << 16):
-            buf += chunk
-            if len(buf) > limit:
-                raise EventError("too_large", f"body: over {limit} bytes")
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.content.iter_chunked(1 << 16):
+                    buf += chunk
+                    if len(buf) > limit:
+                        raise EventError("too_large", f"body: over {limit} bytes (--max-body-bytes)")
+        except TimeoutError:
+            raise EventError(
+                "too_slow", f"body: not received within {self.body_timeout:g} s (--body-timeout-seconds)"
+            ) from None
         return bytes(buf)
 
     # health
@@ -202,7 +229,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--state-dir", type=Path, default=Path(os.environ.get("SLIPWAY_DRIFT_STATE_DIR", "/var/lib/slipway-drift"))
     )
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(os.environ.get("SLIPWAY_DRIFT_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+        help="events with a larger body are refused (413) as soon as that is known, without reading the rest",
+    )
+    p.add_argument(
+        "--body-timeout-seconds",
+        type=float,
+        default=float(os.environ.get("SLIPWAY_DRIFT_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT)),
+        help="an event whose body has not all arrived this long after its headers is refused (408)",
+    )
     p.add_argument(
         "--retry-seconds",
         type=float,
@@ -223,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    service = Service(args.state_dir, args.max_body_bytes, args.retry_seconds, args.warm_up)
+    service = Service(args.state_dir, args.max_body_bytes, args.retry_seconds, args.warm_up, args.body_timeout_seconds)
     # No access log: at thousands of events per second it would drown everything else.
     web.run_app(make_app(service), host=args.host, port=args.port, access_log=None, print=None)
     return 0

@@ -9,6 +9,9 @@ SLIPWAY_CLASSES        optional JSON list: the class labels of a TorchScript cla
                        unset, its classes are the column indices 0..C-1 (scikit-learn models carry their own)
 SLIPWAY_SCORE_BUCKETS  optional comma-separated bucket bounds of the prediction_score histogram (with a negative
                        bound, prometheus_client leaves out the histogram's _sum)
+SLIPWAY_MAX_BODY_BYTES optional: a larger request body is refused with 413 (default 16 MiB)
+SLIPWAY_BODY_TIMEOUT_SECONDS optional: a body not all there this long after the headers is refused with 408
+                       and its connection closed (default 30)
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from slipway_predictor.limits import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES
 
 FRAMEWORKS = ("sklearn", "pytorch")
 # The signature dtypes a ModelVersion may declare (the CRD's enum); the trainer writes all but `string`.
@@ -50,6 +55,8 @@ class Settings:
     signature: tuple[Column, ...] | None
     classes: tuple[Any, ...] | None = None
     score_buckets: tuple[float, ...] | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -66,7 +73,23 @@ class Settings:
             signature=parse_signature(env.get("SLIPWAY_SIGNATURE")),
             classes=_parse_classes(env.get("SLIPWAY_CLASSES")),
             score_buckets=_parse_buckets(env.get("SLIPWAY_SCORE_BUCKETS")),
+            max_body_bytes=int(_positive(env, "SLIPWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, integer=True)),
+            body_timeout_seconds=_positive(env, "SLIPWAY_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS),
         )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, integer: bool = False) -> float:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = -1
+    if not (math.isfinite(value) and value > 0):
+        what = "a positive integer" if integer else "a positive number"
+        raise StartupError(f"{name} must be {what}, got {text!r}")
+    return value
 
 
 def parse_signature(text: str | None) -> tuple[Column, ...] | None:

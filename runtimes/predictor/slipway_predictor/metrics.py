@@ -151,7 +151,15 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
         if err.get("type") == "json_invalid":
             problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})")
             continue
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "body"
+        if not loc:  # the body itself: empty, or JSON but not an object
+            empty = err.get("type") == "missing"
+            problems.append(
+                'the body is empty: expected a JSON object with "inputs"'
+                if empty
+                else 'the body must be a JSON object with "inputs" (a v2 inference request)'
+            )
+            continue
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         problems.append(f"{field}: {err.get('msg', 'invalid')}")
     return "; ".join(dict.fromkeys(problems)) or "the body is not a v2 inference request"
 

@@ -10,6 +10,7 @@ tensor per column), or one tensor of shape [N, <number of columns>], FP64 or FP3
 from __future__ import annotations
 
 import math
+import reprlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -46,9 +47,14 @@ _EXPECTED = {
 }
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 3, 4, 4, 40, 40
+
+
 def _show(value: Any) -> str:
-    """The offending value, short: a message must name the problem, not echo a large payload back."""
-    text = "null" if value is None else repr(value)
+    """The offending value, short: a message must name the problem, not echo a large payload back (and a
+    value nested a thousand lists deep must not exhaust the recursion limit on the way)."""
+    text = "null" if value is None else _SHORT.repr(value) if isinstance(value, list | dict) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

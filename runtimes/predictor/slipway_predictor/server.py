@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from slipway_predictor import artifact, backends
+from slipway_predictor import artifact, backends, limits
 from slipway_predictor.config import Settings, StartupError
 from slipway_predictor.metrics import PROBABILITY_BUCKETS, VALUE_BUCKETS, PredictorMetrics, install
 from slipway_predictor.schema import Schema
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = PredictorMetrics(args.model_name, settings.model_version, buckets)
         model = SlipwayModel(args.model_name, settings.model_version, backend, Schema(backend.signature), metrics)
         model.load()
+        # Limits first: the metrics middleware, added after, is outside it and counts its 413s and 408s.
+        limits.install(model_server.app, settings.max_body_bytes, settings.body_timeout_seconds)
         install(model_server.app, metrics)
         server = ModelServer(
             http_port=args.http_port,

@@ -30,6 +30,9 @@ MALFORMED: dict[str, bytes] = {
     "invalid JSON": b'{"instances": [[0.1, 0.2',
     "not UTF-8": b'\xff\xfe{"instances": []}',
     "body is a list": b"[1, 2, 3]",
+    # Regression (payload fuzzing): past Python's recursion limit json.loads raised RecursionError, a 500.
+    "nested 100,000 deep": b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "a cell nested 1,000 deep": b'{"instances": [[0.1, ' + b"[" * 1_000 + b"]" * 1_000 + b", 0.3]]}",
     "v2 wrong matrix width": json.dumps(
         {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
     ).encode(),

@@ -24,6 +24,13 @@ SCHEMA = Schema(
 ROW = [1.5, 2, 3, 4.0, True, "Oslo"]
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = [1.0]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def tensor(name: str, data: list[Any], datatype: str, shape: list[int] | None = None) -> InferInput:
     return InferInput(name, shape or [len(data)], datatype, data)
 
@@ -54,6 +61,9 @@ def test_v1_rows_become_a_typed_frame() -> None:
         (4, "yes", "expected true or false"),
         (5, 7, "instances[0][5]: expected a string for column 'city' (string), got 7"),
         (0, "x" * 100, "got '" + "x" * 56 + "..."),  # a long value is cut short
+        # Regression (payload fuzzing): showing a value nested 1,000 lists deep raised RecursionError (a 500).
+        (0, _nested(1_000), "instances[0][0]: expected a number for column 'f64' (float64), got [[[[...]]]]"),
+        (0, [[1.0] * 100], "got [[1.0, 1.0, 1.0, 1.0, ...]]"),
     ],
 )
 def test_v1_values_that_do_not_fit(j: int, value: Any, message: str) -> None:

@@ -121,7 +121,21 @@ def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str | None]]:
         ),
         ("v1", "row is a number", {"instances": [1.5]}, "instances[0]: a row must be a list"),
         ("v1", "body is a list", [row], "JSON object"),
-        ("v1", "not JSON", b"{nope", None),  # kserve answers this one, in its own words
+        ("v1", "not JSON", b"{nope", "the body is not valid JSON: "),
+        # Regressions (payload fuzzing): a cell nested 1,000 deep was a 500; v2 bodies Python's json cannot read
+        # were a 400 "There was an error parsing the body" that did not say why; an empty or non-object v2
+        # body was answered in pydantic's words only.
+        (
+            "v1",
+            "cell nested 1,000 deep",
+            json.dumps({"instances": [["@", *row[1:]]]}).encode().replace(b'"@"', b"[" * 1000 + b"]" * 1000),
+            "instances[0][0]: expected a number for column 'mean radius' (float64), got [[[[...]]]]",
+        ),
+        ("v2", "nested 5,000 deep", b"[" * 5000 + b"]" * 5000, "the body is not valid JSON: nested too deeply"),
+        ("v2", "not UTF-8", b'{"inputs": [\xff]}', "the body is not valid JSON: not UTF-8"),
+        ("v2", "5,000-digit integer", b'{"inputs": [' + b"9" * 5000 + b"]}", "the body is not valid JSON: "),
+        ("v2", "empty body", b"", "the body is empty"),
+        ("v2", "body not an object", b"[1, 2]", 'the body must be a JSON object with "inputs"'),
         ("v2", "missing column", {"inputs": v2[1:]}, "inputs: missing column 'mean radius'"),
         (
             "v2",

@@ -57,6 +57,10 @@ def test_prepare_loads_a_verified_artifact(cancer: Trained, tmp_path: Path) -> N
         ({"SLIPWAY_ARTIFACT_SHA256": "abc"}, "must be 64 hex digits"),
         ({"SLIPWAY_CLASSES": "[1]"}, "at least two class labels"),
         ({"SLIPWAY_SCORE_BUCKETS": "1,0.5"}, "increasing"),
+        ({"SLIPWAY_MAX_BODY_BYTES": "1.5"}, "SLIPWAY_MAX_BODY_BYTES must be a positive integer"),
+        ({"SLIPWAY_MAX_BODY_BYTES": "0"}, "SLIPWAY_MAX_BODY_BYTES must be a positive integer"),
+        ({"SLIPWAY_BODY_TIMEOUT_SECONDS": "nan"}, "SLIPWAY_BODY_TIMEOUT_SECONDS must be a positive number"),
+        ({"SLIPWAY_BODY_TIMEOUT_SECONDS": "-1"}, "SLIPWAY_BODY_TIMEOUT_SECONDS must be a positive number"),
     ],
 )
 def test_bad_configuration(change: dict[str, str], message: str, cancer: Trained, tmp_path: Path) -> None:
