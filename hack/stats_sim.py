@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 sys.path.insert(0, str(ROOT / "runtimes" / "predictor"))
 
 from slipway import stats  # noqa: E402
+from slipway.analysis import tests_that_roll_back  # noqa: E402
 from slipway.api.rollout import Analysis  # noqa: E402
 from slipway_predictor.metrics import DURATION_BUCKETS  # noqa: E402
 
@@ -61,7 +62,7 @@ class Side:
 
 def verdict(a: Analysis, canary: Side, stable: Side) -> stats.Verdict:
     """What analysis.evaluate decides, from the same stats functions, without the evidence it writes."""
-    alpha = stats.split_alpha(a.false_rollback_rate, 2)
+    alpha = stats.split_alpha(a.false_rollback_rate, tests_that_roll_back(a))
     if canary.n < a.min_requests or stable.n < a.min_requests:
         return "Inconclusive"
     c, s = stats.Proportion(canary.n, canary.errors), stats.Proportion(stable.n, stable.errors)

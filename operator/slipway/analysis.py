@@ -260,11 +260,11 @@ def latency_evidence(
     q = stats.latency_test(canary.latency, stable.latency, lat.quantile, lat.max_ratio, alpha, lat.min_samples)
 
     def side(h: stats.Histogram, value: float | None, bounds: tuple[float, float]) -> dict[str, Any]:
-        # An unbounded side (no bound proven yet) has no interval: JSON has no infinity.
+        # An unbounded side (no bound proven yet) has no interval: JSON has no infinity. (evaluate drops Nones.)
         out: dict[str, Any] = {"samples": round(h.total, 1), "value": None if value is None else round(value, 6)}
         if math.isfinite(bounds[1]):
             out["interval"] = [bounds[0], bounds[1]]
-        return {k: v for k, v in out.items() if v is not None}
+        return out
 
     name = f"latencyP{lat.quantile * 100:g}"
     return (

@@ -140,18 +140,20 @@ class ErrorRateResult:
 def error_rate_verdict(c: Proportion, s: Proportion, alpha: float, margin: float) -> tuple[Verdict, float]:
     """The verdict and the log e-value against "the canary errs no more than stable". Only the two null
     boundaries that matter are evaluated: cheap enough to simulate thousands of canaries."""
-    floor = mixture(c, s) + math.log(alpha)
-    d_hat = c.rate - s.rate
-    log_e = mixture(c, s) - profile(0.0, c, s) if d_hat > 0 else 0.0
-    if d_hat > 0 and profile(0.0, c, s) < floor:
-        return "Regressed", log_e
+    total = mixture(c, s)
+    floor, d_hat, log_e = total + math.log(alpha), c.rate - s.rate, 0.0
+    if d_hat > 0:
+        at_zero = profile(0.0, c, s)
+        log_e = total - at_zero
+        if at_zero < floor:
+            return "Regressed", log_e
     if d_hat < margin and profile(margin, c, s) < floor:
         return "Healthy", log_e
     return "Inconclusive", log_e
 
 
 def error_rate_test(
-    canary: Proportion, stable: Proportion, alpha: float, min_requests: float, margin: float = 0.01
+    canary: Proportion, stable: Proportion, alpha: float, min_requests: float, margin: float
 ) -> ErrorRateResult:
     """Regressed when the canary is proven to err more than stable; Healthy when proven to err at most `margin`
     (in rate points) more; Inconclusive otherwise, or while either side has fewer than min_requests."""
@@ -235,10 +237,16 @@ def too_coarse(h: Histogram, q: float, max_ratio: float) -> bool:
 
 
 def latency_verdict(c: Histogram, s: Histogram, q: float, max_ratio: float, alpha: float) -> Verdict:
-    (c_lo, c_hi), (s_lo, s_hi) = quantile_bounds(c, q, alpha / 2), quantile_bounds(s, q, alpha / 2)
+    c_b, s_b = quantile_bounds(c, q, alpha / 2), quantile_bounds(s, q, alpha / 2)
+    return judge_latency(c_b, s_b, max_ratio, too_coarse(s, q, max_ratio))
+
+
+def judge_latency(canary: tuple[float, float], stable: tuple[float, float], max_ratio: float, coarse: bool) -> Verdict:
+    """The verdict from the two quantiles' bounds; `coarse`: stable's buckets cannot prove max_ratio."""
+    (c_lo, c_hi), (s_lo, s_hi) = canary, stable
     if c_lo > max_ratio * s_hi:
         return "Regressed"
-    if c_hi <= max_ratio * s_lo or too_coarse(s, q, max_ratio):
+    if c_hi <= max_ratio * s_lo or coarse:
         return "Healthy"
     return "Inconclusive"
 
@@ -256,7 +264,7 @@ def latency_test(
     if canary.total < min_samples or stable.total < min_samples:
         reason = f"{canary.total:.0f} canary and {stable.total:.0f} stable samples; {min_samples:.0f} needed on each"
         return LatencyResult("Inconclusive", c_est, s_est, c_b, s_b, ratio, alpha, coarse, reason)
-    verdict = latency_verdict(canary, stable, q, max_ratio, alpha)
+    verdict = judge_latency(c_b, s_b, max_ratio, coarse)
 
     def ms(bounds: tuple[float, float]) -> str:
         return f"({bounds[0] * 1000:g}, {bounds[1] * 1000:g}] ms"

@@ -113,18 +113,18 @@ def test_the_rate_confidence_sequence_covers_at_every_look_at_once() -> None:
 
 
 def test_no_verdict_without_enough_requests() -> None:
-    r = error_rate_test(Proportion(10, 9), Proportion(1000, 0), ALPHA, 20)
+    r = error_rate_test(Proportion(10, 9), Proportion(1000, 0), ALPHA, 20, margin=0.02)
     assert r.verdict == "Inconclusive" and "20 needed" in r.reason
 
 
 def test_counts_too_small_for_a_normal_approximation_still_decide_exactly() -> None:
     # 6 failures in 20 canary requests against none in 180: proven worse, no large-sample assumption needed.
-    r = error_rate_test(Proportion(20, 6), Proportion(180, 0), ALPHA, 20)
+    r = error_rate_test(Proportion(20, 6), Proportion(180, 0), ALPHA, 20, margin=0.02)
     assert r.verdict == "Regressed" and r.interval[0] > 0 and r.p_value < ALPHA
 
 
 def test_a_better_canary_is_never_a_regression() -> None:
-    r = error_rate_test(Proportion(1000, 0), Proportion(1000, 300), ALPHA, 20)
+    r = error_rate_test(Proportion(1000, 0), Proportion(1000, 300), ALPHA, 20, margin=0.02)
     assert r.verdict == "Healthy" and r.effect < 0 and r.interval[1] < 0
 
 
@@ -148,8 +148,8 @@ def test_the_verdict_is_what_the_interval_says(seed: int) -> None:
 
 
 def test_interval_shrinks_with_data() -> None:
-    small = error_rate_test(Proportion(100, 10), Proportion(900, 45), ALPHA, 20)
-    large = error_rate_test(Proportion(10000, 1000), Proportion(90000, 4500), ALPHA, 20)
+    small = error_rate_test(Proportion(100, 10), Proportion(900, 45), ALPHA, 20, margin=0.02)
+    large = error_rate_test(Proportion(10000, 1000), Proportion(90000, 4500), ALPHA, 20, margin=0.02)
     assert large.interval[1] - large.interval[0] < small.interval[1] - small.interval[0]
 
 
