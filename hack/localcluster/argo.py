@@ -38,7 +38,7 @@ import yaml
 
 from . import kubeconfig
 from .procs import ProcessSpec
-from .serving import HACK_DIR, Obj, ServingError, answers, apply_objects, module_dir, service_account
+from .serving import HACK_DIR, Obj, ServingError, answers, apply_objects, module_source, service_account
 
 MODULE = "github.com/argoproj/argo-rollouts"
 PROCESS = "argo-rollouts-controller"
@@ -65,9 +65,8 @@ class ArgoError(ServingError):
 
 def source_dir() -> Path:
     """Argo Rollouts' module in the Go module cache, at the version hack/argo-rollouts/go.mod pins."""
-    override = os.environ.get("SLIPWAY_ARGO_ROLLOUTS_MODULE")
     try:
-        return Path(override) if override else module_dir(HACK_DIR / "argo-rollouts", MODULE)
+        return module_source("SLIPWAY_ARGO_ROLLOUTS_MODULE", HACK_DIR / "argo-rollouts", MODULE)
     except ServingError as err:
         raise ArgoError(f"{err} (for Argo Rollouts: run hack/build-argo-rollouts.sh)") from err
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .serving import HACK_DIR, Obj, ServingError, load_all, module_dir, traefik_common_flags
+from .serving import HACK_DIR, Obj, ServingError, load_all, module_source, traefik_common_flags
 
 SERVING_MODULE = "knative.dev/serving"
 NETWORKING_MODULE = "knative.dev/networking"
@@ -114,12 +114,8 @@ class Sources:
             (NETWORKING_MODULE, "SLIPWAY_KNATIVE_NETWORKING_MODULE"),
             (CACHING_MODULE, "SLIPWAY_KNATIVE_CACHING_MODULE"),
         ):
-            override = os.environ.get(env)
-            if override:
-                dirs.append(Path(override))
-                continue
             try:
-                dirs.append(module_dir(tooling, module))
+                dirs.append(module_source(env, tooling, module))
             except ServingError as err:
                 why = err.__cause__ or "not in the Go module cache"
                 raise KnativeError(

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from .serving import HACK_DIR, Obj, ServingError, module_dir, webhooks_by_url
+from .serving import HACK_DIR, Obj, ServingError, module_source, webhooks_by_url
 
 MODULE = "sigs.k8s.io/kueue"
 PROCESS = "kueue-manager"
@@ -58,9 +58,8 @@ class KueueError(ServingError):
 
 def source_dir() -> Path:
     """Kueue's module in the Go module cache, at the version hack/kueue/go.mod pins."""
-    override = os.environ.get("SLIPWAY_KUEUE_MODULE")
     try:
-        return Path(override) if override else module_dir(HACK_DIR / "kueue", MODULE)
+        return module_source("SLIPWAY_KUEUE_MODULE", HACK_DIR / "kueue", MODULE)
     except ServingError as err:
         raise KueueError(f"{err} (for Kueue: run hack/build-kueue.sh)") from err
 

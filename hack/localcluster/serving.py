@@ -102,6 +102,13 @@ def module_dir(tooling: Path, module: str) -> Path:
     return path
 
 
+def module_source(variable: str, tooling: Path, module: str) -> Path:
+    """A module's directory: the one the environment variable names (a checkout, for tests), else the Go module
+    cache's at the version `tooling`'s go.mod selects (module_dir)."""
+    override = os.environ.get(variable)
+    return Path(override) if override else module_dir(tooling, module)
+
+
 @dataclass(frozen=True)
 class Sources:
     kserve: Path  # the KServe module: config/ (CRDs, RBAC, ConfigMap, webhooks, runtimes)
@@ -109,17 +116,15 @@ class Sources:
 
     @classmethod
     def locate(cls) -> Sources:
-        env = os.environ.get("SLIPWAY_KSERVE_MODULE"), os.environ.get("SLIPWAY_GATEWAY_API_MODULE")
-        kserve = Path(env[0]) if env[0] else module_dir(HACK_DIR / "kserve", KSERVE_MODULE)
-        gateway_api = Path(env[1]) if env[1] else module_dir(HACK_DIR / "traefik", GATEWAY_API_MODULE)
+        kserve = module_source("SLIPWAY_KSERVE_MODULE", HACK_DIR / "kserve", KSERVE_MODULE)
+        gateway_api = module_source("SLIPWAY_GATEWAY_API_MODULE", HACK_DIR / "traefik", GATEWAY_API_MODULE)
         return cls(kserve, gateway_api)
 
 
 def gateway_api_crds() -> list[Path]:
     """The Gateway API's standard-channel CRDs, at the version Traefik is built against. Every local cluster
     has them: a Standard-mode Rollout writes an HTTPRoute, whatever serves it."""
-    directory = os.environ.get("SLIPWAY_GATEWAY_API_MODULE")
-    module = Path(directory) if directory else module_dir(HACK_DIR / "traefik", GATEWAY_API_MODULE)
+    module = module_source("SLIPWAY_GATEWAY_API_MODULE", HACK_DIR / "traefik", GATEWAY_API_MODULE)
     return sorted((module / "config" / "crd" / "standard").glob("*.yaml"))
 
 
