@@ -127,6 +127,14 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     isvc = kubectl.get("inferenceservice", "svc") or {}
     assert isvc["spec"]["predictor"]["logger"]["url"] == f"{drift_server.url}/v1/events/{kubectl.namespace}/dm/dd-v1"
     wait_for("service Ready", lambda: kubectl.condition("rollout", "svc", "Ready").get("status") == "True", 180)
+    # KServe's agent fronts the predictor (payload logging): it is ready only when the predictor's own probe
+    # passes (the ServingRuntime's readinessProbe, handed over as SERVING_READINESS_PROBE), else a Ready pod
+    # answers 502 until the predictor listens.
+    pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
+    agents = [c for p in pods for c in p["spec"]["containers"] if c["name"] == "agent"]
+    assert agents, [c["name"] for p in pods for c in p["spec"]["containers"]]
+    probes = [e.get("value", "") for c in agents for e in c.get("env", []) if e["name"] == "SERVING_READINESS_PROBE"]
+    assert probes and all("/v2/health/ready" in p for p in probes), probes
 
     # Inputs drawn from the reference itself: no drift (a fresh sample would drift by chance 5% of the time).
     predict(kubectl, reference[:WINDOW])
