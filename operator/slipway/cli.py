@@ -29,6 +29,7 @@ def configure(settings: Settings, kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.peering.mandatory = False
     kopf_settings.peering.clusterwide = not settings.namespaces
     kopf_settings.peering.priority = settings.priority
+    kopf_settings.peering.lifetime = settings.peering_lifetime
 
 
 async def ensure_peering(kube: Kube, settings: Settings) -> bool:

@@ -37,6 +37,11 @@ class Settings:
     # object without the sharding.slipway.dev/key label; a name = only objects labelled with it.
     shard: str = sharding.DEFAULT_SHARD
     priority: int = 0  # SLIPWAY_PRIORITY: Kopf peering priority of this replica; unset = random (see _priority)
+    # SLIPWAY_PEERING_LIFETIME: seconds a replica counts as alive after its last keepalive (Kopf renews it 5-10 s
+    # before it runs out). A replica killed without a goodbye (SIGKILL, node loss) holds its standby back this
+    # long: Kopf's default of 60 s made every failover a minute; 15 s is the lease of controller-runtime's and
+    # Argo Rollouts' leader election.
+    peering_lifetime: int = 15
     resync_seconds: float = 60.0  # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object
     # SLIPWAY_VERIFY_SECONDS: how often a verified artifact is asked again (a HEAD; the full sha256 only when its
     # ETag changed). A spec change, or a verifiedEtag someone cleared, asks at once.
@@ -66,6 +71,7 @@ class Settings:
             peering=_env("SLIPWAY_PEERING", d.peering),
             shard=_env("SLIPWAY_SHARD", d.shard),
             priority=_priority(os.environ.get("SLIPWAY_PRIORITY", "")),
+            peering_lifetime=int(_env("SLIPWAY_PEERING_LIFETIME", str(d.peering_lifetime))),
             resync_seconds=float(_env("SLIPWAY_RESYNC_SECONDS", str(d.resync_seconds))),
             verify_seconds=float(_env("SLIPWAY_VERIFY_SECONDS", str(d.verify_seconds))),
             trainer_image=_env("SLIPWAY_TRAINER_IMAGE", d.trainer_image),
@@ -89,6 +95,8 @@ class Settings:
             raise ValueError(f"SLIPWAY_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if not 0 <= self.http_port < 65536:
             raise ValueError(f"SLIPWAY_HTTP_PORT out of range: {self.http_port}")
+        if self.peering_lifetime < 10:
+            raise ValueError("SLIPWAY_PEERING_LIFETIME must be >= 10 (Kopf renews it 5-10 s before it runs out)")
         if self.resync_seconds <= 0:
             raise ValueError("SLIPWAY_RESYNC_SECONDS must be positive")
         if self.verify_seconds < 0:
