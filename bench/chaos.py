@@ -200,7 +200,9 @@ class Faults:
     def __init__(self, env: Env, rng: random.Random) -> None:
         self.env, self.rng = env, rng
         self.done: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.prometheus_out: list[tuple[float, float]] = []  # wall-clock (start, end)
+        # Wall-clock stretches when Prometheus certainly answered nothing: frozen (SIGSTOP to SIGCONT) or dead (the
+        # SIGKILL until its restart begins; while it starts again it may answer already, so that is not counted).
+        self.prometheus_out: list[tuple[float, float]] = []
         self.crashes: list[str] = []
 
     def inject(self, kind: str) -> None:
@@ -269,8 +271,8 @@ class Faults:
         start = time.time()
         os.kill(pid, signal.SIGKILL)
         time.sleep(20)
-        self.env.cluster.up(timeout=300)
         self.prometheus_out.append((start, time.time()))
+        self.env.cluster.up(timeout=300)
         return {}
 
     def s3_outage(self) -> dict[str, Any]:
@@ -544,9 +546,12 @@ def report(args: argparse.Namespace, canaries: list[dict[str, Any]], jobs: list[
     for c in canaries:
         for d in c.get("decisions") or []:
             manual = "annotation" in d.get("message", "")
+            # A decision's time is truncated to the second: [t, t + 1) must lie inside the outage (after the
+            # analysis interval, 2 s, in which a look begun before it may still answer).
             t = wall(d["time"])
-            if d["action"] in ANALYSED and not manual and any(a + 2 < t < b for a, b in faults.prometheus_out):
-                unreachable.append({"rollout_version": c["version"], **{k: d[k] for k in ("time", "action")}})
+            inside = any(a + 2 < t and t + 1 <= b for a, b in faults.prometheus_out)
+            if d["action"] in ANALYSED and not manual and inside:
+                unreachable.append({"rollout_version": c["version"], **d})
     by_kind = {k: {"injected": len(v), "seconds": [d["seconds"] for d in v],
                    "details": [d for d in v if len(d) > 2]} for k, v in faults.done.items()}  # fmt: skip
     verdict_s = [c["seconds"] for c in canaries if "seconds" in c]
