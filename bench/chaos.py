@@ -257,11 +257,7 @@ class Faults:
         pid = self.env.cluster.procs.pid(PROMETHEUS)
         if pid is None:
             return {"skipped": "Prometheus not running"}
-        start = time.time()
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(30)
-        os.kill(pid, signal.SIGCONT)
-        self.prometheus_out.append((start, time.time()))
+        self.prometheus_out.append(freeze(pid, 30))
         return {}
 
     def prometheus_kill(self) -> dict[str, Any]:
@@ -277,9 +273,7 @@ class Faults:
 
     def s3_outage(self) -> dict[str, Any]:
         assert self.env.s3.proc is not None
-        os.kill(self.env.s3.proc.pid, signal.SIGSTOP)
-        time.sleep(30)
-        os.kill(self.env.s3.proc.pid, signal.SIGCONT)
+        freeze(self.env.s3.proc.pid, 30)
         return {}
 
     def drift_kill(self) -> dict[str, Any]:
@@ -296,6 +290,15 @@ class Faults:
                 if r.proc is not None and not r.alive() and not r.killed:
                     self.crashes.append(f"{r.name} exited with {r.proc.returncode}")
                     r.start()
+
+
+def freeze(pid: int, seconds: float) -> tuple[float, float]:
+    """SIGSTOP `pid` for `seconds` (an outage that loses nothing); the wall-clock stretch it answered nothing."""
+    start = time.time()
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    os.kill(pid, signal.SIGCONT)
+    return start, time.time()
 
 
 def rollout_doc(env: Env, lane: str, target: str, gate: bool) -> str:
