@@ -69,6 +69,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         UP.set(1)
 
     marker = asyncio.create_task(mark_ready())
+    poller = asyncio.create_task(runtime.poll_drift()) if runtime.drift is not None else None
     try:
         await kopf.operator(
             registry=registry,
@@ -79,6 +80,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
     finally:
         marker.cancel()
+        if poller is not None:
+            poller.cancel()
         UP.set(0)
         await runtime.requeue.close()
         if runtime.drift is not None:

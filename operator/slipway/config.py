@@ -42,7 +42,9 @@ class Settings:
     # long: Kopf's default of 60 s made every failover a minute; 15 s is the lease of controller-runtime's and
     # Argo Rollouts' leader election.
     peering_lifetime: int = 15
-    resync_seconds: float = 60.0  # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object
+    # SLIPWAY_RESYNC_SECONDS: periodic re-reconcile of every object, a safety net: what an object waits for wakes it
+    # (watches of the four kinds, their pods and InferenceServices, the drift runtime's listing) or has its own timer.
+    resync_seconds: float = 3600.0
     # SLIPWAY_VERIFY_SECONDS: how often a verified artifact is asked again (a HEAD; the full sha256 only when its
     # ETag changed). A spec change, or a verifiedEtag someone cleared, asks at once.
     verify_seconds: float = 3600.0

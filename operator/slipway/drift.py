@@ -26,6 +26,9 @@ class DriftRuntime:
     def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
         self.base_url, self.timeout = base_url.rstrip("/"), aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        # Whether the last listing gave every monitor's summary: then one listing per poll finds the monitors
+        # with news (handlers.py wakes them) and a monitor need not be read on its own at every poll.
+        self.listed = False
 
     def _url(self, namespace: str, name: str) -> str:
         return f"{self.base_url}/v1/monitors/{namespace}/{name}"
@@ -58,6 +61,16 @@ class DriftRuntime:
         if status >= 400 or not isinstance(data, dict):
             raise DriftRejected(_error(data))
         return data
+
+    async def summaries(self) -> dict[tuple[str, str], Any] | None:
+        """Every monitor's summary (what changes when reading it would tell something new), by (namespace,
+        name); None from a runtime that lists no summaries."""
+        status, data = await self._call("GET", f"{self.base_url}/v1/monitors")
+        if status >= 400 or not isinstance(data, list):
+            raise DriftUnavailable(f"drift runtime answered {status} to GET /v1/monitors: {_error(data)}")
+        if not all(isinstance(m, dict) and "summary" in m for m in data):
+            return None
+        return {(m["namespace"], m["name"]): m["summary"] for m in data}
 
     async def delete(self, namespace: str, name: str) -> None:
         await self._call("DELETE", self._url(namespace, name))

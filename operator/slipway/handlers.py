@@ -7,6 +7,7 @@ change handlers are not used, so Kopf writes no annotations and adds no finalize
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -17,12 +18,16 @@ from typing import Any
 import kopf
 
 from slipway.api.common import GROUP, VERSION
+from slipway.cache import WatchCache
 from slipway.config import Settings
 from slipway.controllers.base import Controller, reconcile
 from slipway.controllers.driftmonitor import DriftMonitorController
 from slipway.controllers.driftmonitor_plan import MONITOR_LABEL
 from slipway.controllers.modelversion import ModelVersionController
 from slipway.controllers.rollout import RolloutController
+from slipway.controllers.rollout_isvc import ISVC_PLURAL
+from slipway.controllers.rollout_isvc import KSERVE_GROUP as ISVC_GROUP
+from slipway.controllers.rollout_isvc import KSERVE_VERSION as ISVC_VERSION
 from slipway.controllers.trainingjob import TrainingJobController
 from slipway.drift import DriftRuntime, DriftUnavailable
 from slipway.kube import Conflict, Kube
@@ -58,10 +63,14 @@ class Runtime:
 
     Sharded (sharding.py), the watch still delivers every object: those of other shards are only remembered as
     `foreign`, so a wake for one of them (a pod it owns, a ModelVersion it serves) costs nothing, and an object
-    relabelled away from this shard stops being reconciled here at once."""
+    relabelled away from this shard stops being reconciled here at once.
+
+    Every shard's objects also go into `cache` (cache.py), which answers the reads of other slipway objects a
+    reconcile makes (a Rollout's ModelVersion, the Rollouts serving a ModelVersion) without an API call."""
 
     def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
+        self.cache = kube.cache = WatchCache()
         self.bodies: dict[Key, dict[str, Any]] = {}
         self.foreign: set[Key] = set()
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
@@ -94,6 +103,9 @@ class Runtime:
         on it either way (a Rollout of this shard may serve another shard's ModelVersion)."""
         namespace, name = obj["metadata"].get("namespace") or "", obj["metadata"].get("name") or ""
         key = (controller.kind.plural, namespace, name)
+        self.cache.put(key, None if type_ == "DELETED" else obj)
+        if controller.kind.kind == "Rollout":  # versions it stopped serving, monitors of what it serves
+            self.wake_dependents_of_rollout(namespace, name)
         if type_ == "DELETED":
             self.foreign.discard(key)
             self.seen(key, None)
@@ -106,6 +118,43 @@ class Runtime:
             await self.handle(controller, obj)
         for kind, other in related(controller.kind.kind, obj):
             self.wake(kind, namespace, other)
+
+    def wake_dependents_of_rollout(self, namespace: str, name: str) -> None:
+        """A Rollout changed or went: the ModelVersions whose servedBy lists it (one it no longer serves must drop
+        it, and its finalizer) and the DriftMonitors on it (the version they compare with) look again."""
+        for mv in self.cache.scope("modelversions", namespace):
+            if name in ((mv.get("status") or {}).get("servedBy") or []):
+                self.wake("ModelVersion", namespace, mv["metadata"]["name"])
+        for dm in self.cache.scope("driftmonitors", namespace):
+            if ((dm.get("spec") or {}).get("rolloutRef") or {}).get("name") == name:
+                self.wake("DriftMonitor", namespace, dm["metadata"]["name"])
+
+    async def poll_drift(self) -> None:
+        """One listing of the drift runtime every SLIPWAY_DRIFT_POLL_SECONDS, waking the DriftMonitors whose
+        summary changed (a new result or sample, a reference loaded, a monitor the runtime lost), so that a quiet
+        monitor is not read on its own at every poll (driftmonitor.Decision.poll). After the runtime was
+        unreachable, every monitor it lists looks again."""
+        assert self.drift is not None
+        last: dict[tuple[str, str], Any] | None = None
+        first = True
+        while True:
+            await asyncio.sleep(self.settings.drift_poll_seconds)
+            try:
+                now = await self.drift.summaries()
+            except DriftUnavailable as err:
+                log.debug("listing the drift runtime's monitors failed: %s", err)
+                now = None
+            self.drift.listed = now is not None
+            if now is not None:
+                if last is None:  # the first listing (everything is reconciled at start-up), or after an outage
+                    changed = set() if first else set(now)
+                else:
+                    changed = {k for k in now.keys() | last.keys() if now.get(k) != last.get(k)}
+                for ns, name in changed:
+                    if self.cache.get("driftmonitors", ns, name) is not None:
+                        self.wake("DriftMonitor", ns, name)
+                first = False
+            last = now
 
     async def monitor_deleted(self, body: dict[str, Any]) -> None:
         """Forget the monitor's windows in the drift runtime (best effort: no finalizer guards them, they hold no
@@ -193,7 +242,9 @@ class Runtime:
         RECONCILES.labels(kind, "ok").inc()
         if result.body is not None:  # newer than anything the watch delivered so far
             meta = body["metadata"]
-            self.bodies[(controller.kind.plural, meta.get("namespace") or "", meta["name"])] = result.body
+            key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
+            self.bodies[key] = result.body
+            self.cache.put(key, result.body)
         if kind == "Rollout":
             rollout_metrics(body, result.fields)
         if result.patched:
@@ -220,11 +271,17 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     for controller in runtime.controllers.values():
         _register_one(registry, controller, runtime)
 
-    @kopf.on.event("v1", "pods", labels={"app.kubernetes.io/managed-by": "slipway"}, registry=registry)
-    async def on_pod(body: kopf.Body, **_: Any) -> None:
+    async def wake_owner(body: kopf.Body, **_: Any) -> None:
         for owner in body.metadata.get("ownerReferences") or []:
             if owner.get("apiVersion") == f"{GROUP}/{VERSION}" and owner.get("kind") in runtime.controllers:
                 runtime.wake(owner["kind"], body.metadata.namespace or "", owner["name"])
+
+    managed = {"app.kubernetes.io/managed-by": "slipway"}
+    kopf.on.event("v1", "pods", labels=managed, registry=registry, id="wake-pod-owner")(wake_owner)
+    # KServe's status of a Rollout's InferenceService (ready, canary ready, revisions): the Rollout looks at once,
+    # not at its next resync. Without KServe's CRDs Kopf watches nothing here.
+    kopf.on.event(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels=managed, registry=registry,
+                  id="wake-inferenceservice-owner")(wake_owner)  # fmt: skip
 
 
 def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime: Runtime) -> None:
@@ -238,6 +295,11 @@ def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
     """Objects whose decision depends on this one's status: woken now rather than at their next resync."""
     if kind == "ModelVersion":  # Rollouts wait on their ModelVersion's readiness
         return [("Rollout", r) for r in (obj.get("status") or {}).get("servedBy") or []]
+    if kind == "Rollout":  # the versions it names become served: their servedBy and finalizer follow
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        names = {(spec.get("modelVersionRef") or {}).get("name")}
+        names |= {status.get(f) for f in ("stableVersion", "canaryVersion", "drainingVersion")}
+        return [("ModelVersion", n) for n in sorted(n for n in names if n)]
     if kind == "DriftMonitor":  # the Rollout points its service's payload logger at the monitor
         # Only a new or changed spec matters to the Rollout, not the status written at every window.
         unseen = (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation")

@@ -67,7 +67,8 @@ USED: dict[str, set[str]] = {
     # kube.get_optional(): Kueue's Workload of a queued TrainingJob's pod group (its reason for waiting).
     "kueue.x-k8s.io/workloads": {"get"},
     # Rollout: Apply (create, else merge-patch) its InferenceService, read it back; DriftMonitor reads it.
-    "serving.kserve.io/inferenceservices": {"create", "get", "patch"},
+    # handlers.register: Kopf lists and watches the operator's InferenceServices (their status wakes the Rollout).
+    "serving.kserve.io/inferenceservices": {"create", "get", "list", "patch", "watch"},
     # cli.ensure_peering creates the peering object; Kopf's peering lists, watches and patches it (never gets).
     "kopf.dev/clusterkopfpeerings": {"create", "list", "patch", "watch"},
     "kopf.dev/kopfpeerings": {"create", "list", "patch", "watch"},

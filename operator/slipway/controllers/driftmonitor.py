@@ -37,6 +37,7 @@ class Observed:
     runtime_error: str | None = None
     jobs: list[dict[str, Any]] = field(default_factory=list)  # retraining jobs of this monitor
     retrained: dict[str, Any] | None = None  # ModelVersion of status.lastRetrain's job, once registered
+    listed: bool = False  # the runtime lists every monitor's summary: handlers.py wakes this one when it changes
 
 
 def target_of(dm: DriftMonitor) -> tuple[str, str, str]:
@@ -77,7 +78,8 @@ class DriftMonitorController:
         jobs = await kube.list_custom("trainingjobs", ns, f"{plan.MONITOR_LABEL}={name}")
         retrained = await self._retrained(obj, jobs, kube)
         runtime, error = await self._sync_runtime(obj, stable, canary)
-        return Observed(target, stable, canary, runtime, error, jobs, retrained)
+        listed = self.runtime is not None and self.runtime.listed
+        return Observed(target, stable, canary, runtime, error, jobs, retrained, listed)
 
     async def _retrained(self, dm: DriftMonitor, jobs: list[dict[str, Any]], kube: Kube) -> dict[str, Any] | None:
         """The last retraining's ModelVersion, read only while the decision still needs it: until it is recorded,
@@ -282,9 +284,19 @@ class Decision:
 
     def finish(self, conds: list[Cond], state: str) -> Result:
         self.fields["state"] = state
-        result = Result([*conds, self.drift_condition()], self.fields, self.events, self.settings.drift_poll_seconds)
+        result = Result([*conds, self.drift_condition()], self.fields, self.events, self.poll(state))
         result.actions.extend(self.actions)
         return result
+
+    def poll(self, state: str) -> float | None:
+        """When to read the runtime again: every SLIPWAY_DRIFT_POLL_SECONDS, except while a Rollout's monitor is
+        quietly Monitoring and the runtime lists summaries: then the runtime's listing (one for all monitors)
+        wakes it when it has news and its Rollout wakes it when it serves another version; the resync is the
+        safety net. Drifting or retraining, it keeps its clock (cooldowns, consecutive windows)."""
+        quiet = state == "Monitoring" and not self.get("consecutiveDriftWindows")
+        if quiet and self.o.listed and self.o.runtime is not None and target_of(self.dm)[0] == "Rollout":
+            return None
+        return self.settings.drift_poll_seconds
 
     def waiting_result(self, waiting: Result) -> Result:
         waiting.fields = {"state": "Pending", **waiting.fields}

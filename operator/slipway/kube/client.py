@@ -17,6 +17,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from slipway.api.common import GROUP, VERSION
+from slipway.cache import WatchCache
 
 log = logging.getLogger(__name__)
 REPORTING_CONTROLLER = "slipway.dev/operator"
@@ -86,6 +87,8 @@ class Kube:
 
     def __init__(self, api: client.ApiClient) -> None:
         self._api = api
+        # Reads of slipway objects answered from what the watches delivered (cache.py), once the handlers set it.
+        self.cache: WatchCache | None = None
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
 
@@ -102,6 +105,8 @@ class Kube:
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A slipway object, or None when it does not exist."""
+        if self.cache is not None and (cached := self.cache.get(plural, namespace, name)) is not None:
+            return cached
         return await self.get_custom(GROUP, VERSION, plural, namespace, name)
 
     async def get_custom(
@@ -134,6 +139,23 @@ class Kube:
             return None
 
     async def list_custom(self, plural: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        """Slipway objects of one kind in a namespace, sorted by name; from the watch cache once it is complete
+        for them (cache.py): until then one unfiltered listing, which also tells whether it is."""
+        cache = self.cache
+        if cache is None or not cache.answers(selector):
+            return await self._list(plural, namespace, selector)
+        if (cached := cache.list(plural, namespace, selector)) is not None:
+            return cached
+        # One such listing at a time per kind and namespace: at start-up thousands of passes ask at once, and the
+        # first listing usually finds the cache complete for all the others.
+        async with cache.listing(plural, namespace):
+            if (cached := cache.list(plural, namespace, selector)) is not None:
+                return cached
+            items = await self._list(plural, namespace, "")
+            cache.confirm(plural, namespace, items)
+        return cache.select(items, selector)
+
+    async def _list(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         res = await self._custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, label_selector=selector
         )

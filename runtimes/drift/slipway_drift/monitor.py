@@ -273,7 +273,12 @@ class Monitor:
         self.metrics.result(self.namespace, self.name, result, len(vs.window))
 
     # views
-    def document(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
+        """What changes when the operator has something to read (GET): the last result's seq and each version's
+        state. The operator compares it between two listings to read only the monitors that changed."""
+        return {"seq": self.seq, "versions": self.version_states()}
+
+    def version_states(self) -> dict[str, Any]:
         versions = {}
         for v, vs in self.versions.items():
             versions[v] = {
@@ -286,12 +291,15 @@ class Monitor:
                 "pendingWindows": sum(1 for p in self.pending if p.version == v),
                 "detectionError": vs.detection_error,
             }
+        return versions
+
+    def document(self) -> dict[str, Any]:
         return {
             "namespace": self.namespace,
             "name": self.name,
             "config": self.config.document,
             "backendUsed": self.config.detector.backend_used,
-            "versions": versions,
+            "versions": self.version_states(),
             "results": list(self.results),
             "rejected": dict(self.rejected),
         }

@@ -122,7 +122,9 @@ class Service:
         return web.Response(status=204)
 
     async def list_monitors(self, _: web.Request) -> web.Response:
-        return web.json_response([{"namespace": ns, "name": name} for ns, name in sorted(self.monitors)])
+        monitors = sorted(self.monitors.items())
+        return web.json_response([{"namespace": ns, "name": name, "summary": mon.summary()}
+                                  for (ns, name), mon in monitors])  # fmt: skip
 
     # events
     async def post_event(self, request: web.Request) -> web.Response:

@@ -61,7 +61,7 @@ async def test_put_get_list_delete(drift: Drift, upload: Callable[[pd.DataFrame]
     }
     assert doc["results"] == [] and doc["rejected"] == {}
     r = await drift.client.get("/v1/monitors")
-    assert await r.json() == [{"namespace": NS, "name": MON}]
+    assert await r.json() == [{"namespace": NS, "name": MON, "summary": {"seq": 0, "versions": doc["versions"]}}]
     r = await drift.client.delete(f"/v1/monitors/{NS}/{MON}")
     assert r.status == 204
     assert (await drift.client.get(f"/v1/monitors/{NS}/{MON}")).status == 404
