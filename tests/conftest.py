@@ -224,7 +224,7 @@ def _operators(cluster: Any, s3_server: Any, tmp_path: Path) -> Iterator[Callabl
     started: list[Operator] = []
 
     def make(**env: str) -> Operator:
-        defaults = {"SLIPWAY_RESYNC_SECONDS": "2", "SLIPWAY_S3_ENDPOINT": s3_server.endpoint}
+        defaults = {"SLIPWAY_S3_ENDPOINT": s3_server.endpoint}
         op = Operator(cluster, tmp_path, **{**defaults, **env})
         started.append(op.start())
         return op

@@ -56,7 +56,7 @@ def start_all(state: Path, kubeconfig: str) -> tuple[S3Server, DriftServer, Oper
     drift = DriftServer(state / "drift.log", state / "drift-state", s3, DRIFT_PORT)
     operator = OperatorServer(state / "operator.log", OPERATOR_PORT, kubeconfig, {
         "SLIPWAY_S3_ENDPOINT": s3.url, "SLIPWAY_DRIFT_URL": drift.url,
-        "SLIPWAY_RESYNC_SECONDS": "5", "SLIPWAY_DRIFT_POLL_SECONDS": "2",
+        "SLIPWAY_DRIFT_POLL_SECONDS": "2",
     })  # fmt: skip
     for server, key in ((s3, "s3"), (drift, "drift"), (operator, "operator")):
         ensure(server, state, key)

@@ -318,7 +318,6 @@ def test_operator_under_the_chart_service_account_reconciles_every_kind(
     env = {
         "SLIPWAY_NAMESPACES": inst.watched,
         "SLIPWAY_PEERING": "slipway",
-        "SLIPWAY_RESYNC_SECONDS": "2",
         "SLIPWAY_S3_ENDPOINT": s3_server.endpoint,
     }
     op = OperatorAs(cluster, tmp_path, kubeconfig, **env).start()
