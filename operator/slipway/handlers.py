@@ -187,6 +187,9 @@ class Runtime:
             self.seen(key, body)
             return
         async with self.requeue.lock(key):
+            # This pass reads everything afresh, so a pending timer is spent; a wake arriving while it runs is not
+            # (Requeuer.schedule keeps the earlier timer).
+            self.requeue.cancel(key)
             delay = await self._pass(controller, body)
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 

@@ -20,9 +20,15 @@ class Requeuer:
         return self._locks.setdefault(key, asyncio.Lock())
 
     def schedule(self, key: Hashable, delay: float, action: Callable[[], Awaitable[None]]) -> None:
-        """Run `action` after `delay` seconds; a newer schedule for the same key replaces the older one."""
-        self.cancel(key)
+        """Run `action` after `delay` seconds, unless the key already has a timer that fires sooner: one timer per
+        key, the earliest wins. A pass that ends asking for its resync in an hour must not push back a wake that
+        came in while it ran (what it waits for changed after it read it); a burst of wakes runs once."""
         loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        timer = self._timers.get(key)
+        if timer is not None and timer.when() <= when:
+            return
+        self.cancel(key)
         self._timers[key] = loop.call_later(delay, self._start, key, action)
 
     def cancel(self, key: Hashable) -> None:
