@@ -88,6 +88,15 @@ def test_mismatch_message_names_both_checksums() -> None:
     assert r.fields["verifiedSha256"] is None and [e.reason for e in r.events] == ["ChecksumMismatch"]
 
 
+@pytest.mark.parametrize("check", ["mismatch", "missing"])
+def test_a_changed_or_missing_artifact_is_asked_again_at_the_verify_interval(check: str) -> None:
+    # It may be put back: the resync (an hour by default) is not what notices that.
+    ctrl = ModelVersionController(Settings(verify_seconds=30), S3())
+    assert ctrl.decide(mv(), Observed((), Verification(check, "b" * 64)), NOW).requeue_after == 30
+    every_pass = ModelVersionController(Settings(verify_seconds=0), S3())
+    assert every_pass.decide(mv(), Observed((), Verification(check, "b" * 64)), NOW).requeue_after is None
+
+
 def test_failing_gate_is_stalled_for_kstatus() -> None:
     # Only a person can change it (a new version, other gates): kstatus must read failed, not in progress.
     r = CTRL.decide(mv({"accuracy": 0.5}, [{"metric": "accuracy", "min": 0.9}]), Observed((), OK), NOW)

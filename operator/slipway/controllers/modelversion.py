@@ -121,6 +121,8 @@ class ModelVersionController:
         verified, summary, fields, retry = verification(obj, observed.verification)
         if (until := observed.verification.valid_until) is not None:
             retry = max(1.0, (until - now).total_seconds())  # ask S3 again then (a resync may come sooner)
+        elif observed.verification.check in ("mismatch", "missing") and self.settings.verify_seconds > 0:
+            retry = self.settings.verify_seconds  # asked again as often as a verified one: it may be put back
         if self.settings.verify_seconds <= 0:
             fields.pop("verifiedAt", None)  # asked at every pass: a time written each pass would be a write each pass
         if summary is None:
