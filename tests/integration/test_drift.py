@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -65,8 +66,26 @@ def predict(kubectl: Kubectl, rows: np.ndarray[Any, Any], batch: int = 20) -> No
             data=body,
             headers={"Host": url.netloc, "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert resp.status == 200
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert resp.status == 200
+        except urllib.error.HTTPError as e:  # say what served it: the pods behind the service at that moment
+            pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
+            seen = [(p["metadata"]["name"], p["metadata"].get("deletionTimestamp"),
+                     [c["name"] for c in p["spec"]["containers"]], (p.get("status") or {}).get("conditions"))
+                    for p in pods]  # fmt: skip
+            raise AssertionError(f"predict {start}: {e.code} {e.read()[:300]!r}; pods: {seen}") from e
+
+
+def logging_pods(kubectl: Kubectl) -> bool:
+    """The service's one pod carries KServe's agent (the payload logger), is Ready and is not being deleted."""
+    pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
+    return len(pods) == 1 and all(
+        not p["metadata"].get("deletionTimestamp")
+        and any(c["name"] == "agent" for c in p["spec"]["containers"])
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])
+        for p in pods
+    )
 
 
 def runtime_rows(url: str, namespace: str) -> dict[str, float]:
@@ -130,6 +149,10 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     # KServe's agent fronts the predictor (payload logging): it is ready only when the predictor's own probe
     # passes (the ServingRuntime's readinessProbe, handed over as SERVING_READINESS_PROBE), else a Ready pod
     # answers 502 until the predictor listens.
+    # The service may have come up before the monitor's logger was added (the Rollout's first pass can precede
+    # the monitor's): KServe then rolls its Deployment, and a request to a pod on its way out gets a 502.
+    # Wait until the one pod left logs (has the agent) and is Ready.
+    wait_for("the service's pods all log their inputs", lambda: logging_pods(kubectl), 180)
     pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
     agents = [c for p in pods for c in p["spec"]["containers"] if c["name"] == "agent"]
     assert agents, [c["name"] for p in pods for c in p["spec"]["containers"]]

@@ -127,7 +127,9 @@ def quiet(operator: Operator, objects: int) -> None:
     wait_for("a quiet operator", settled)
 
 
-def test_nothing_is_written_when_nothing_changed(kubectl: Kubectl, operator: Operator) -> None:
+def test_nothing_is_written_when_nothing_changed(kubectl: Kubectl, operator_factory: Callable[..., Operator]) -> None:
+    # The resync is what this test exercises (its default is an hour): every 2 s here.
+    operator = operator_factory(SLIPWAY_RESYNC_SECONDS="2")
     apply_all(kubectl)
     wait_all_converged(kubectl)
     quiet(operator, len(resource_versions(kubectl)))
@@ -147,7 +149,7 @@ def test_restarted_operator_converges_and_changes_nothing(
     # namespaces (objects with finalizers wait for an operator), and its status-patch counter then counts those
     # writes too (CI saw one such patch, in a namespace this test does not look at).
     own = {"SLIPWAY_NAMESPACES": kubectl.namespace}
-    first = operator_factory(**own)
+    first = operator_factory(SLIPWAY_RESYNC_SECONDS="2", **own)  # quiet() counts resync rounds
     apply_all(kubectl)
     wait_all_converged(kubectl)
     quiet(first, len(resource_versions(kubectl)))
@@ -197,10 +199,11 @@ def test_operator_survives_garbage_it_cannot_parse(kubectl: Kubectl, operator: O
 def test_a_paused_replica_stops_its_own_timers(kubectl: Kubectl, operator_factory: Callable[..., Operator]) -> None:
     """Kopf pauses the lower-priority replica's watches; the requeue timers it scheduled before must stop too,
     or two replicas would go on reconciling the same objects."""
-    first = operator_factory(SLIPWAY_PRIORITY="1")
+    # Counted in resync passes (the default resync is an hour): every 2 s here.
+    first = operator_factory(SLIPWAY_PRIORITY="1", SLIPWAY_RESYNC_SECONDS="2")
     apply_all(kubectl)
     wait_all_converged(kubectl)
-    second = operator_factory(SLIPWAY_PRIORITY="2")
+    second = operator_factory(SLIPWAY_PRIORITY="2", SLIPWAY_RESYNC_SECONDS="2")
     objects = len(resource_versions(kubectl))  # each is reconciled at least every resync (2 s) by the active one
 
     def passes(op: Operator) -> float:

@@ -72,7 +72,8 @@ def test_two_shards_split_the_objects_and_a_killed_active_replica_hands_its_shar
     kubectl: Kubectl, operator_factory: Callable[..., Operator], s3_server: Any
 ) -> None:
     # Watching only this namespace: the KopfPeerings live here too, so no other test's replicas are peers.
-    common = {"SLIPWAY_NAMESPACES": kubectl.namespace, "SLIPWAY_PEERING": "slipway"}
+    # Rounds of passes are counted: a resync every 2 s (the default is an hour).
+    common = {"SLIPWAY_NAMESPACES": kubectl.namespace, "SLIPWAY_PEERING": "slipway", "SLIPWAY_RESYNC_SECONDS": "2"}
     kubectl.apply(EXAMPLES / "s3-credentials.yaml")
     for name in DEFAULT:
         kubectl.apply(model_version(name, None))
