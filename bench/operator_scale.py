@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -282,6 +283,18 @@ def apiserver_requests(env: Env) -> dict[str, float]:
     return out
 
 
+def passes_by_kind(port: int) -> dict[str, int]:
+    """slipway_reconcile_total summed per kind (every outcome)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("slipway_reconcile_total{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            out[kind] = out.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
 def log_lines(path: Path, marker: str = "") -> int:
     text = path.read_text(errors="replace") if path.exists() else ""
     return sum(1 for line in text.splitlines() if marker in line)
@@ -351,13 +364,13 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         progress = tracker.counts  # (objects, reconciled once, Ready)
         startup = wait_until("every object reconciled once", lambda: progress()[1] >= n, 3600, op, progress)
         startup -= started
-        startup_cpu = cpu_seconds(op.proc.pid)
+        startup_cpu, startup_passes = cpu_seconds(op.proc.pid), passes_by_kind(op.port)
         try:
             wait_until("every object Ready", lambda: progress()[2] >= n, 1800, op, progress)
         except RuntimeError as e:
             raise RuntimeError(f"{e}: not Ready: {tracker.not_ready()[:20]}") from None
         settle(op, limit=1800)
-        settled = time.monotonic() - started
+        settled, settled_passes = time.monotonic() - started, passes_by_kind(op.port)
         api = env.cluster.procs.pid("kube-apiserver")
         assert api is not None and drift.proc is not None
 
@@ -389,6 +402,9 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
             "startup_seconds": round(startup, 1),
             "startup_operator_cpu_seconds": round(startup_cpu, 1),
             "settled_seconds": round(settled, 1),
+            # Reconcile passes per object of each kind: until every object was reconciled once, and until settled.
+            "passes_per_object_at_startup": {k: round(v * 4 / n, 2) for k, v in sorted(startup_passes.items())},
+            "passes_per_object_until_settled": {k: round(v * 4 / n, 2) for k, v in sorted(settled_passes.items())},
             "idle": {
                 "window_seconds": round(dt, 1),
                 "operator_cpu_percent_of_a_core": round(100 * d[0] / dt, 2),
