@@ -103,9 +103,7 @@ class Runtime:
         on it either way (a Rollout of this shard may serve another shard's ModelVersion)."""
         namespace, name = obj["metadata"].get("namespace") or "", obj["metadata"].get("name") or ""
         key = (controller.kind.plural, namespace, name)
-        self.cache.put(key, None if type_ == "DELETED" else obj)
-        if controller.kind.kind == "Rollout":  # versions it stopped serving, monitors of what it serves
-            self.wake_dependents_of_rollout(namespace, name)
+        self.remember(controller.kind.kind, key, None if type_ == "DELETED" else obj)
         if type_ == "DELETED":
             self.foreign.discard(key)
             self.seen(key, None)
@@ -116,8 +114,24 @@ class Runtime:
         self.seen(key, obj)
         if key not in self.foreign:
             await self.handle(controller, obj)
-        for kind, other in related(controller.kind.kind, obj):
-            self.wake(kind, namespace, other)
+        if controller.kind.kind != "Rollout":  # a Rollout's dependents are woken by remember()
+            for kind, other in related(controller.kind.kind, obj):
+                self.wake(kind, namespace, other)
+
+    def remember(self, kind: str, key: Key, body: dict[str, Any] | None) -> None:
+        """The newest body of an object (None: deleted), from the watch or our own status write, into the cache.
+        A Rollout's ModelVersions and DriftMonitors read only which versions it names (serving_names): they are
+        woken when that changes, or the Rollout comes or goes, not at each of its status writes (analyses, steps,
+        conditions)."""
+        before = self.cache.get(*key)
+        self.cache.put(key, body)
+        unchanged = before is not None and body is not None and serving_names(before) == serving_names(body)
+        if kind != "Rollout" or unchanged:
+            return
+        namespace, name = key[1], key[2]
+        self.wake_dependents_of_rollout(namespace, name)  # versions it stopped serving, monitors of what it serves
+        for other in {n for b in (before, body) if b is not None for _, n in related("Rollout", b)}:
+            self.wake("ModelVersion", namespace, other)
 
     def wake_dependents_of_rollout(self, namespace: str, name: str) -> None:
         """A Rollout changed or went: the ModelVersions whose servedBy lists it (one it no longer serves must drop
@@ -247,7 +261,7 @@ class Runtime:
             meta = body["metadata"]
             key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
             self.bodies[key] = result.body
-            self.cache.put(key, result.body)
+            self.remember(kind, key, result.body)
         if kind == "Rollout":
             rollout_metrics(body, result.fields)
         if result.patched:
@@ -292,6 +306,14 @@ def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, A
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:
         # Every object, not a Kopf label filter: an object relabelled to another shard must be forgotten here.
         await runtime.event(controller, event["type"], dict(event["object"]))
+
+
+def serving_names(rollout: dict[str, Any]) -> tuple[Any, ...]:
+    """What a Rollout's ModelVersions (modelversion.serves) and DriftMonitors (driftmonitor.served, propose) read
+    of it: the version it targets and the ones its status names."""
+    spec, status = rollout.get("spec") or {}, rollout.get("status") or {}
+    fields = ("stableVersion", "canaryVersion", "drainingVersion")
+    return ((spec.get("modelVersionRef") or {}).get("name"), *(status.get(f) for f in fields))
 
 
 def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:

@@ -108,6 +108,29 @@ async def test_a_rollout_wakes_the_versions_that_list_it_and_its_monitors() -> N
     await rt.requeue.close()
 
 
+async def test_a_rollout_wakes_its_versions_and_monitors_only_when_the_versions_it_names_change() -> None:
+    rt, _ = runtime("")
+    await rt.event(rt.controllers["ModelVersion"], None, obj("m-v1", servedBy=["r"]))
+    dm = {**obj("dm"), "spec": {"rolloutRef": {"name": "r"}}}
+    await rt.event(rt.controllers["DriftMonitor"], None, dm)
+    mv_key, dm_key = ("modelversions", "ns", "m-v1"), ("driftmonitors", "ns", "dm")
+
+    def rollout(**status: Any) -> dict[str, Any]:
+        return {**obj("r", **status), "spec": {"modelVersionRef": {"name": "m-v1"}}}
+
+    await rt.event(rt.controllers["Rollout"], None, rollout(stableVersion="m-v1", phase="Promoted"))
+    assert {mv_key, dm_key} <= set(rt.requeue._timers)  # first seen: they look
+    rt.requeue.cancel(mv_key)
+    rt.requeue.cancel(dm_key)
+    # Its own status writes (an analysis, a condition): nothing a ModelVersion or a DriftMonitor reads.
+    await rt.event(rt.controllers["Rollout"], None, rollout(stableVersion="m-v1", phase="Promoted", lastVerdict="x"))
+    assert mv_key not in rt.requeue._timers and dm_key not in rt.requeue._timers
+    # A canary: the monitor compares with it, the version it names is served.
+    await rt.event(rt.controllers["Rollout"], None, rollout(stableVersion="m-v1", canaryVersion="m-v2"))
+    assert {mv_key, dm_key, ("modelversions", "ns", "m-v2")} <= set(rt.requeue._timers)
+    await rt.requeue.close()
+
+
 def test_a_quiet_monitor_is_not_read_on_its_own_when_the_runtime_lists_summaries() -> None:
     dm = monitor()
     assert decide(dm).requeue_after == SETTINGS.drift_poll_seconds
