@@ -321,10 +321,7 @@ def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
     if kind == "ModelVersion":  # Rollouts wait on their ModelVersion's readiness
         return [("Rollout", r) for r in (obj.get("status") or {}).get("servedBy") or []]
     if kind == "Rollout":  # the versions it names become served: their servedBy and finalizer follow
-        spec, status = obj.get("spec") or {}, obj.get("status") or {}
-        names = {(spec.get("modelVersionRef") or {}).get("name")}
-        names |= {status.get(f) for f in ("stableVersion", "canaryVersion", "drainingVersion")}
-        return [("ModelVersion", n) for n in sorted(n for n in names if n)]
+        return [("ModelVersion", n) for n in sorted({n for n in serving_names(obj) if n})]
     if kind == "DriftMonitor":  # the Rollout points its service's payload logger at the monitor
         # Only a new or changed spec matters to the Rollout, not the status written at every window.
         unseen = (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation")
