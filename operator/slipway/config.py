@@ -48,6 +48,10 @@ class Settings:
     # SLIPWAY_VERIFY_SECONDS: how often a verified artifact is asked again (a HEAD; the full sha256 only when its
     # ETag changed). A spec change, or a verifiedEtag someone cleared, asks at once.
     verify_seconds: float = 3600.0
+    # SLIPWAY_MAX_CONCURRENT_RECONCILES: passes that run at once, over all kinds (controller-runtime's
+    # MaxConcurrentReconciles). At start-up every object is reconciled: unbounded, 10,000 passes each held their
+    # state at once (most of the operator's memory) and each finished only when they all did.
+    max_concurrent_reconciles: int = 32
     trainer_image: str = f"ghcr.io/slipway-dev/trainer:{__version__}"  # SLIPWAY_TRAINER_IMAGE
     predictor_image: str = f"ghcr.io/slipway-dev/predictor:{__version__}"  # SLIPWAY_PREDICTOR_IMAGE
     drift_image: str = f"ghcr.io/slipway-dev/drift:{__version__}"  # SLIPWAY_DRIFT_IMAGE
@@ -76,6 +80,7 @@ class Settings:
             peering_lifetime=int(_env("SLIPWAY_PEERING_LIFETIME", str(d.peering_lifetime))),
             resync_seconds=float(_env("SLIPWAY_RESYNC_SECONDS", str(d.resync_seconds))),
             verify_seconds=float(_env("SLIPWAY_VERIFY_SECONDS", str(d.verify_seconds))),
+            max_concurrent_reconciles=int(_env("SLIPWAY_MAX_CONCURRENT_RECONCILES", str(d.max_concurrent_reconciles))),
             trainer_image=_env("SLIPWAY_TRAINER_IMAGE", d.trainer_image),
             predictor_image=_env("SLIPWAY_PREDICTOR_IMAGE", d.predictor_image),
             drift_image=_env("SLIPWAY_DRIFT_IMAGE", d.drift_image),
@@ -103,6 +108,8 @@ class Settings:
             raise ValueError("SLIPWAY_RESYNC_SECONDS must be positive")
         if self.verify_seconds < 0:
             raise ValueError("SLIPWAY_VERIFY_SECONDS must be >= 0 (0: ask S3 at every pass)")
+        if self.max_concurrent_reconciles < 1:
+            raise ValueError("SLIPWAY_MAX_CONCURRENT_RECONCILES must be >= 1")
         if self.drift_poll_seconds <= 0:
             raise ValueError("SLIPWAY_DRIFT_POLL_SECONDS must be positive")
         if self.gateway and len(self.gateway.split("/")) != 2:

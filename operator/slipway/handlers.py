@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from slipway.api.common import GROUP, VERSION
-from slipway.cache import WatchCache
+from slipway.cache import WatchCache, serving_names, slim
 from slipway.config import Settings
 from slipway.controllers.base import Controller, reconcile
 from slipway.controllers.driftmonitor import DriftMonitorController
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 POD_DEBOUNCE_SECONDS = 0.2
 CONFLICT_RETRY_SECONDS = 1.0
+# How long events older than our own last write of an object are passed over while its echo is awaited (a
+# watch that restarted delivers only the latest state, never the echo).
+ECHO_WAIT_SECONDS = 30.0
+MANAGED = {"app.kubernetes.io/managed-by": "slipway"}  # the label on what slipway creates
 ERROR_RETRY_SECONDS = 10.0
 
 
@@ -70,8 +74,12 @@ class Runtime:
 
     def __init__(self, kube: Kube, settings: Settings, s3: S3) -> None:
         self.kube, self.settings, self.requeue = kube, settings, Requeuer()
+        self.slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self.cache = kube.cache = WatchCache()
         self.bodies: dict[Key, dict[str, Any]] = {}
+        # The resourceVersions our writes of an object returned whose echo the watch has not delivered yet (in
+        # order), and when the last was written.
+        self.written: dict[Key, tuple[list[str], float]] = {}
         self.foreign: set[Key] = set()
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.leadership = Leadership(kube, settings)
@@ -103,8 +111,11 @@ class Runtime:
         on it either way (a Rollout of this shard may serve another shard's ModelVersion)."""
         namespace, name = obj["metadata"].get("namespace") or "", obj["metadata"].get("name") or ""
         key = (controller.kind.plural, namespace, name)
+        if type_ != "DELETED" and self.older_than_written(key, obj):
+            return
         self.remember(controller.kind.kind, key, None if type_ == "DELETED" else obj)
         if type_ == "DELETED":
+            self.written.pop(key, None)
             self.foreign.discard(key)
             self.seen(key, None)
             self.requeue.forget(key)
@@ -114,34 +125,55 @@ class Runtime:
         self.seen(key, obj)
         if key not in self.foreign:
             await self.handle(controller, obj)
-        if controller.kind.kind != "Rollout":  # a Rollout's dependents are woken by remember()
+        if controller.kind.kind not in ("Rollout", "ModelVersion"):  # theirs are woken by remember()
             for kind, other in related(controller.kind.kind, obj):
                 self.wake(kind, namespace, other)
 
+    def older_than_written(self, key: Key, obj: dict[str, Any]) -> bool:
+        """Whether the watch delivered the echo of one of our own writes after a later write of ours returned:
+        reconciling that older state again could only end in a 409 and a retry (thousands at start-up with 10,000
+        objects). Only resourceVersions we wrote ourselves are passed over. The echo of our last write, or any
+        state we did not write (made after our last write: each write carries the resourceVersion it was decided
+        from), means the watch has caught up. So does ECHO_WAIT_SECONDS: a watch that restarted sends no echoes.
+        An echo that came before its write's answer was handled then, like any event."""
+        pending = self.written.get(key)
+        if pending is None:
+            return False
+        rvs, at = pending
+        rv = obj["metadata"].get("resourceVersion")
+        if rv in rvs[:-1] and time.monotonic() - at <= ECHO_WAIT_SECONDS:
+            rvs.remove(rv)
+            return True
+        del self.written[key]
+        return False
+
     def remember(self, kind: str, key: Key, body: dict[str, Any] | None) -> None:
-        """The newest body of an object (None: deleted), from the watch or our own status write, into the cache.
-        A Rollout's ModelVersions and DriftMonitors read only which versions it names (serving_names): they are
-        woken when that changes, or the Rollout comes or goes, not at each of its status writes (analyses, steps,
-        conditions)."""
+        """The newest body of an object (None: deleted), from the watch or our own status write, into the cache,
+        and a wake for what reads it when what they read of it changed (or it came or went), not at each of its
+        status writes. A Rollout's ModelVersions and DriftMonitors read which versions it names (serving_names);
+        a ModelVersion's Rollouts read its spec, metadata and Ready condition (rollout_reads)."""
         before = self.cache.get(*key)
         self.cache.put(key, body)
-        unchanged = before is not None and body is not None and serving_names(before) == serving_names(body)
-        if kind != "Rollout" or unchanged:
-            return
         namespace, name = key[1], key[2]
-        self.wake_dependents_of_rollout(namespace, name)  # versions it stopped serving, monitors of what it serves
-        for other in {n for b in (before, body) if b is not None for _, n in related("Rollout", b)}:
-            self.wake("ModelVersion", namespace, other)
+        if kind == "Rollout":
+            if before is not None and body is not None and serving_names(before) == serving_names(body):
+                return
+            self.wake_dependents_of_rollout(namespace, name)  # versions it stopped serving, monitors on it
+            for other in {n for b in (before, body) if b is not None for _, n in related("Rollout", b)}:
+                self.wake("ModelVersion", namespace, other)
+        elif kind == "ModelVersion":
+            if before is not None and body is not None and rollout_reads(before) == rollout_reads(body):
+                return
+            for other in {n for b in (before, body) if b is not None for _, n in related("ModelVersion", b)}:
+                self.wake("Rollout", namespace, other)
 
     def wake_dependents_of_rollout(self, namespace: str, name: str) -> None:
         """A Rollout changed or went: the ModelVersions whose servedBy lists it (one it no longer serves must drop
         it, and its finalizer) and the DriftMonitors on it (the version they compare with) look again."""
-        for mv in self.cache.scope("modelversions", namespace):
-            if name in ((mv.get("status") or {}).get("servedBy") or []):
-                self.wake("ModelVersion", namespace, mv["metadata"]["name"])
-        for dm in self.cache.scope("driftmonitors", namespace):
-            if ((dm.get("spec") or {}).get("rolloutRef") or {}).get("name") == name:
-                self.wake("DriftMonitor", namespace, dm["metadata"]["name"])
+        for mv in self.cache.find("modelversions", namespace, "servedBy", name):
+            self.wake("ModelVersion", namespace, mv["metadata"]["name"])
+        for dm in self.cache.find("driftmonitors", namespace, "rollout", name):
+            self.wake("DriftMonitor", namespace, dm["metadata"]["name"])
 
     async def poll_drift(self) -> None:
         """One listing of the drift runtime every SLIPWAY_DRIFT_POLL_SECONDS, waking the DriftMonitors whose
@@ -200,11 +232,15 @@ class Runtime:
         if not self.owns(body):  # read back by a wake, or relabelled since the timer was set
             self.seen(key, body)
             return
-        async with self.requeue.lock(key):
+        async with self.requeue.lock(key), self.slots:
             # This pass reads everything afresh, so a pending timer is spent; a wake arriving while it runs is not
             # (Requeuer.schedule keeps the earlier timer).
             self.requeue.cancel(key)
-            delay = await self._pass(controller, body)
+            # The newest body: another pass may have written the object while this one waited for the lock, and
+            # reconciling what the caller read before that could only end in a 409 (one per Rollout at start-up).
+            # The echo of our own last write is reconciled like any event: a decision may take its next step from
+            # what it wrote (a finished TrainingJob's TTL, for one).
+            delay = await self._pass(controller, self.bodies.get(key) or body)
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
     def seen(self, key: Key, body: dict[str, Any] | None) -> None:
@@ -229,8 +265,8 @@ class Runtime:
         if (cached := self.bodies.get(key)) is not None:
             await self.handle(controller, cached)
             return
-        try:
-            body = await self.kube.get(*key)
+        try:  # from the API: the watch cache has nothing newer than `bodies` (or none at all)
+            body = await self.kube.get_custom(GROUP, VERSION, *key)
         except Exception:
             log.warning("could not re-read %s/%s/%s", *key, exc_info=True)
             self.requeue.schedule(key, ERROR_RETRY_SECONDS, lambda: self._refetch(controller, key))
@@ -238,6 +274,8 @@ class Runtime:
         if body is None:
             self.requeue.forget(key)
         else:
+            body = slim(body)
+            self.seen(key, body)
             await self.handle(controller, body)
 
     async def _pass(self, controller: Controller[Any, Any], body: dict[str, Any]) -> float:
@@ -247,6 +285,11 @@ class Runtime:
             result = await reconcile(controller, body, self.kube, datetime.now(UTC))
         except Conflict:
             RECONCILES.labels(kind, "conflict").inc()
+            # What this pass read is stale: the retry reads the object from the API, not the body kept here.
+            meta = body["metadata"]
+            key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
+            self.bodies.pop(key, None)
+            self.written.pop(key, None)
             return CONFLICT_RETRY_SECONDS
         except Exception:
             RECONCILES.labels(kind, "error").inc()
@@ -257,11 +300,16 @@ class Runtime:
         finally:
             RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         RECONCILES.labels(kind, "ok").inc()
-        if result.body is not None:  # newer than anything the watch delivered so far
-            meta = body["metadata"]
-            key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
-            self.bodies[key] = result.body
-            self.remember(kind, key, result.body)
+        meta = body["metadata"]
+        key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
+        kept = (self.bodies.get(key) or {}).get("metadata", {}).get("resourceVersion")
+        if result.body is not None and kept in (None, meta.get("resourceVersion"), *result.versions):
+            # What we wrote is the newest state, unless the watch delivered a later one (someone else's write)
+            # while the write's answer was on its way; the echo of this pass's own write is the same state.
+            self.bodies[key] = written = slim(result.body)
+            rvs = [rv for rv in (self.written[key][0] if key in self.written else []) if rv not in result.versions]
+            self.written[key] = ([*rvs, *result.versions], time.monotonic())
+            self.remember(kind, key, written)
         if kind == "Rollout":
             rollout_metrics(body, result.fields)
         if result.patched:
@@ -293,27 +341,39 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             if owner.get("apiVersion") == f"{GROUP}/{VERSION}" and owner.get("kind") in runtime.controllers:
                 runtime.wake(owner["kind"], body.metadata.namespace or "", owner["name"])
 
-    managed = {"app.kubernetes.io/managed-by": "slipway"}
-    kopf.on.event("v1", "pods", labels=managed, registry=registry, id="wake-pod-owner")(wake_owner)
+    kopf.on.event("v1", "pods", labels=MANAGED, registry=registry, id="wake-pod-owner")(wake_owner)
+
     # KServe's status of a Rollout's InferenceService (ready, canary ready, revisions): the Rollout looks at once,
-    # not at its next resync. Without KServe's CRDs Kopf watches nothing here.
-    kopf.on.event(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels=managed, registry=registry,
-                  id="wake-inferenceservice-owner")(wake_owner)  # fmt: skip
+    # not at its next resync. Which of them exist is kept (by name only, cache.WatchCache.watch_names), so that a
+    # Rollout's pass asks the API for its service only when there is one. Without KServe's CRDs Kopf watches
+    # nothing here.
+    runtime.cache.watch_names(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, ",".join(f"{k}={v}" for k, v in MANAGED.items()))
+
+    async def inference_service(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        meta = event["object"]["metadata"]
+        key = (f"{ISVC_PLURAL}.{ISVC_GROUP}", meta.get("namespace") or "", meta.get("name") or "")
+        runtime.cache.put(key, None if event["type"] == "DELETED" else dict(event["object"]))
+        await wake_owner(body)
+
+    kopf.on.event(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels=MANAGED, registry=registry,
+                  id="wake-inferenceservice-owner")(inference_service)  # fmt: skip
 
 
 def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, controller.kind.plural, registry=registry, id=f"reconcile-{controller.kind.plural}")
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:
         # Every object, not a Kopf label filter: an object relabelled to another shard must be forgotten here.
-        await runtime.event(controller, event["type"], dict(event["object"]))
+        await runtime.event(controller, event["type"], slim(dict(event["object"])))
 
 
-def serving_names(rollout: dict[str, Any]) -> tuple[Any, ...]:
-    """What a Rollout's ModelVersions (modelversion.serves) and DriftMonitors (driftmonitor.served, propose) read
-    of it: the version it targets and the ones its status names."""
-    spec, status = rollout.get("spec") or {}, rollout.get("status") or {}
-    fields = ("stableVersion", "canaryVersion", "drainingVersion")
-    return ((spec.get("modelVersionRef") or {}).get("name"), *(status.get(f) for f in fields))
+def rollout_reads(version: dict[str, Any]) -> tuple[Any, ...]:
+    """What a Rollout reads of a ModelVersion (rollout.version_of, references.not_ready): its spec (by
+    generation), its metadata and its Ready condition. Not servedBy, verification times or other conditions."""
+    meta = version.get("metadata") or {}
+    conds = (version.get("status") or {}).get("conditions") or []
+    ready: dict[str, Any] = next((c for c in conds if c.get("type") == "Ready"), {})
+    return (meta.get("generation"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
+            ready.get("status"), ready.get("reason"), ready.get("message"))  # fmt: skip
 
 
 def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ again, and everything a decision needs is read back from the API.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable
 
 
@@ -29,7 +30,10 @@ class Requeuer:
         if timer is not None and timer.when() <= when:
             return
         self.cancel(key)
-        self._timers[key] = loop.call_later(delay, self._start, key, action)
+        # In an empty context: a timer captures the context it is set in, and one set in a Kopf handler holds
+        # Kopf's whole cause (the raw body, its patch, loggers) until it fires; an object's resync timer is
+        # always pending (N = 4,000: 60 MB of the operator's memory).
+        self._timers[key] = loop.call_later(delay, self._start, key, action, context=contextvars.Context())
 
     def cancel(self, key: Hashable) -> None:
         timer = self._timers.pop(key, None)

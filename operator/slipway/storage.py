@@ -79,10 +79,12 @@ class S3:
         res = await self._call(self._client(access).head_object, Bucket=bucket, Key=key)
         return ObjectInfo(int(res["ContentLength"]), str(res.get("ETag", "")).strip('"'))
 
-    async def sha256(self, access: S3Access, uri: str) -> str:
-        """Streams the object through sha256: artifacts can be large, memory stays flat."""
+    async def sha256(self, access: S3Access, uri: str) -> tuple[str, ObjectInfo]:
+        """Streams the object through sha256 (artifacts can be large, memory stays flat); with the size and ETag
+        of what was read, so that a first verification needs no HEAD of its own."""
         bucket, key = split_uri(uri)
         res = await self._call(self._client(access).get_object, Bucket=bucket, Key=key)
+        info = ObjectInfo(int(res["ContentLength"]), str(res.get("ETag", "")).strip('"'))
 
         def digest() -> str:
             h = hashlib.sha256()
@@ -91,7 +93,7 @@ class S3:
             return h.hexdigest()
 
         hexdigest: str = await self._call(digest)
-        return hexdigest
+        return hexdigest, info
 
     async def read_json(self, access: S3Access, uri: str, limit: int = 4 << 20) -> dict[str, Any]:
         bucket, key = split_uri(uri)

@@ -173,7 +173,7 @@ async def test_a_resync_reconciles_the_body_the_watch_delivered_without_a_get() 
     class Api:
         gets: list[tuple[str, str, str]] = []
 
-        async def get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
+        async def get_custom(self, group: str, version: str, plural: str, ns: str, name: str) -> dict[str, Any] | None:
             self.gets.append((plural, ns, name))
             return None
 

@@ -148,16 +148,17 @@ async def test_a_verified_artifact_is_asked_again_only_after_the_interval_or_a_s
             self.heads += 1
             return ObjectInfo(etag="etag1", size=10)
 
-        async def sha256(self, access: Any, uri: str) -> str:
+        async def sha256(self, access: Any, uri: str) -> tuple[str, ObjectInfo]:
             self.reads += 1
-            return SHA
+            return SHA, ObjectInfo(etag="etag1", size=10)
 
     s3 = CountingS3()
     ctrl = ModelVersionController(Settings(verify_seconds=600), s3)  # type: ignore[arg-type]
     first = mv()
     v = await ctrl.verify(first, None, NOW)  # type: ignore[arg-type]
     r = ctrl.decide(first, Observed((), v), NOW)
-    assert (s3.heads, s3.reads) == (1, 1) and r.fields["verifiedAt"] == "2026-03-01T12:00:00Z"
+    # Never verified: the read alone (its answer has the ETag), no HEAD before it.
+    assert (s3.heads, s3.reads) == (0, 1) and r.fields["verifiedAt"] == "2026-03-01T12:00:00Z"
     assert r.requeue_after == 600
     verified = mv()
     kept = {
@@ -176,15 +177,15 @@ async def test_a_verified_artifact_is_asked_again_only_after_the_interval_or_a_s
     verified.status = ModelVersionStatus.model_validate(status)
     v = await ctrl.verify(verified, None, NOW + timedelta(seconds=599))  # type: ignore[arg-type]
     r = ctrl.decide(verified, Observed((), v), NOW + timedelta(seconds=599))
-    assert (s3.heads, s3.reads) == (1, 1), "nothing asked within the interval"
+    assert (s3.heads, s3.reads) == (0, 1), "nothing asked within the interval"
     assert "verifiedAt" not in r.fields and r.requeue_after == 1.0
     assert next(c for c in r.conditions if c.type == "Verified").message.endswith("(10 bytes)")  # no rewrite
     await ctrl.verify(verified, None, NOW + timedelta(seconds=600))  # type: ignore[arg-type]
-    assert (s3.heads, s3.reads) == (2, 1), "a HEAD once due; the same ETag needs no new sha256"
+    assert (s3.heads, s3.reads) == (1, 1), "a HEAD once due; the same ETag needs no new sha256"
     assert verified.status is not None
     verified.status.verified_etag = None  # someone cleared it: ask now
     await ctrl.verify(verified, None, NOW + timedelta(seconds=1))  # type: ignore[arg-type]
-    assert s3.heads == 3
+    assert (s3.heads, s3.reads) == (1, 2)
 
 
 def test_an_unreachable_store_after_the_interval_is_retried_at_the_storage_pace() -> None:

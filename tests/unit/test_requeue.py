@@ -55,3 +55,34 @@ def test_cancel_spends_the_pending_timer() -> None:
         return ran
 
     assert asyncio.run(scenario()) == ["after"]
+
+
+async def test_a_timer_does_not_keep_the_context_it_was_set_in() -> None:
+    """A Kopf handler's context holds its cause (the raw body and more); a resync timer set there kept it alive
+    for an hour, for every object."""
+    import contextvars
+    import gc
+    import weakref
+
+    held: contextvars.ContextVar[object] = contextvars.ContextVar("held")
+
+    class Cause:
+        pass
+
+    requeue, seen = Requeuer(), []
+
+    async def action() -> None:
+        seen.append(held.get(None))
+
+    def in_handler() -> weakref.ref[Cause]:
+        cause = Cause()
+        held.set(cause)
+        requeue.schedule("k", 0.01, action)
+        return weakref.ref(cause)
+
+    ref = contextvars.copy_context().run(in_handler)
+    gc.collect()
+    assert ref() is None  # not kept by the pending timer
+    await asyncio.sleep(0.05)
+    assert seen == [None]
+    await requeue.close()

@@ -13,6 +13,7 @@ from slipway.cache import WatchCache
 from slipway.config import Settings
 from slipway.handlers import related
 from slipway.kube import Kube
+from slipway.storage import S3
 
 from tests.unit.test_driftmonitor import SETTINGS, decide, monitor
 from tests.unit.test_sharding import runtime
@@ -44,27 +45,38 @@ def kube(items: list[dict[str, Any]]) -> tuple[Kube, Custom]:
     return k, k._custom  # type: ignore[return-value]
 
 
-async def test_a_listing_comes_from_the_cache_once_the_watch_has_delivered_everything_the_api_listed() -> None:
+async def test_one_api_listing_completes_the_cache_with_what_the_watch_has_not_delivered_yet() -> None:
     a, b = obj("a", {"team": "x"}), obj("b")
+    b["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     k, api = kube([a, b])
     assert k.cache is not None
     k.cache.put(("rollouts", "ns", "a"), a)
-    # The watch has not delivered b yet: the API answers (unfiltered, to learn whether the cache is complete).
+    # The watch has not delivered b yet: one unfiltered API listing puts it in (without its managedFields) ...
     assert [o["metadata"]["name"] for o in await k.list_custom("rollouts", "ns", "team=x")] == ["a"]
     assert api.lists == [("rollouts", "ns", "")]
-    k.cache.put(("rollouts", "ns", "b"), b)
-    assert await k.list_custom("rollouts", "ns") == [a, b]
-    assert len(api.lists) == 2  # this listing found the cache complete ...
+    assert k.cache.get("rollouts", "ns", "b") == obj("b")
+    # ... and from then on the cache answers: what the watch adds, changes or removes is all it takes.
+    assert [o["metadata"]["name"] for o in await k.list_custom("rollouts", "ns")] == ["a", "b"]
     c = obj("c", {"team": "x"})
-    k.cache.put(("rollouts", "ns", "c"), c)  # ... so what the watch adds, changes or removes is all it takes
+    k.cache.put(("rollouts", "ns", "c"), c)
     k.cache.put(("rollouts", "ns", "a"), None)
-    assert await k.list_custom("rollouts", "ns") == [b, c]
+    assert [o["metadata"]["name"] for o in await k.list_custom("rollouts", "ns")] == ["b", "c"]
     assert await k.list_custom("rollouts", "ns", "team=x") == [c]
-    assert await k.list_custom("rollouts", "other") == [] and len(api.lists) == 3  # another namespace: its own
-    assert await k.get("rollouts", "ns", "b") is b
+    assert len(api.lists) == 1
+    assert await k.list_custom("rollouts", "other") == [] and len(api.lists) == 2  # another namespace: its own
     # A selector the cache cannot evaluate goes to the API as it is.
     await k.list_custom("rollouts", "ns", "team in (x)")
     assert api.lists[-1] == ("rollouts", "ns", "team in (x)")
+
+
+async def test_a_listing_answered_before_a_delete_does_not_put_the_deleted_object_back() -> None:
+    gone = obj("gone")
+    k, _ = kube([gone, obj("kept")])  # what the API listed, a moment before `gone` was deleted
+    assert k.cache is not None
+    k.cache.put(("rollouts", "ns", "gone"), gone)
+    k.cache.put(("rollouts", "ns", "gone"), None)  # the watch delivered the delete first
+    assert [o["metadata"]["name"] for o in await k.list_custom("rollouts", "ns")] == ["kept"]
+    assert k.cache.get("rollouts", "ns", "gone") is None
 
 
 async def test_passes_that_list_at_once_before_the_cache_is_complete_cost_one_api_listing() -> None:
@@ -83,6 +95,44 @@ async def test_passes_that_list_at_once_before_the_cache_is_complete_cost_one_ap
 )  # fmt: skip
 def test_the_cache_answers_only_equality_selectors(selector: str, answers: bool) -> None:
     assert WatchCache.answers(selector) is answers
+
+
+async def test_indexed_listings_find_the_referring_objects_without_scanning_the_namespace() -> None:
+    k, api = kube([])
+    cache = k.cache
+    assert cache is not None
+    cache.fill("rollouts", "ns", [])
+    cache.fill("trainingjobs", "ns", [])
+
+    def rollout(name: str, ref: str, **status: Any) -> dict[str, Any]:
+        return {**obj(name, **status), "spec": {"modelVersionRef": {"name": ref}}}
+
+    cache.put(("rollouts", "ns", "r1"), rollout("r1", "m-v2", stableVersion="m-v1", canaryVersion="m-v2"))
+    cache.put(("rollouts", "ns", "r2"), rollout("r2", "m-v1", stableVersion="m-v1"))
+    cache.put(("rollouts", "ns", "r3"), rollout("r3", "x-v1", stableVersion="x-v1"))
+
+    async def names(index: str) -> list[str]:
+        return [o["metadata"]["name"] for o in await k.list_custom("rollouts", "ns", index=("version", index))]
+
+    assert await names("m-v1") == ["r1", "r2"] and await names("m-v2") == ["r1"] and await names("nope") == []
+    # Promoted: r1 names m-v2 only; the index follows the watch.
+    cache.put(("rollouts", "ns", "r1"), rollout("r1", "m-v2", stableVersion="m-v2"))
+    assert await names("m-v1") == ["r2"] and await names("m-v2") == ["r1"]
+    cache.put(("rollouts", "ns", "r2"), None)
+    assert await names("m-v1") == []
+    # Equality selectors from the label index.
+    cache.put(("trainingjobs", "ns", "j1"), obj("j1", {"slipway.dev/drift-monitor": "dm", "team": "a"}))
+    cache.put(("trainingjobs", "ns", "j2"), obj("j2", {"slipway.dev/drift-monitor": "dm"}))
+    cache.put(("trainingjobs", "ns", "j3"), obj("j3", {"slipway.dev/drift-monitor": "other"}))
+    found = await k.list_custom("trainingjobs", "ns", "slipway.dev/drift-monitor=dm")
+    assert [o["metadata"]["name"] for o in found] == ["j1", "j2"]
+    found = await k.list_custom("trainingjobs", "ns", "slipway.dev/drift-monitor=dm,team=a")
+    assert [o["metadata"]["name"] for o in found] == ["j1"]
+    cache.put(("trainingjobs", "ns", "j1"), obj("j1", {"slipway.dev/drift-monitor": "other"}))  # relabelled
+    assert [
+        o["metadata"]["name"] for o in await k.list_custom("trainingjobs", "ns", "slipway.dev/drift-monitor=dm")
+    ] == ["j2"]
+    assert api.lists == []  # all from the cache
 
 
 def test_a_rollout_wakes_the_versions_it_names() -> None:
@@ -174,3 +224,234 @@ async def test_the_runtime_listing_wakes_only_the_monitors_whose_summary_changed
     assert sorted(woken[:2]) == ["a", "c"] and sorted(woken[2:]) == ["a", "b"], woken
     assert rt.drift.listed
     await rt.requeue.close()
+
+
+@pytest.mark.parametrize("proxy", [None, "http://proxy.example:3128"])
+async def test_the_api_client_looks_up_netrc_and_proxies_only_when_a_proxy_is_configured(
+    proxy: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes_asyncio import client
+    from slipway.kube.client import PROXY_VARIABLES, quiet_environment
+
+    for var in PROXY_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    api = client.ApiClient()
+    try:
+        quiet_environment(api)
+        # aiohttp's private flag: if a new aiohttp renamed it, this fails rather than the saving silently going.
+        assert api.rest_client.pool_manager._trust_env is bool(proxy)
+    finally:
+        await api.close()
+
+
+async def test_echoes_of_our_earlier_writes_are_passed_over_and_nothing_else() -> None:
+    """The watch delivers our previous write's echo after our next write returned: reconciling it (older than
+    the body kept) could only end in a 409. Only resourceVersions we wrote are passed over: the echo of the last
+    write, or any state we did not write, means the watch caught up (as does ECHO_WAIT_SECONDS)."""
+    import time as clock
+
+    from slipway import handlers
+
+    rt, passes = runtime("")
+    mv = rt.controllers["ModelVersion"]
+    key = ("modelversions", "ns", "m")
+
+    def at(rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": "m", "namespace": "ns", "resourceVersion": rv}, "status": {}}
+
+    await rt.event(mv, "ADDED", at("1"))
+    assert passes == ["m"]
+    rt.written[key] = (["2", "3"], clock.monotonic())  # two passes wrote rv 2, then rv 3
+    rt.bodies[key] = at("3")
+    await rt.event(mv, "MODIFIED", at("2"))  # the echo of the earlier write
+    assert passes == ["m"] and rt.bodies[key]["metadata"]["resourceVersion"] == "3"
+    await rt.event(mv, "MODIFIED", at("3"))  # our last write's echo: from here on every event counts
+    assert passes == ["m", "m"] and key not in rt.written
+    await rt.event(mv, "MODIFIED", at("4"))
+    assert passes == ["m", "m", "m"]
+    # The last write's echo came before its answer (handled then): the next event, whatever it is, counts.
+    rt.written[key] = (["4", "5"], clock.monotonic())
+    await rt.event(mv, "MODIFIED", at("6"))  # a user's change
+    assert passes == ["m", "m", "m", "m"] and key not in rt.written
+    rt.written[key] = (["7", "9"], clock.monotonic() - handlers.ECHO_WAIT_SECONDS - 1)  # the echoes never came
+    await rt.event(mv, "MODIFIED", at("7"))
+    assert len(passes) == 5
+    await rt.requeue.close()
+
+
+async def test_every_write_of_a_pass_is_an_echo_to_pass_over_and_the_last_ones_echo_is_reconciled() -> None:
+    """A pass that writes the status, then the finalizers, gets two resourceVersions: the watch's echo of the
+    first is older than what the pass kept (reconciling it ended in a 409 from its stale finalizers, once per
+    ModelVersion at start-up); the echo of the last is reconciled as any event is."""
+    from slipway import handlers
+    from slipway.controllers.base import Result
+
+    rt = handlers.Runtime(Kube.__new__(Kube), Settings(peering=""), S3())
+    mv, key, passes = rt.controllers["ModelVersion"], ("modelversions", "ns", "m"), list[str]()
+
+    def at(rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": "m", "namespace": "ns", "resourceVersion": rv}, "status": {}}
+
+    async def writing(controller: Any, body: dict[str, Any], *args: Any) -> Result:
+        passes.append(rv := body["metadata"]["resourceVersion"])
+        return Result([], body=at("3"), versions=["2", "3"]) if rv == "1" else Result([])
+
+    real, handlers.reconcile = handlers.reconcile, writing  # type: ignore[assignment]
+    try:
+        await rt.event(mv, "ADDED", at("1"))
+        assert passes == ["1"] and rt.written[key][0] == ["2", "3"]
+        await rt.event(mv, "MODIFIED", at("2"))  # the status patch's echo
+        assert passes == ["1"] and rt.bodies[key]["metadata"]["resourceVersion"] == "3"
+        await rt.event(mv, "MODIFIED", at("3"))  # the finalizer write's echo
+        assert passes == ["1", "3"] and key not in rt.written
+    finally:
+        handlers.reconcile = real
+    await rt.requeue.close()
+
+
+async def test_a_write_answered_after_the_watch_moved_on_keeps_the_newer_body() -> None:
+    from slipway import handlers
+    from slipway.controllers.base import Result
+
+    rt = handlers.Runtime(Kube.__new__(Kube), Settings(peering=""), S3())
+    key = ("modelversions", "ns", "m")
+
+    def at(rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": "m", "namespace": "ns", "resourceVersion": rv}, "status": {}}
+
+    async def writing(controller: Any, body: dict[str, Any], *args: Any) -> Result:
+        rt.bodies[key] = at("3")  # the watch delivered our write's echo (rv 2) and someone's change (rv 3) first
+        return Result([], body=at("2"))
+
+    real, handlers.reconcile = handlers.reconcile, writing  # type: ignore[assignment]
+    try:
+        rt.bodies[key] = at("1")
+        await rt._pass(rt.controllers["ModelVersion"], at("1"))
+    finally:
+        handlers.reconcile = real
+    assert rt.bodies[key]["metadata"]["resourceVersion"] == "3" and key not in rt.written
+    await rt.requeue.close()
+
+
+async def test_a_conflict_drops_the_kept_body_so_that_the_retry_reads_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slipway import handlers
+    from slipway.handlers import Runtime
+    from slipway.kube import Conflict
+    from slipway.storage import S3
+
+    async def conflicting(*args: Any) -> Any:
+        raise Conflict("modelversions/ns/m moved on")
+
+    monkeypatch.setattr(handlers, "reconcile", conflicting)
+    rt = Runtime(Kube.__new__(Kube), Settings(peering=""), S3())
+    key, body = ("modelversions", "ns", "m"), {"metadata": {"name": "m", "namespace": "ns", "resourceVersion": "3"}}
+    rt.bodies[key], rt.written[key] = body, (["3"], 0.0)
+    assert await rt._pass(rt.controllers["ModelVersion"], body) == handlers.CONFLICT_RETRY_SECONDS
+    assert key not in rt.bodies and key not in rt.written
+    await rt.requeue.close()
+
+
+async def test_a_pass_that_waited_for_the_lock_reconciles_the_body_written_meanwhile() -> None:
+    from slipway.handlers import Runtime
+
+    rt = Runtime(Kube.__new__(Kube), Settings(peering=""), S3())
+    key, seen = ("rollouts", "ns", "r"), list[str]()
+    old = {"metadata": {"name": "r", "namespace": "ns", "resourceVersion": "1"}}
+
+    async def one_pass(controller: Any, body: dict[str, Any]) -> float:
+        seen.append(body["metadata"]["resourceVersion"])
+        rt.bodies[key] = {"metadata": {**old["metadata"], "resourceVersion": "2"}}  # its status write
+        return 60.0
+
+    rt._pass = one_pass  # type: ignore[method-assign]
+    rollouts = rt.controllers["Rollout"]
+    await asyncio.gather(rt.handle(rollouts, old), rt.handle(rollouts, old))  # e.g. the watch's event and a wake
+    assert seen == ["1", "2"]
+    await rt.requeue.close()
+
+
+async def test_a_rollouts_inference_service_is_read_from_the_api_only_when_the_watch_says_it_exists() -> None:
+    """At start-up every Rollout looks for its InferenceService before creating it: the names the watch delivered
+    (one labelled listing completes them) answer "none" without a 404 from the API; one that exists is read."""
+    group, version, plural = "serving.kserve.io", "v1beta1", "inferenceservices"
+    labels = {"app.kubernetes.io/managed-by": "slipway"}
+    isvc = {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "5", "labels": labels},
+            "status": {"url": "http://a"}}  # fmt: skip
+
+    class Api(Custom):
+        gets: list[str] = []
+
+        async def get_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+            self.gets.append(args[-1])
+            return isvc
+
+    k = Kube.__new__(Kube)
+    k._custom, k.cache = Api([isvc]), WatchCache()  # type: ignore[assignment]
+    api: Any = k._custom
+    k.cache.watch_names(group, version, plural, "app.kubernetes.io/managed-by=slipway")
+    assert await k.get_managed(group, version, plural, "ns", "b") is None
+    assert await k.get_managed(group, version, plural, "ns", "c") is None
+    assert api.lists == [(plural, "ns", "app.kubernetes.io/managed-by=slipway")] and api.gets == []
+    assert k.cache.get(f"{plural}.{group}", "ns", "a") == {"metadata": {"name": "a", "namespace": "ns",
+                                                                        "resourceVersion": "5"}}  # fmt: skip
+    assert await k.get_managed(group, version, plural, "ns", "a") is isvc and api.gets == ["a"]
+    k.cache.put((f"{plural}.{group}", "ns", "b"), {"metadata": {"name": "b"}})  # the watch: created
+    await k.get_managed(group, version, plural, "ns", "b")
+    assert api.gets == ["a", "b"]
+
+
+def test_a_monitor_waiting_for_its_rollout_keeps_no_clock_of_its_own() -> None:
+    """The Rollout wakes its monitors when it comes or names a version: 2,500 monitors waiting at start-up each
+    polled every SLIPWAY_DRIFT_POLL_SECONDS (8 passes per monitor before every object was reconciled once)."""
+    from tests.unit.test_driftmonitor import rollout_body
+
+    no_rollout, no_version = decide(monitor(), target=None), decide(monitor(), target=rollout_body(stable=None))
+    assert no_rollout.requeue_after is None and no_version.requeue_after is None
+    assert {c.reason for c in no_version.conditions} >= {"WaitingForVersion"}
+
+
+async def test_a_version_wakes_its_rollouts_only_when_what_they_read_of_it_changes() -> None:
+    rt, _ = runtime("")
+    mvs, key = rt.controllers["ModelVersion"], ("rollouts", "ns", "r")
+
+    def version(ready: str, **status: Any) -> dict[str, Any]:
+        cond = {"type": "Ready", "status": ready, "reason": "Verified" if ready == "True" else "Verifying"}
+        return {**obj("m-v1", servedBy=["r"], conditions=[cond], **status), "spec": {}}
+
+    await rt.event(mvs, None, version("False"))
+    assert key in rt.requeue._timers  # first seen
+    rt.requeue.cancel(key)
+    await rt.event(mvs, None, version("False", verifiedAt="2026-12-02T10:00:00Z"))  # its own bookkeeping
+    assert key not in rt.requeue._timers
+    rt.remember("ModelVersion", ("modelversions", "ns", "m-v1"), version("True"))  # our write: Ready
+    assert key in rt.requeue._timers
+    rt.requeue.cancel(key)
+    await rt.event(mvs, "DELETED", version("True"))  # gone: the Rollout says so
+    assert key in rt.requeue._timers
+    await rt.requeue.close()
+
+
+async def test_passes_run_at_most_max_concurrent_reconciles_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slipway.handlers import Runtime
+
+    rt = Runtime(Kube.__new__(Kube), Settings(peering="", max_concurrent_reconciles=2), S3())
+    running, most = 0, 0
+
+    async def one_pass(controller: Any, body: dict[str, Any]) -> float:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return 60.0
+
+    rt._pass = one_pass  # type: ignore[method-assign]
+    mvs = rt.controllers["ModelVersion"]
+    await asyncio.gather(*(rt.handle(mvs, obj(f"m-v{i}")) for i in range(6)))
+    assert most == 2
+    await rt.requeue.close()
+    monkeypatch.setenv("SLIPWAY_MAX_CONCURRENT_RECONCILES", "0")
+    with pytest.raises(ValueError, match="SLIPWAY_MAX_CONCURRENT_RECONCILES"):
+        Settings.from_env().validate()

@@ -90,7 +90,7 @@ class Api:
     def __init__(self, objects: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> None:
         self.objects, self.gets = objects or {}, list[tuple[str, str, str]]()
 
-    async def get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
+    async def get_custom(self, group: str, version: str, plural: str, ns: str, name: str) -> dict[str, Any] | None:
         self.gets.append((plural, ns, name))
         return self.objects.get((plural, ns, name))
 

@@ -84,7 +84,10 @@ class Result:
     requeue_after: float | None = None
     actions: list[Action] = field(default_factory=list)
     patched: bool = False  # set by reconcile(): whether a status patch was sent
-    body: dict[str, Any] | None = None  # set by reconcile(): the object as the status patch returned it
+    body: dict[str, Any] | None = None  # set by reconcile(): the object as our last write returned it
+    # Set by reconcile(): the resourceVersion each of its writes of the object returned, in order (a status patch,
+    # then a finalizer change): the watch's echoes of them are states this pass already decided on.
+    versions: list[str] = field(default_factory=list)
 
 
 class Controller(Protocol, Generic[K, Obs]):
@@ -179,13 +182,16 @@ async def write(
     if new != old:
         patched = await kube.patch_status(plural, ref.namespace, ref.name, merge_diff(old, new), rv)
         rv, result.patched, result.body = patched["metadata"]["resourceVersion"], True, patched
+        result.versions.append(rv)
         # Events describe transitions, so they go out only with a status change: a resync never repeats them.
         for ev in result.events:
             await kube.event(ref, ev.type, ev.reason, ev.message, now)
     for action in result.actions:
         # After the status patch, with its resourceVersion: a finalizer change must not race the status.
         if isinstance(action, SetFinalizers):
-            await kube.set_finalizers(plural, ref.namespace, ref.name, list(action.finalizers), rv)
+            result.body = await kube.set_finalizers(plural, ref.namespace, ref.name, list(action.finalizers), rv)
+            rv = result.body["metadata"]["resourceVersion"]
+            result.versions.append(rv)
 
 
 async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kube) -> bool:

@@ -73,13 +73,14 @@ class ModelVersionController:
 
     async def observe(self, obj: ModelVersion, kube: Kube) -> Observed:
         ns, name = obj.metadata.get("namespace", ""), obj.metadata.get("name", "")
-        rollouts = await kube.list_custom("rollouts", ns)
+        rollouts = await kube.list_custom("rollouts", ns, index=("version", name))
         served = tuple(sorted(r["metadata"]["name"] for r in rollouts if serves(r, name)))
         return Observed(served, await self.verify(obj, kube, datetime.now(UTC)))
 
     async def verify(self, mv: ModelVersion, kube: Kube, now: datetime) -> Verification:
         """Nothing asked while the last verification holds (verified_until); then a HEAD, and the full sha256
-        only when the object's ETag is new."""
+        only when the object's ETag is new. Never verified (or for another sha256): the read alone, whose answer
+        carries the ETag too."""
         if mv.status and (until := verified_until(mv, self.settings.verify_seconds)) is not None and now < until:
             return Verification("verified", mv.spec.artifact.sha256, mv.status.verified_etag or "", valid_until=until)
         art, ns = mv.spec.artifact, mv.metadata.get("namespace", "")
@@ -95,12 +96,14 @@ class ModelVersionController:
             secret.get("AWS_ACCESS_KEY_ID"),
             secret.get("AWS_SECRET_ACCESS_KEY"),
         )
+        status = mv.status
+        known = status.verified_etag if status and status.verified_sha256 == art.sha256 else None
         try:
-            info = await self.s3.head(access, art.uri)
-            status = mv.status
-            digest = art.sha256
-            if not (status and status.verified_etag == info.etag and status.verified_sha256 == art.sha256):
-                digest = await self.s3.sha256(access, art.uri)
+            digest, info = art.sha256, None
+            if known is not None:
+                info = await self.s3.head(access, art.uri)
+            if info is None or info.etag != known:
+                digest, info = await self.s3.sha256(access, art.uri)
         except ObjectMissing as e:
             return Verification("missing", detail=str(e))
         except StorageError as e:

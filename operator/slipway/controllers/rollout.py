@@ -101,14 +101,17 @@ class RolloutController:
         target = await kube.get("modelversions", ns, target_of(obj)[0])
         stable_name = status.get("stableVersion")
         stable = await kube.get("modelversions", ns, stable_name) if stable_name else None
-        current = await kube.get_custom(
+        current = await kube.get_managed(
             isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL, ns, isvc.isvc_name(obj)
         )
         draining_name = status.get("drainingVersion")
         draining = None
         if draining_name and draining_name not in (stable_name, target_of(obj)[0]):
             draining = await kube.get("modelversions", ns, draining_name)
-        monitor = monitor_of(obj, await kube.list_custom("driftmonitors", ns)) if self.settings.drift_url else None
+        monitor = None
+        if self.settings.drift_url:
+            by_ref = ("rollout", obj.metadata.get("name", ""))  # cache.INDEXES: the monitors on this Rollout
+            monitor = monitor_of(obj, await kube.list_custom("driftmonitors", ns, index=by_ref))
         name = isvc.isvc_name(obj)
         current_route = None
         if serving.routed(obj, self.settings) and current is not None:

@@ -82,6 +82,21 @@ class ObjectRef:
         )
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def quiet_environment(api: client.ApiClient) -> None:
+    """kubernetes_asyncio's aiohttp session trusts the environment: before every request it looks in ~/.netrc and
+    the proxy variables, each in a worker thread (two thread hops per API call, a tenth of the operator's CPU at
+    start-up with thousands of objects). A netrc password cannot apply (the client authenticates by certificate
+    or token), so without proxy variables there is nothing to look up; with them, nothing changes."""
+    if any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return
+    session = api.rest_client.pool_manager
+    if hasattr(session, "_trust_env"):  # aiohttp's ClientSession keeps it there; if that changes, nothing happens
+        session._trust_env = False
+
+
 class Kube:
     """One API client for the whole operator."""
 
@@ -98,15 +113,26 @@ class Kube:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         else:
             await config.load_kube_config()
-        return cls(client.ApiClient())
+        api = client.ApiClient()
+        quiet_environment(api)
+        return cls(api)
 
     async def close(self) -> None:
         await self._api.close()
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """A slipway object, or None when it does not exist."""
-        if self.cache is not None and (cached := self.cache.get(plural, namespace, name)) is not None:
-            return cached
+        """A slipway object, or None when it does not exist: from the watch cache (cache.py). A miss while the
+        cache is not complete for the kind and namespace completes it first (at start-up thousands of passes read
+        objects the watch has not delivered yet: one listing instead of a GET each); a miss after that is read
+        from the API (an object created a moment ago)."""
+        cache = self.cache
+        if cache is not None:
+            if (cached := cache.get(plural, namespace, name)) is not None:
+                return cached
+            if not cache.complete(plural, namespace):
+                await self._fill(cache, plural, namespace)
+                if (cached := cache.get(plural, namespace, name)) is not None:
+                    return cached
         return await self.get_custom(GROUP, VERSION, plural, namespace, name)
 
     async def get_custom(
@@ -123,6 +149,21 @@ class Kube:
                 return None
             raise
 
+    async def get_managed(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """A custom object slipway creates with its managed-by label (a Rollout's InferenceService), read from the
+        API. The watch cache (handlers.register, MANAGED) knows which of them exist: when it has none of that name,
+        the answer is None without a request (at start-up every Rollout looks for its service before creating it:
+        thousands of 404s). It keeps only their names, so an object that exists is always read fresh."""
+        cache, kind = self.cache, f"{plural}.{group}"
+        if cache is not None and cache.watched(kind):
+            if not cache.complete(kind, namespace):
+                await self._fill(cache, kind, namespace)
+            if cache.complete(kind, namespace) and cache.get(kind, namespace, name) is None:
+                return None
+        return await self.get_custom(group, version, plural, namespace, name)
+
     async def get_optional(
         self, group: str, version: str, plural: str, namespace: str, name: str
     ) -> dict[str, Any] | None:
@@ -138,22 +179,38 @@ class Kube:
                         name, e.reason)  # fmt: skip
             return None
 
-    async def list_custom(self, plural: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    async def list_custom(
+        self, plural: str, namespace: str, selector: str = "", index: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Slipway objects of one kind in a namespace, sorted by name; from the watch cache once it is complete
-        for them (cache.py): until then one unfiltered listing, which also tells whether it is."""
+        for them (cache.py): until then one unfiltered listing, which completes it. `index`
+        (cache.INDEXES) narrows a cached listing to the objects referring to a name; callers still filter, as
+        the API's answer is not narrowed."""
         cache = self.cache
         if cache is None or not cache.answers(selector):
             return await self._list(plural, namespace, selector)
-        if (cached := cache.list(plural, namespace, selector)) is not None:
-            return cached
-        # One such listing at a time per kind and namespace: at start-up thousands of passes ask at once, and the
-        # first listing usually finds the cache complete for all the others.
+        if not cache.complete(plural, namespace):
+            await self._fill(cache, plural, namespace)
+        return cache.list(plural, namespace, selector, index) or []
+
+    async def _fill(self, cache: WatchCache, plural: str, namespace: str) -> None:
+        """Complete the cache for one kind and namespace with one unfiltered listing. One at a time: at start-up
+        thousands of passes ask at once, and the first listing completes it for all the others."""
         async with cache.listing(plural, namespace):
-            if (cached := cache.list(plural, namespace, selector)) is not None:
-                return cached
-            items = await self._list(plural, namespace, "")
-            cache.confirm(plural, namespace, items)
-        return cache.select(items, selector)
+            if cache.complete(plural, namespace):
+                return
+            if (managed := cache.watched(plural)) is None:
+                cache.fill(plural, namespace, await self._list(plural, namespace, ""))
+                return
+            group, version, selector = managed
+            try:
+                res = await self._custom.list_namespaced_custom_object(
+                    group, version, namespace, plural.split(".", 1)[0], label_selector=selector
+                )
+            except ApiException as e:  # not installed (404) or not allowed: read each object from the API
+                log.debug("cannot list %s in %s (%s): not cached", plural, namespace, e.reason)
+                return
+            cache.fill(plural, namespace, res.get("items", []))
 
     async def _list(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         res = await self._custom.list_namespaced_custom_object(
@@ -268,15 +325,19 @@ class Kube:
             if e.status != 404:
                 raise
 
-    async def set_finalizers(self, plural: str, namespace: str, name: str, finalizers: list[str], rv: str) -> None:
+    async def set_finalizers(
+        self, plural: str, namespace: str, name: str, finalizers: list[str], rv: str
+    ) -> dict[str, Any]:
+        """Replace a slipway object's finalizers, guarded by resourceVersion; returns the object as written."""
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": rv}}
-        await self._guarded(
+        obj: dict[str, Any] = await self._guarded(
             self._custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
             ),
             f"{plural}/{namespace}/{name}",
         )  # fmt: skip
+        return obj
 
     @staticmethod
     async def _refusable(call: Any, what: str) -> Any:
