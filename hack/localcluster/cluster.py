@@ -218,6 +218,12 @@ class Cluster:
         return f"http://127.0.0.1:{self.ports.ingress}"
 
     @property
+    def gateway_api_url(self) -> str:
+        """Traefik's own API for the Gateway listener (with serving=True), e.g. <url>/rawdata: its routers and
+        the servers each service balances over."""
+        return f"http://127.0.0.1:{self.ports.traefik}/api"
+
+    @property
     def knative_url(self) -> str:
         """Traefik's Knative entry point (Cluster(knative=True)): a Knative Service's requests go
         here with its URL's host in the Host header."""

@@ -327,6 +327,10 @@ def traefik_argv(binary: Path, p: Ports) -> list[str]:
         f"--entryPoints.web.address=127.0.0.1:{p.ingress}",
         f"--entryPoints.traefik.address=127.0.0.1:{p.traefik}",
         "--ping=true",
+        # Its API, on the loopback-only traefik entry point: which pod addresses each service balances over now,
+        # for tests that must know the gateway has dropped a rolled Deployment's old pod (EndpointSlices lead
+        # Traefik's reloads by up to its throttle).
+        "--api.insecure=true",
         "--providers.kubernetesgateway=true",
         "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
         *traefik_common_flags(),

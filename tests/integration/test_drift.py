@@ -78,14 +78,31 @@ def predict(kubectl: Kubectl, rows: np.ndarray[Any, Any], batch: int = 20) -> No
 
 
 def logging_pods(kubectl: Kubectl) -> bool:
-    """The service's one pod carries KServe's agent (the payload logger), is Ready and is not being deleted."""
+    """The service's one pod carries KServe's agent (the payload logger), is Ready with every container ready (the
+    agent, which takes the requests, included) and is not being deleted."""
     pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
     return len(pods) == 1 and all(
         not p["metadata"].get("deletionTimestamp")
         and any(c["name"] == "agent" for c in p["spec"]["containers"])
         and any(c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])
+        and all(c.get("ready") for c in (p.get("status") or {}).get("containerStatuses") or [{}])
         for p in pods
     )
+
+
+def routed_to_logging_pod(kubectl: Kubectl) -> bool:
+    """The service's one pod logs its inputs (logging_pods) and the gateway balances this namespace's requests over
+    that pod's address alone, as Traefik's API says: Traefik reloads EndpointSlices at most every couple of
+    seconds, so right after KServe rolled the Deployment it still sends some requests to the pod that went (502)."""
+    if not logging_pods(kubectl):
+        return False
+    pod = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"][0]
+    with urllib.request.urlopen(f"{kubectl.cluster.gateway_api_url}/rawdata", timeout=5) as resp:
+        services = json.load(resp).get("services") or {}
+    hosts = {urllib.parse.urlsplit(server["url"]).hostname
+             for name, service in services.items() if kubectl.namespace in name
+             for server in (service.get("loadBalancer") or {}).get("servers") or []}  # fmt: skip
+    return hosts == {(pod.get("status") or {}).get("podIP")}
 
 
 def runtime_rows(url: str, namespace: str) -> dict[str, float]:
@@ -151,8 +168,8 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     # answers 502 until the predictor listens.
     # The service may have come up before the monitor's logger was added (the Rollout's first pass can precede
     # the monitor's): KServe then rolls its Deployment, and a request to a pod on its way out gets a 502.
-    # Wait until the one pod left logs (has the agent) and is Ready.
-    wait_for("the service's pods all log their inputs", lambda: logging_pods(kubectl), 180)
+    # Wait until the one pod left logs (has the agent), is Ready, and is all the gateway sends requests to.
+    wait_for("the gateway routes only to the pod that logs its inputs", lambda: routed_to_logging_pod(kubectl), 180)
     pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
     agents = [c for p in pods for c in p["spec"]["containers"] if c["name"] == "agent"]
     assert agents, [c["name"] for p in pods for c in p["spec"]["containers"]]
