@@ -162,11 +162,13 @@ def sample(env: Env, op: Operator, api: int) -> tuple[float, ...]:
     return cpu_seconds(op.proc.pid), cpu_seconds(api), s3_requests(env.s3.log_path), op.lines(), reconciles, patches
 
 
-def settle(op: Operator, quiet: float = 10, limit: float = 300) -> None:
-    """Until no status patch for `quiet` seconds: the window measures idle, not the last writes."""
-    deadline, last, since = time.monotonic() + limit, -1.0, time.monotonic()
+def settle(op: Operator, quiet: float = 10, limit: float = 300,
+           counters: tuple[str, ...] = ("slipway_status_patches_total",)) -> None:  # fmt: skip
+    """Until none of `counters` (default: status patches) moved for `quiet` seconds: the window measures idle,
+    not the last writes."""
+    deadline, last, since = time.monotonic() + limit, (-1.0,), time.monotonic()
     while time.monotonic() < deadline:
-        now = metric_sum(op.port, "slipway_status_patches_total")
+        now = tuple(metric_sum(op.port, c) for c in counters)
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
