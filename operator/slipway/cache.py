@@ -135,10 +135,6 @@ class WatchCache:
         """Whether every object of the kind in the namespace is here (`fill`)."""
         return (plural, namespace) in self._complete
 
-    def scope(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        """What the watch delivered so far of one kind in one namespace (complete or not), in no order."""
-        return [self._objects[(plural, namespace, n)] for n in self._by_scope.get((plural, namespace), ())]
-
     def find(self, plural: str, namespace: str, index: str, value: str) -> list[dict[str, Any]]:
         """What the watch delivered so far (complete or not) of one kind in one namespace found under an index
         (INDEXES, or LABEL with "key=value"), in no order."""
