@@ -281,27 +281,23 @@ class Runtime:
     async def _pass(self, controller: Controller[Any, Any], body: dict[str, Any]) -> float:
         """One reconcile; returns when to look again. Never raises: a bad object must not stop the operator."""
         kind, started = controller.kind.kind, time.perf_counter()
+        meta = body["metadata"]
+        key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
         try:
             result = await reconcile(controller, body, self.kube, datetime.now(UTC))
         except Conflict:
             RECONCILES.labels(kind, "conflict").inc()
             # What this pass read is stale: the retry reads the object from the API, not the body kept here.
-            meta = body["metadata"]
-            key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
             self.bodies.pop(key, None)
             self.written.pop(key, None)
             return CONFLICT_RETRY_SECONDS
         except Exception:
             RECONCILES.labels(kind, "error").inc()
-            log.exception(
-                "reconcile of %s %s/%s failed", kind, body["metadata"].get("namespace"), body["metadata"]["name"]
-            )
+            log.exception("reconcile of %s %s/%s failed", kind, meta.get("namespace"), meta["name"])
             return ERROR_RETRY_SECONDS
         finally:
             RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         RECONCILES.labels(kind, "ok").inc()
-        meta = body["metadata"]
-        key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
         kept = (self.bodies.get(key) or {}).get("metadata", {}).get("resourceVersion")
         if result.body is not None and kept in (None, meta.get("resourceVersion"), *result.versions):
             # What we wrote is the newest state, unless the watch delivered a later one (someone else's write)
