@@ -26,7 +26,7 @@ from typing import Any
 
 from localexec.podnet import unreachable_routes
 
-from . import components, kubeconfig, nodes
+from . import argo, components, knative, kubeconfig, kueue, nodes, serving
 from . import prometheus as prom
 from .api import Api, ApiError
 from .argo import PROCESS as ARGO_CONTROLLER
@@ -51,6 +51,10 @@ from .pki import ADMIN, CONTROLLER_MANAGER_USER, PKI, SCHEDULER_USER, ClientIden
 from .procs import ProcessSpec, ProcessTable
 from .serving import KSERVE_MANAGER, TRAEFIK, ServingError, Stack, gateway_api_crds
 from .sysnet import SystemNetworks
+
+# Where the platform's own components live (their ServiceAccounts are not audited: components.audit_policy).
+PLATFORM_NAMESPACES = ("kube-system", serving.NAMESPACE, serving.TRAEFIK_NAMESPACE, serving.MONITORING_NAMESPACE,
+                       knative.NAMESPACE, knative.TRAEFIK_NAMESPACE, kueue.NAMESPACE, argo.NAMESPACE)  # fmt: skip
 
 START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # kube-apiserver must go before etcd: with etcd gone first, its shutdown hangs retrying.
@@ -165,6 +169,11 @@ class Cluster:
     @property
     def kubeconfig(self) -> Path:
         return self.state.kubeconfig
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log: JSON lines, one per request of an application's ServiceAccount."""
+        return self.state.audit_log
 
     @property
     def server(self) -> str:
@@ -443,6 +452,8 @@ class Cluster:
         self._wait("etcd /health", lambda: (etcd.get_json("/health") or {}).get("health") == "true", deadline, [ETCD])
 
     def _start_apiserver(self, deadline: float) -> None:
+        policy = components.audit_policy(PLATFORM_NAMESPACES)
+        self.state.audit_policy.write_text(json.dumps(policy, indent=2) + "\n")
         argv = components.apiserver(self.binary(APISERVER), self.state, self.ports, self.pki)
         self._start(ProcessSpec(APISERVER, argv), self.ports.apiserver)
         self._wait("kube-apiserver /readyz", self._readyz, deadline, [ETCD, APISERVER])

@@ -3,7 +3,9 @@ every flag (and the reason for it) can be reviewed in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .layout import Ports, StateDir, default_bin_dir
 from .pki import FRONT_PROXY_CLIENT, PKI
@@ -81,7 +83,31 @@ def apiserver(binary: Path, state: StateDir, p: Ports, k: PKI) -> list[str]:
         # address from its EndpointSlices instead of its ClusterIP (no kube-proxy on the
         # host): Knative keeps its webhooks' Service clientConfigs (knative.py).
         "--enable-aggregator-routing=true",
+        # What an application's ServiceAccount asked and what it was answered (audit_policy): the chart's tests
+        # judge its RBAC by the apiserver's own answers, not by what a client library logs.
+        f"--audit-policy-file={state.audit_policy}",
+        f"--audit-log-path={state.audit_log}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=100",
+        "--audit-log-maxbackup=1",
     ]
+
+
+def audit_policy(platform_namespaces: Iterable[str]) -> dict[str, Any]:
+    """The apiserver's audit policy: one line (Metadata, once the response is complete) per request made by a
+    ServiceAccount outside the platform's own namespaces, i.e. an application's or an operator's under test.
+    The platform's controllers (the controller-manager's alone would write thousands of lines a minute) and the
+    admin are not logged."""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived", "ResponseStarted"],
+        "rules": [
+            {"level": "None", "userGroups": sorted({f"system:serviceaccounts:{ns}" for ns in platform_namespaces})},
+            {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+            {"level": "None"},
+        ],
+    }
 
 
 def controller_manager(binary: Path, state: StateDir, p: Ports, k: PKI, kubeconfig: Path) -> list[str]:

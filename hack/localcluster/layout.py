@@ -142,6 +142,8 @@ class StateDir:
         self.sysnet = root / "sysnet"  # addresses of the components run in network namespaces
         self.kube_cache = root / "kube-cache"
         self.settings = root / "cluster.json"
+        self.audit_policy = root / "audit-policy.json"  # components.audit_policy, written at each apiserver start
+        self.audit_log = self.logs / "audit.log"
         self.crds_record = root / "crds-applied.json"
 
     def load_ports(self) -> Ports | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from localcluster import Cluster  # importable via pytest's pythonpath = ["hack"] (pyproject.toml)
 
 pytestmark = pytest.mark.integration
@@ -190,3 +191,37 @@ def test_namespace_deletion_completes(cluster: Cluster) -> None:
     # The namespace controller must empty it and remove the finalizer for this to finish.
     assert kubectl(cluster, "delete", "namespace", ns, "--wait=false").returncode == 0
     wait_for(f"namespace {ns} gone", lambda: get(cluster, "namespace", ns) is None)
+
+
+def test_audit_log_records_applications_service_accounts_only(cluster: Cluster, tmp_path: Path) -> None:
+    """The apiserver's audit log holds what an application's ServiceAccount asked and was answered (the chart's
+    RBAC test reads it), and nothing of the platform's own controllers, which never stop asking."""
+    ns = unique("audit")
+    assert kubectl(cluster, "create", "namespace", ns).returncode == 0
+    assert kubectl(cluster, "-n", ns, "create", "serviceaccount", "app").returncode == 0
+    token = kubectl(cluster, "-n", ns, "create", "token", "app").stdout.strip()
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+              "users": [{"name": "app", "user": {"token": token}}],
+              "contexts": [{"name": "app", "context": {"cluster": admin["clusters"][0]["name"], "user": "app"}}],
+              "current-context": "app"}  # fmt: skip
+    path = tmp_path / "app.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    denied = kubectl(cluster, "-n", ns, "get", "secrets", kubeconfig=path)
+    assert denied.returncode != 0
+
+    user = f"system:serviceaccount:{ns}:app"
+
+    def refusal() -> list[dict[str, Any]]:
+        events = [json.loads(line) for line in cluster.audit_log.read_text().splitlines() if line.strip()]
+        return [e for e in events if e["user"]["username"] == user and e["verb"] == "list"
+                and e["objectRef"]["resource"] == "secrets" and e["responseStatus"]["code"] == 403]  # fmt: skip
+
+    wait_for("the refused list in the audit log", refusal, timeout=30)
+    # Not vacuous: the controller-manager, as its kube-system ServiceAccounts, gave the new namespace its
+    # `default` ServiceAccount and its root CA ConfigMap meanwhile; none of its requests is logged.
+    wait_for("the namespace's default ServiceAccount", lambda: get(cluster, "-n", ns, "serviceaccount", "default"))
+    wait_for("the namespace's root CA", lambda: get(cluster, "-n", ns, "configmap", "kube-root-ca.crt"))
+    events = [json.loads(line) for line in cluster.audit_log.read_text().splitlines() if line.strip()]
+    platform = {e["user"]["username"] for e in events} - {user}
+    assert not {u for u in platform if u.startswith("system:serviceaccount:kube-system:")}, sorted(platform)
