@@ -10,7 +10,10 @@ then, at once:
   opens once the Rollout pauses there;
 - TrainingJobs: `--jobs` of them, at most two unfinished at a time; every third a 2-worker torchrun gang, every
   fourth loses its (first) pod once while it runs (deleted at once, as a node loss does);
-- a DriftMonitor on the first lane (KS on windows of 100 rows, retraining suspended so it costs no CPU);
+- a DriftMonitor on the first lane (KS on windows of 100 rows, retraining after 2 drifted windows in a row, a
+  cooldown of `--drift-cooldown` seconds); every `--drift-every` seconds (± 30 %) that lane's load sends shifted
+  inputs (every feature + `--drift-shift`) for `--drift-seconds`, so the monitor detects drift and retrains (a
+  small scikit-learn job), and the bursts inside a cooldown must retrain nothing;
 - a fault injector, every `--fault-every` seconds (± 30 %), cycling through the fault kinds in a seeded random
   order: SIGKILL the active operator and start it again at once; SIGKILL the active replica and let the standby
   take over (then start the killed one again); SIGKILL kube-apiserver and start it again; SIGSTOP Prometheus for
@@ -28,12 +31,14 @@ counts, all of which should be zero:
 - `promotions_while_prometheus_unreachable`: an Advance, FullWeight or Promote decided on analysis while
   Prometheus was frozen or down (manual-gate promotions excluded);
 - `model_versions_lost` / `model_versions_duplicated`: a Succeeded TrainingJob without exactly one ModelVersion;
-- `duplicated_retraining_jobs`: more than one retraining TrainingJob within the monitor's cooldown (3,600 s);
+- `duplicated_retraining_jobs`: a retraining TrainingJob created within the monitor's cooldown of the one before;
+- `retraining_missed`: drift bursts were sent after the cooldown of the last retraining, and none retrained (the
+  duplicate count would then show nothing);
 - `drift_results_lost`: the monitor's result sequence going backwards (windows it had seen forgotten);
 - `operator_crashes`: an operator replica that exited without being killed by the injector.
 
     .venv/bin/python bench/chaos.py [--rollouts 100] [--jobs 30] [--lanes 3] [--fault-every 45] [--seed 1]
-        [--max-minutes 120]
+        [--max-minutes 120] [--drift-every 300] [--drift-seconds 60] [--drift-shift 10] [--drift-cooldown 900]
 """
 
 from __future__ import annotations
@@ -456,14 +461,76 @@ def model_version_counts(env: Env, jobs: list[dict[str, Any]]) -> tuple[int, int
     return sum(per_job[j] == 0 for j in succeeded), sum(per_job[j] > 1 for j in succeeded)
 
 
-def monitor(env: Env, lane: str) -> None:
-    doc = yaml.safe_load((REPO / "examples" / "driftmonitor.yaml").read_text())
-    doc["metadata"]["name"] = "dm"
-    doc["spec"]["rolloutRef"]["name"] = lane
-    doc["spec"]["detector"] = {"method": "ks", "pValue": 0.05, "windowSize": 100}
-    doc["spec"]["retrain"] |= {"createRollout": False}
-    doc["spec"]["retrain"]["template"]["runPolicy"] = {"suspend": True}
-    env.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+class Drift:
+    """The drifting lane: bursts of shifted inputs on the monitored lane, and what the monitor made of them."""
+
+    def __init__(self, env: Env, lane: Lane, args: argparse.Namespace) -> None:
+        self.env, self.lane = env, lane
+        self.every, self.seconds, self.shift = args.drift_every, args.drift_seconds, args.drift_shift
+        self.cooldown = args.drift_cooldown
+        self.bursts: list[tuple[float, float]] = []  # wall-clock (start, end) of each burst of shifted inputs
+        self.seqs: list[int] = []  # the monitor's lastResultSeq, each change as seen
+        self.detected = 0  # times DriftDetected was seen turning True
+        self._drifting = False
+
+    def apply_monitor(self) -> None:
+        doc = yaml.safe_load((REPO / "examples" / "driftmonitor.yaml").read_text())
+        doc["metadata"]["name"] = "dm"
+        doc["spec"]["rolloutRef"]["name"] = self.lane.name
+        doc["spec"]["detector"] = {"method": "ks", "pValue": 0.05, "windowSize": 100}
+        doc["spec"]["retrain"] |= {"createRollout": False, "consecutiveWindows": 2, "maxConcurrent": 1,
+                                   "cooldownSeconds": int(self.cooldown)}  # fmt: skip
+        doc["spec"]["retrain"]["template"]["hyperparameters"] = {"n_estimators": 10, "max_depth": 4}
+        self.env.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+
+    def send_bursts(self, stop: threading.Event, rng: random.Random) -> None:
+        while not stop.wait(self.every * rng.uniform(0.7, 1.3)):
+            if self.lane.load is None:
+                continue
+            start = time.time()
+            self.lane.load.shift = self.shift
+            stop.wait(self.seconds)
+            self.lane.load.shift = 0.0
+            self.bursts.append((start, time.time()))
+            progress(f"drift burst {len(self.bursts)}: {self.seconds:.0f}s of inputs shifted by {self.shift}")
+
+    def observe(self) -> None:
+        st = self.env.get("driftmonitor", "dm").get("status") or {}
+        seq = st.get("lastResultSeq")
+        if seq is not None and (not self.seqs or self.seqs[-1] != seq):
+            self.seqs.append(int(seq))
+        conds = st.get("conditions") or []
+        drifting = any(c.get("type") == "DriftDetected" and c.get("status") == "True" for c in conds)
+        self.detected += drifting and not self._drifting
+        self._drifting = drifting
+
+    def report(
+        self, retraining: list[dict[str, Any]], monitor_ready: bool, until: float
+    ) -> tuple[dict[str, int], dict[str, Any]]:
+        """(defects, figures). A burst is due to retrain when it starts after the cooldown of the retraining
+        before it; one due that retrained nothing within its end + 180 s (before `until`, the campaign's end) is
+        missed."""
+        created = sorted((wall(j["metadata"]["creationTimestamp"]), j["metadata"]["name"]) for j in retraining)
+        duplicated = sum(b - a < self.cooldown for (a, _), (b, _) in itertools.pairwise(created))
+        bursts, last = [], float("-inf")
+        for start, end in self.bursts:
+            due = start >= last + self.cooldown
+            job = next((n for t, n in created if start <= t <= end + 180), None)
+            bursts.append({"at": datetime.fromtimestamp(start, UTC).strftime("%H:%M:%S"), "due": due, "retrained": job})
+            last = next((t for t, n in created if n == job), last)
+        jobs = [{"name": j["metadata"]["name"], "created": j["metadata"]["creationTimestamp"],
+                 "phase": (j.get("status") or {}).get("phase")} for j in retraining]  # fmt: skip
+        figures = {"monitor_ready_at_end": monitor_ready, "results_seen": len(self.seqs), "bursts": bursts,
+                   "drift_detected_seen": self.detected, "retraining_jobs": jobs}  # fmt: skip
+        defects = {
+            "duplicated_retraining_jobs": duplicated,
+            "retraining_missed": sum(
+                b["due"] and not b["retrained"] and end + 180 <= until
+                for b, (_, end) in zip(bursts, self.bursts, strict=True)
+            ),
+            "drift_results_lost": sum(b < a for a, b in itertools.pairwise(self.seqs)),
+        }
+        return defects, figures
 
 
 def main() -> int:
@@ -475,11 +542,14 @@ def main() -> int:
     parser.add_argument("--stuck-seconds", type=float, default=420.0)
     parser.add_argument("--max-minutes", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--drift-every", type=float, default=300.0)
+    parser.add_argument("--drift-seconds", type=float, default=60.0)
+    parser.add_argument("--drift-shift", type=float, default=10.0)
+    parser.add_argument("--drift-cooldown", type=float, default=900.0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     plan = [(i, rng.random() < 0.4, i % 10 == 5) for i in range(args.rollouts)]  # (index, failing, manual gate)
     jobs: list[dict[str, Any]] = []
-    seqs: list[int] = []
     stop = threading.Event()
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, Env(Path(tmp)) as env:
@@ -494,7 +564,8 @@ def main() -> int:
         lanes = [Lane(env, f"lane-{k}", base, args.stuck_seconds) for k in range(args.lanes)]
         for lane in lanes:
             lane.serve_first()
-        monitor(env, lanes[0].name)
+        drift = Drift(env, lanes[0], args)
+        drift.apply_monitor()
         deadline = t_start + args.max_minutes * 60
 
         def lane_worker(k: int) -> None:
@@ -506,9 +577,7 @@ def main() -> int:
         def monitor_worker() -> None:
             while not stop.is_set():
                 with suppress(Exception):
-                    seq = (env.get("driftmonitor", "dm").get("status") or {}).get("lastResultSeq")
-                    if seq is not None and (not seqs or seqs[-1] != seq):
-                        seqs.append(int(seq))
+                    drift.observe()
                 faults.watch_crashes()
                 time.sleep(3)
 
@@ -516,7 +585,8 @@ def main() -> int:
         workers.append(threading.Thread(target=run_jobs, args=(env, args.jobs, args.stuck_seconds, jobs, stop),
                                         daemon=True))  # fmt: skip
         watcher = threading.Thread(target=monitor_worker, daemon=True)
-        for w in [*workers, watcher]:
+        burster = threading.Thread(target=drift.send_bursts, args=(stop, random.Random(args.seed + 1)), daemon=True)
+        for w in [*workers, watcher, burster]:
             w.start()
         kinds: list[str] = []
         while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
@@ -530,17 +600,20 @@ def main() -> int:
             w.join(timeout=args.stuck_seconds + 60)
         for lane in lanes:
             lane.stop()
-        lost, duplicated = model_version_counts(env, jobs)
+        burster.join(timeout=args.drift_seconds + 10)
         retraining = env.items("trainingjobs", "-l", f"{MONITOR_LABEL}=dm")
-        monitor_ready = ready(env, "driftmonitor", "dm")
+        # A retraining job that finished must have registered exactly one ModelVersion, as the bench's own jobs.
+        finished = [{"name": j["metadata"]["name"], "phase": (j.get("status") or {}).get("phase")} for j in retraining]
+        lost, duplicated = model_version_counts(env, jobs + finished)
+        drift_defects, drift_figures = drift.report(retraining, ready(env, "driftmonitor", "dm"), time.time())
     canaries = [c for lane in lanes for c in lane.canaries]
-    print(json.dumps(report(args, canaries, jobs, faults, lost, duplicated, retraining, seqs, monitor_ready,
+    print(json.dumps(report(args, canaries, jobs, faults, lost, duplicated, drift_defects, drift_figures,
                             time.monotonic() - t_start), indent=2))  # fmt: skip
     return 0
 
 
 def report(args: argparse.Namespace, canaries: list[dict[str, Any]], jobs: list[dict[str, Any]], faults: Faults,
-           lost: int, duplicated: int, retraining: list[dict[str, Any]], seqs: list[int], monitor_ready: bool,
+           lost: int, duplicated: int, drift_defects: dict[str, int], drift_figures: dict[str, Any],
            seconds: float) -> dict[str, Any]:  # fmt: skip
     wrong = [c["version"] for c in canaries if (c["kind"] == "failing" and c.get("outcome") == "promoted")
              or (c["kind"] == "healthy" and c.get("outcome") == "rolled back")
@@ -577,8 +650,7 @@ def report(args: argparse.Namespace, canaries: list[dict[str, Any]], jobs: list[
             "promotions_while_prometheus_unreachable": unreachable,
             "model_versions_lost": lost,
             "model_versions_duplicated": duplicated,
-            "duplicated_retraining_jobs": max(0, len(retraining) - 1),
-            "drift_results_lost": sum(b < a for a, b in itertools.pairwise(seqs)),
+            **drift_defects,
             "operator_crashes": faults.crashes,
         },
         "rollouts": {
@@ -598,7 +670,7 @@ def report(args: argparse.Namespace, canaries: list[dict[str, Any]], jobs: list[
             "pods_lost": sum("pod_lost" in j for j in jobs),
             "runs": jobs,
         },
-        "drift": {"monitor_ready_at_end": monitor_ready, "results_seen": len(seqs), "retraining_jobs": len(retraining)},
+        "drift": drift_figures,
         "canaries": [{k: v for k, v in c.items() if k != "decisions"} for c in canaries],
     }
 
