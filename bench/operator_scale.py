@@ -27,7 +27,12 @@ default settings otherwise. Measured per N:
   reconciles per second (`slipway_reconcile_total`);
 - event → status under churn: `--churn-rate` (20) spec changes per second, for `--churn-seconds` (30), each a
   merge patch of one ModelVersion's `spec.metrics` (it bumps `metadata.generation`), round robin; the time from
-  the patch's response to the bench's watch seeing `status.observedGeneration` reach that generation.
+  the patch's response to the bench's watch seeing `status.observedGeneration` reach that generation; the passes
+  it cost, by kind and by outcome;
+- `restart`: the operator stopped and a new one started over the settled objects (an upgrade, a rescheduled
+  pod): seconds and CPU until it has listed every object and passed over each once (`slipway_objects` = N,
+  `slipway_objects_unreconciled` = 0), its RSS then and a settled minute later. The issue's first figures were
+  taken this way, over objects already Ready; `startup_seconds` is the first reconcile of objects never seen.
 
     .venv/bin/python bench/operator_scale.py [--objects 1000,10000] [--window 60] [--churn-rate 20]
         [--churn-seconds 30]
@@ -50,6 +55,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -283,16 +289,20 @@ def apiserver_requests(env: Env) -> dict[str, float]:
     return out
 
 
-def passes_by_kind(port: int) -> dict[str, int]:
-    """slipway_reconcile_total summed per kind (every outcome)."""
+def passes_by_kind(port: int, label: str = "kind") -> dict[str, int]:
+    """slipway_reconcile_total summed per kind (every outcome), or per another of its labels (`outcome`)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     out: dict[str, int] = {}
     for line in text.splitlines():
         if line.startswith("slipway_reconcile_total{"):
-            kind = line.split('kind="', 1)[1].split('"', 1)[0]
-            out[kind] = out.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            out[value] = out.get(value, 0) + int(float(line.rsplit(" ", 1)[1]))
     return out
+
+
+def difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
 
 
 def log_lines(path: Path, marker: str = "") -> int:
@@ -311,6 +321,28 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, op: Operato
             print(f"{what}: {last - start:.0f}s, {progress()}, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
         time.sleep(0.2)
     return time.monotonic()
+
+
+def restart(op: Operator, n: int) -> dict[str, Any]:
+    """A new operator over the settled objects (an upgrade, a rescheduled pod): seconds and operator CPU until
+    it has listed every object and looked at each once (its slipway_objects_unreconciled at 0), and its RSS then
+    and a settled minute later."""
+    started = time.monotonic()
+
+    def looked_at_all() -> bool:
+        with suppress(OSError):
+            return (
+                metric_sum(op.port, "slipway_objects") >= n and metric_sum(op.port, "slipway_objects_unreconciled") == 0
+            )
+        return False
+
+    seconds = wait_until("restart: every object looked at", looked_at_all, 1800, op) - started
+    cpu, rss = cpu_seconds(op.proc.pid), rss_mb(op.proc.pid)
+    settle(op, limit=1800, counters=("slipway_status_patches_total", "slipway_reconcile_total"))
+    time.sleep(60)
+    return {"seconds": round(seconds, 1), "operator_cpu_seconds": round(cpu, 1), "operator_rss_mb": rss,
+            "operator_rss_mb_settled": rss_mb(op.proc.pid), "passes_by_kind": passes_by_kind(op.port),
+            "status_patches": int(metric_sum(op.port, "slipway_status_patches_total"))}  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -389,12 +421,20 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         by_resource = {r: round((after[8][r] - before[8].get(r, 0.0)) / dt, 2) for r in after[8]}
         by_resource = {r: v for r, v in sorted(by_resource.items(), key=lambda kv: -kv[1]) if v > 0}
         cpu_before = cpu_seconds(op.proc.pid)
+        kinds_before, outcomes_before = passes_by_kind(op.port), passes_by_kind(op.port, "outcome")
         churned = churn(env, ns, tracker, [o["metadata"]["name"] for p, o in objects if p == "modelversions"],
                         args.churn_rate, args.churn_seconds)  # fmt: skip
+        # What the changes cost: passes of each kind (a version's Rollout looks again) and their outcomes (a
+        # conflict retries after handlers.CONFLICT_RETRY_SECONDS).
+        churned["passes_by_kind"] = difference(passes_by_kind(op.port), kinds_before)
+        churned["passes_by_outcome"] = difference(passes_by_kind(op.port, "outcome"), outcomes_before)
         churned["load_average_after"] = round(os.getloadavg()[0], 2)
         churned["operator_cpu_percent_of_a_core"] = round(
             100 * (cpu_seconds(op.proc.pid) - cpu_before) / args.churn_seconds, 1
         )
+        op.stop()
+        op = Operator(env, extra, env.root / f"operator-{n}-restart.log")
+        restarted = restart(op, n)
         return {
             "objects": n,
             "per_kind": {p: sum(1 for q, _ in objects if q == p) for p in KINDS},
@@ -424,6 +464,7 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
                 "operator_log_lines_per_minute": round(60 * d[7] / dt, 1),
             },
             "event_to_status_under_churn": churned,
+            "restart": restarted,
         }
     except Exception:
         print(f"N={n}: operator log tail:\n{op.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)

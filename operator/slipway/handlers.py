@@ -39,6 +39,7 @@ from slipway.observability import (
     ROLLBACKS,
     SHARD,
     STATUS_PATCHES,
+    UNRECONCILED,
     VERDICTS,
 )
 from slipway.peering import Leadership
@@ -81,6 +82,7 @@ class Runtime:
         # order), and when the last was written.
         self.written: dict[Key, tuple[list[str], float]] = {}
         self.foreign: set[Key] = set()
+        self.passed: set[Key] = set()  # objects with a pass since start (slipway_objects_unreconciled)
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {
@@ -97,10 +99,14 @@ class Runtime:
             plural = controller.kind.plural
             OBJECTS.labels(controller.kind.kind, "true").set_function(partial(self._count, self.bodies, plural))
             OBJECTS.labels(controller.kind.kind, "false").set_function(partial(self._count, self.foreign, plural))
+            UNRECONCILED.labels(controller.kind.kind).set_function(partial(self._unreconciled, plural))
 
     @staticmethod
     def _count(keys: Iterable[Key], plural: str) -> float:
         return float(sum(1 for key in keys if key[0] == plural))
+
+    def _unreconciled(self, plural: str) -> float:
+        return float(sum(1 for key in self.bodies if key[0] == plural and key not in self.passed))
 
     def owns(self, body: dict[str, Any]) -> bool:
         """Whether this operator's shard reconciles `body` (its sharding.slipway.dev/key label)."""
@@ -117,6 +123,7 @@ class Runtime:
         if type_ == "DELETED":
             self.written.pop(key, None)
             self.foreign.discard(key)
+            self.passed.discard(key)
             self.seen(key, None)
             self.requeue.forget(key)
             if controller.kind.kind == "DriftMonitor" and self.owns(obj):
@@ -241,6 +248,7 @@ class Runtime:
             # The echo of our own last write is reconciled like any event: a decision may take its next step from
             # what it wrote (a finished TrainingJob's TTL, for one).
             delay = await self._pass(controller, self.bodies.get(key) or body)
+            self.passed.add(key)
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
     def seen(self, key: Key, body: dict[str, Any] | None) -> None:

@@ -24,6 +24,12 @@ OBJECTS = Gauge(
     "Objects the watch delivered, by kind: this shard's (owned=true, reconciled here) or other shards' (skipped).",
     ["kind", "owned"],
 )
+UNRECONCILED = Gauge(
+    "slipway_objects_unreconciled",
+    "This shard's objects the watch delivered that have had no reconcile pass since the operator started, by "
+    "kind: start-up progress, 0 once every object was looked at.",
+    ["kind"],
+)
 UP = Gauge("slipway_operator_ready", "1 once the operator watches its resources.")
 CANARY_WEIGHT = Gauge("slipway_rollout_canary_weight", "Percent of traffic on the canary.", ["namespace", "rollout"])
 VERDICTS = Counter("slipway_rollout_verdicts_total", "Canary analysis verdicts.", ["namespace", "rollout", "verdict"])

@@ -455,3 +455,19 @@ async def test_passes_run_at_most_max_concurrent_reconciles_at_once(monkeypatch:
     monkeypatch.setenv("SLIPWAY_MAX_CONCURRENT_RECONCILES", "0")
     with pytest.raises(ValueError, match="SLIPWAY_MAX_CONCURRENT_RECONCILES"):
         Settings.from_env().validate()
+
+
+async def test_start_up_progress_counts_this_shards_objects_without_a_pass_since_start() -> None:
+    """slipway_objects_unreconciled: what the watch delivered of this shard and no pass has looked at yet (an
+    object of another shard is never counted; a deleted one is forgotten)."""
+    rt, passes = runtime("")
+    mv = rt.controllers["ModelVersion"]
+    rt.bodies[("modelversions", "ns", "listed")] = obj("listed")  # delivered, its pass still to come
+    await rt.event(mv, "ADDED", obj("a"))
+    await rt.event(mv, "ADDED", obj("other", {"sharding.slipway.dev/key": "b"}))
+    assert passes == ["a"] and rt._unreconciled("modelversions") == 1.0
+    await rt._refetch(mv, ("modelversions", "ns", "listed"))
+    assert rt._unreconciled("modelversions") == 0.0
+    await rt.event(mv, "DELETED", obj("a"))
+    assert ("modelversions", "ns", "a") not in rt.passed
+    await rt.requeue.close()
