@@ -72,6 +72,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from loadgen import Load  # noqa: E402
 from localcluster import Cluster  # noqa: E402
 from localcluster.components import APISERVER, PROMETHEUS  # noqa: E402
+from localcluster.layout import port_in_use  # noqa: E402
 from localcluster.servers import DriftServer, S3Server  # noqa: E402
 from rollback_time import free_port, ready, register  # noqa: E402
 
@@ -254,7 +255,11 @@ class Faults:
         if pid is None:
             return {"skipped": "kube-apiserver not running"}
         os.kill(pid, signal.SIGKILL)
-        self.env.poll(lambda: self.env.cluster.procs.pid(APISERVER) is None, 30)
+        # Gone, and its port free: on a loaded machine the kill can take longer than a start would wait (a run
+        # on 2026-12-03 restarted into "port already in use" and left the control plane down).
+        port = self.env.cluster.ports.apiserver
+        if not self.env.poll(lambda: self.env.cluster.procs.pid(APISERVER) is None and not port_in_use(port), 120):
+            return {"error": f"kube-apiserver (pid {pid}) or its port {port} still there 120 s after SIGKILL"}
         self.env.cluster.up(timeout=300)
         return {}
 

@@ -76,13 +76,19 @@ class Api:
     def apply(self, namespace: str, mutant: Mutant) -> requests.Response:
         """What `kubectl apply --server-side` sends: an apply patch, strict field validation."""
         body = json.dumps(mutant.body, ensure_ascii=False).encode()
-        return self.session.patch(
-            self.url(namespace, PLURALS[mutant.kind], mutant.name),
-            params={"fieldManager": "slipway-fuzz", "force": "true", "fieldValidation": "Strict"},
-            data=body,
-            headers={"Content-Type": "application/apply-patch+yaml"},
-            timeout=60,
-        )
+        for attempt in range(4):
+            r = self.session.patch(
+                self.url(namespace, PLURALS[mutant.kind], mutant.name),
+                params={"fieldManager": "slipway-fuzz", "force": "true", "fieldValidation": "Strict"},
+                data=body,
+                headers={"Content-Type": "application/apply-patch+yaml"},
+                timeout=60,
+            )
+            # An overloaded apiserver's timeout or throttling says nothing of the mutant: send it again.
+            if r.status_code not in (429, 503, 504):
+                break
+            time.sleep(2**attempt)
+        return r
 
     def items(self, namespace: str, plural: str) -> list[dict[str, Any]]:
         r = self.session.get(self.url(namespace, plural), timeout=60)
