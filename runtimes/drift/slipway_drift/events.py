@@ -37,9 +37,14 @@ def _no_constants(name: str) -> Any:
 
 
 def loads(body: bytes, where: str = "body") -> Any:
-    """JSON without Python's NaN/Infinity extensions (a NaN would poison a whole window's statistics)."""
+    """JSON without Python's NaN/Infinity extensions (a NaN would poison a whole window's statistics), in strict
+    UTF-8: json.loads would decode bytes with surrogatepass and take an encoded lone surrogate (ED A0 80)."""
     try:
-        return json.loads(body, parse_constant=_no_constants)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EventError("malformed", f"{where}: invalid JSON (not UTF-8 at byte {e.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constants)
     except EventError:
         raise
     except (ValueError, UnicodeDecodeError) as e:
@@ -185,20 +190,20 @@ def _tensor(tensor: dict[str, Any], where: str, width: int | None) -> tuple[list
 
 
 def _flat(shape: list[int], data: list[Any], where: str) -> list[Any]:
-    """The elements, row-major, whether `data` came flat or nested."""
+    """The elements, row-major, whether `data` came flat or nested (no deeper than the shape has dimensions)."""
     flat: list[Any] = []
-    _flatten(data, flat, where)
+    _flatten(data, flat, where, len(shape) - 1)
     if len(flat) != math.prod(shape):
         raise EventError("malformed", f"{where}.data: {len(flat)} elements for shape {shape}")
     return flat
 
 
-def _flatten(data: list[Any], out: list[Any], where: str, depth: int = 0) -> None:
-    if depth > 2:
-        raise EventError("malformed", f"{where}.data: nested too deeply")
+def _flatten(data: list[Any], out: list[Any], where: str, depth_left: int) -> None:
     for item in data:
         if isinstance(item, list):
-            _flatten(item, out, where, depth + 1)
+            if depth_left < 1:
+                raise EventError("malformed", f"{where}.data: nested deeper than its shape")
+            _flatten(item, out, where, depth_left - 1)
         else:
             out.append(item)
 
@@ -221,7 +226,8 @@ def numeric(values: list[Any], shape: tuple[int, int], columns: tuple[Column, ..
     except (ValueError, TypeError):
         return None
     # Kinds: float, signed and unsigned integers, booleans; strings ("U") and mixtures ("O") are checked per cell.
-    if arr.dtype.kind not in "fiub" or arr.size != shape[0] * shape[1]:
+    # Nested as the shape says, or flat (v2 allows both); a row nested one level too deep has the right size too.
+    if arr.dtype.kind not in "fiub" or arr.shape not in (shape, (shape[0] * shape[1],)):
         return None
     arr = arr.astype(np.float64, copy=False).reshape(shape)
     return arr if bool(np.isfinite(arr).all()) else None

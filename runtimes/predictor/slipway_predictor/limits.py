@@ -11,7 +11,11 @@ slowly it comes. `BodyLimitMiddleware` reads it first, for every request with a 
 - not all there `timeout` seconds (SLIPWAY_BODY_TIMEOUT_SECONDS) after the headers: 408, connection closed, so
   a client that trickles its body or stops mid-body holds neither memory nor a connection for ever;
 - a v1 predict body that is not JSON (a tabular model takes nothing else, whatever the Content-Type): 400 "the
-  body is not valid JSON: <where and why>" (kserve's own words would not say JSON).
+  body is not valid JSON: <where and why>" (kserve's own words would not say JSON);
+- a v2 infer body (its JSON part, when the binary extension's inference-header-content-length is there) read
+  the same way, strictly: FastAPI reads it with Python's json module, which takes NaN and Infinity (no JSON has
+  them) and lone surrogates; and pydantic's lax mode turns a shape of [true, 30] or ["2", 30] into [1, 30] or
+  [2, 30], so a tensor's shape is checked here to be integers, as written.
 
 A v2 body that FastAPI cannot parse (nesting beyond Python's recursion limit, an integer of more than 4,300
 digits, invalid UTF-8) would get a 400 "There was an error parsing the body" that does not say what is wrong:
@@ -37,6 +41,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 _V1_PREDICT = re.compile(r"^/v1/models/[^/]+:predict$")
+_V2_INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 
 
 class _TooLarge(Exception):
@@ -72,12 +77,10 @@ class BodyLimitMiddleware:
             return
         body = b"".join(chunks)
         del chunks
-        if _V1_PREDICT.match(scope["path"]):
-            try:
-                orjson.loads(body)
-            except orjson.JSONDecodeError as e:
-                await _answer(send, HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {e}")
-                return
+        problem = body_problem(scope["path"], headers, body)
+        if problem is not None:
+            await _answer(send, HTTPStatus.BAD_REQUEST, problem)
+            return
         await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive: Receive, chunks: list[bytes]) -> bool:
@@ -96,6 +99,29 @@ class BodyLimitMiddleware:
 
     def _too_large(self) -> str:
         return f"the body is larger than {self.max_bytes} bytes (SLIPWAY_MAX_BODY_BYTES)"
+
+
+def body_problem(path: str, headers: dict[str, str], body: bytes) -> str | None:
+    """What is wrong with an inference body before kserve's lenient parsing sees it, or None."""
+    v2 = _V2_INFER.match(path) is not None
+    if (not v2 and not _V1_PREDICT.match(path)) or (v2 and not body):
+        return None  # an empty v2 body: the model says "the body is empty"
+    json_length = headers.get("inference-header-content-length", "")
+    try:
+        doc = orjson.loads(body[: int(json_length)] if v2 and json_length.isdigit() else body)
+    except orjson.JSONDecodeError as e:
+        return f"the body is not valid JSON: {e}"
+    return _v2_shape_problem(doc) if v2 else None
+
+
+def _v2_shape_problem(doc: Any) -> str | None:
+    tensors = doc.get("inputs") if isinstance(doc, dict) else None
+    for i, tensor in enumerate(tensors if isinstance(tensors, list) else ()):
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if isinstance(shape, list) and not all(type(d) is int for d in shape):
+            written = orjson.dumps(shape).decode()[:80]
+            return f"inputs[{i}].shape must be a list of integers, got {written}"
+    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -30,6 +30,14 @@ MALFORMED: dict[str, bytes] = {
     "invalid JSON": b'{"instances": [[0.1, 0.2',
     "not UTF-8": b'\xff\xfe{"instances": []}',
     "body is a list": b"[1, 2, 3]",
+    # Regressions (payload fuzzing at 10,000): json.loads decodes bytes with surrogatepass, so an encoded lone
+    # surrogate in a string nobody reads was taken; a row nested one level too deep has the right size, and
+    # the numpy fast path took it as the row.
+    "an encoded lone surrogate": b'{"instances": [[0.1, 0.2, 0.3]], "id": "\xed\xa0\x80"}',
+    "a row nested one level too deep": json.dumps({"instances": [[ROW], [ROW]]}).encode(),
+    "v2 matrix nested one level too deep": json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [[ROW]]}]}
+    ).encode(),
     # Regression (payload fuzzing): past Python's recursion limit json.loads raised RecursionError, a 500.
     "nested 100,000 deep": b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     "a cell nested 1,000 deep": b'{"instances": [[0.1, ' + b"[" * 1_000 + b"]" * 1_000 + b", 0.3]]}",

@@ -78,7 +78,7 @@ def test_regression_v1_and_v2(reg: Predictor, diabetes: Trained) -> None:
     )
 
 
-def _v2_column(name: str, data: list[Any], datatype: str = "FP64", shape: list[int] | None = None) -> dict[str, Any]:
+def _v2_column(name: str, data: list[Any], datatype: str = "FP64", shape: list[Any] | None = None) -> dict[str, Any]:
     return {"name": name, "shape": shape or [len(data)], "datatype": datatype, "data": data}
 
 
@@ -131,8 +131,8 @@ def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str | None]]:
             json.dumps({"instances": [["@", *row[1:]]]}).encode().replace(b'"@"', b"[" * 1000 + b"]" * 1000),
             "instances[0][0]: expected a number for column 'mean radius' (float64), got [[[[...]]]]",
         ),
-        ("v2", "nested 5,000 deep", b"[" * 5000 + b"]" * 5000, "the body is not valid JSON: nested too deeply"),
-        ("v2", "not UTF-8", b'{"inputs": [\xff]}', "the body is not valid JSON: not UTF-8"),
+        ("v2", "nested 5,000 deep", b"[" * 5000 + b"]" * 5000, "the body is not valid JSON: depth limit exceeded"),
+        ("v2", "not UTF-8", b'{"inputs": [\xff]}', "the body is not valid JSON: str is not valid UTF-8"),
         ("v2", "5,000-digit integer", b'{"inputs": [' + b"9" * 5000 + b"]}", "the body is not valid JSON: "),
         ("v2", "empty body", b"", "the body is empty"),
         ("v2", "body not an object", b"[1, 2]", 'the body must be a JSON object with "inputs"'),
@@ -193,6 +193,16 @@ def _bad_requests(cancer: Trained) -> list[tuple[str, str, Any, str | None]]:
         ),
         ("v2", "inputs not a list", {"inputs": 3}, "inputs: "),
         ("v2", "not JSON", b"{nope", "not valid JSON"),
+        # Regressions (payload fuzzing at 10,000): FastAPI's json.loads takes NaN, and pydantic's lax mode
+        # reads a shape [true, 30] as [1, 30].
+        (
+            "v2",
+            "NaN literal",
+            json.dumps({"inputs": v2}).replace('"data": [', '"data": [NaN, ', 1).encode(),
+            "not valid JSON",
+        ),
+        ("v2", "a shape of booleans", {"inputs": [_v2_column("x", row, shape=[True, 30])]}, "inputs[0].shape must"),
+        ("v2", "a shape of strings", {"inputs": [_v2_column("x", row, shape=["1", 30])]}, "inputs[0].shape must"),
     ]
 
 
