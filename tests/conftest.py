@@ -30,15 +30,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
-    """Poll until `check()` is truthy; fail with the last value seen. A wait, not a timed assertion."""
+def wait_for(
+    what: str | Callable[[], str], check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3
+) -> Any:
+    """Poll until `check()` is truthy; fail with the last value seen. A wait, not a timed assertion.
+    `what` may be a function, to describe what was seen by the time of the failure."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         last = check()
         if last:
             return last
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+    pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}; last seen: {last!r}")
 
 
 def _local_cluster(
