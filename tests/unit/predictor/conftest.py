@@ -149,9 +149,15 @@ class Predictor:
         return self.log_path.read_text(errors="replace")
 
     def request(
-        self, method: str, path: str, data: bytes | None = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={"content-type": content_type})
+        headers = {"content-type": content_type, **(headers or {})}
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 status, raw = r.status, r.read()
@@ -167,9 +173,11 @@ class Predictor:
     def get(self, path: str) -> Response:
         return self.request("GET", path)
 
-    def post(self, path: str, body: Any, content_type: str = "application/json") -> Response:
+    def post(
+        self, path: str, body: Any, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self.request("POST", path, data, content_type)
+        return self.request("POST", path, data, content_type, headers)
 
     def v1(self, body: Any) -> Response:
         return self.post(f"/v1/models/{self.name}:predict", body)

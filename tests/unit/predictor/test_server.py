@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -263,3 +264,30 @@ def test_metrics_by_outcome_and_version(bc: Predictor, cancer: Trained) -> None:
     # Requests that are not inference (health, metadata, metrics) are not counted.
     bc.get("/v2/models/cancer")
     assert snapshot()["duration"] == after["duration"]
+
+
+def test_v2_binary_extension_is_read_past_its_json_header(bc: Predictor, cancer: Trained) -> None:
+    """The strict JSON read of a v2 body (limits.body_problem) takes only the part that
+    inference-header-content-length says is JSON: binary tensor data after it is no JSON error."""
+    row = [float(v) for v in cancer.x.iloc[0]]
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [1, len(row)],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 8 * len(row)},
+                }
+            ]
+        }
+    ).encode()
+    binary = {"inference-header-content-length": str(len(header))}
+    r = bc.post(
+        f"/v2/models/{bc.name}/infer", header + struct.pack(f"<{len(row)}d", *row), "application/octet-stream", binary
+    )
+    assert r.status == 200, r.body
+    wrong = header.replace(b'"shape": [1,', b'"shape": [true,')
+    r = bc.post(f"/v2/models/{bc.name}/infer", wrong + b"\0" * 8 * len(row), "application/octet-stream",
+                {"inference-header-content-length": str(len(wrong))})  # fmt: skip
+    assert (r.status, r.error) == (400, f"inputs[0].shape must be a list of integers, got [true,{len(row)}]")
