@@ -353,7 +353,7 @@ def percentile(values: list[float], q: float) -> float:
 def churn(env: Env, ns: str, tracker: Tracker, names: list[str], rate: float, seconds: float) -> dict[str, Any]:
     """`rate` ModelVersion spec changes per second for `seconds`; event → status latencies."""
     conn, sent = Conn(env), []
-    start, total = time.monotonic(), int(rate * seconds)
+    start, started_unix, total = time.monotonic(), time.time(), int(rate * seconds)
     for i in range(total):
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
         name = names[i % len(names)]
@@ -363,16 +363,20 @@ def churn(env: Env, ns: str, tracker: Tracker, names: list[str], rate: float, se
         assert code == 200, out
         sent.append((name, out["metadata"]["generation"], time.monotonic()))
     achieved = total / (time.monotonic() - start)
-    times, lost = [], 0
+    times, lost, slow = [], 0, []
     for name, gen, t0 in sent:
         seen = tracker.wait_observed("modelversions", name, gen, timeout=max(1.0, t0 + 60 - time.monotonic()))
         if seen is None:
             lost += 1
         else:
             times.append((seen - t0) * 1000)
-    return {"changes": total, "rate_per_second": round(achieved, 1), "not_followed_within_60s": lost,
-            "p50_ms": percentile(times, 0.5), "p90_ms": percentile(times, 0.9), "p99_ms": percentile(times, 0.99),
-            "max_ms": round(max(times), 1) if times else None}  # fmt: skip
+            # When (seconds into the churn), to line the tail up with the operator's log and metrics.
+            slow.append({"ms": round(times[-1], 1), "at_s": round(t0 - start, 2), "name": name, "generation": gen})
+    return {"changes": total, "started_unix": round(started_unix, 2), "rate_per_second": round(achieved, 1),
+            "not_followed_within_60s": lost, "p50_ms": percentile(times, 0.5), "p90_ms": percentile(times, 0.9),
+            "p99_ms": percentile(times, 0.99),
+            "max_ms": round(max(times), 1) if times else None,
+            "slowest": sorted(slow, key=lambda s: -s["ms"])[:10]}  # fmt: skip
 
 
 def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: argparse.Namespace) -> dict[str, Any]:
