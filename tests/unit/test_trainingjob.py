@@ -545,19 +545,44 @@ def test_an_admitted_gang_whose_pods_vanished_is_queued_again_as_a_new_attempt()
     assert r.fields["attempts"] == 2 and r.fields["preemptions"] == 1 and r.fields["startTime"] is None
     assert conds(r)["Ready"] == ("False", "Evicted") and "j-a1-w1" in r.events[0].message
     assert deletes(r) == ["Pod/j-a1-w0"] and creates(r) == ["Service/j", "Pod/j-a2-w0", "Pod/j-a2-w1"]
-    # Not while one is still terminating (its condition may yet be read), not before an admission (startTime
-    # unset: launched, or resumed after a suspend), and not without Kueue: then the missing pod is recreated.
+    # Not while one is still terminating (its condition may yet be read), and not before an admission (startTime
+    # unset: launched, or resumed after a suspend): then the missing pod is recreated. (Without Kueue: see
+    # test_a_gang_that_lost_a_worker_restarts_whole.)
     terminating = pod(1, 1)
     terminating["metadata"]["deletionTimestamp"] = "2026-03-01T11:59:00Z"
     r = CTRL.decide(job(RUNNING, **ddp()), Observed(True, (pod(1, 0), terminating), True), NOW)
     assert "attempts" not in r.fields and not creates(r)
-    for status, labels in (({"attempts": 1, "phase": "Pending"}, None), (RUNNING, {})):
-        r = CTRL.decide(job(status, labels=labels, **ddp()), Observed(True, (pod(1, 0),), True), NOW)
-        assert "attempts" not in r.fields and creates(r) == ["Pod/j-a1-w1"]
+    r = CTRL.decide(job({"attempts": 1, "phase": "Pending"}, **ddp()), Observed(True, (pod(1, 0),), True), NOW)
+    assert "attempts" not in r.fields and creates(r) == ["Pod/j-a1-w1"]
     # Nor when the attempt's launch never reached status (one of its pods failed to be created, so the pass that
     # launched it wrote nothing): the missing pod is created.
     r = CTRL.decide(job(RUNNING, **ddp()), Observed(True, (pod(2, 0),), True), NOW)
     assert "attempts" not in r.fields and creates(r) == ["Pod/j-a2-w1"]
+
+
+def test_a_gang_that_lost_a_worker_restarts_whole() -> None:
+    """Regression (bench/chaos.py: a 2-worker gang whose rank 0 was deleted mid-run stayed Running for good: rank 0
+    created again alone waited for a peer that was training without it). Without Kueue, a launched gang missing a
+    worker restarts whole as the next attempt, one of its retries; a finished worker's pod lost counts too."""
+    for survivor in (pod(1, 1), pod(1, 1, "Succeeded", exit_code=0)):
+        r = CTRL.decide(job(RUNNING, labels={}, **ddp()), Observed(True, (survivor,), True), NOW)
+        assert r.fields["attempts"] == 2 and "preemptions" not in r.fields
+        assert conds(r)["Ready"] == ("False", "Launching") and "j-a1-w0" in r.events[0].message
+        assert deletes(r) == ["Pod/j-a1-w1"] and creates(r) == ["Service/j", "Pod/j-a2-w0", "Pod/j-a2-w1"]
+    # Retries spent: Failed, the survivor stopped.
+    spent = job({**RUNNING, "attempts": 1}, labels={}, runPolicy={"backoffLimit": 0}, **ddp())
+    r = CTRL.decide(spent, Observed(True, (pod(1, 1),), True), NOW)
+    assert conds(r)["Ready"] == ("False", "BackoffLimitExceeded") and deletes(r) == ["Pod/j-a1-w1"]
+    # Not while the lost one is still terminating, nor before the attempt's launch reached status.
+    terminating = pod(1, 0)
+    terminating["metadata"]["deletionTimestamp"] = "2026-03-01T11:59:00Z"
+    r = CTRL.decide(job(RUNNING, labels={}, **ddp()), Observed(True, (terminating, pod(1, 1)), True), NOW)
+    assert "attempts" not in r.fields and not creates(r)
+    r = CTRL.decide(job(RUNNING, labels={}, **ddp()), Observed(True, (pod(2, 1),), True), NOW)
+    assert "attempts" not in r.fields and creates(r) == ["Pod/j-a2-w0"]
+    # One worker: created again in its attempt.
+    r = CTRL.decide(job(RUNNING, labels={}), Observed(True, (), True), NOW)
+    assert "attempts" not in r.fields and creates(r) == ["Pod/j-a1-w0"]
 
 
 def test_the_preemption_count_survives_a_status_write_lost_after_the_relaunch() -> None:
@@ -575,3 +600,72 @@ def test_the_preemption_count_survives_a_status_write_lost_after_the_relaunch() 
     assert r.fields["attempts"] == 3 and conds(r)["Reconciling"][1] == "Launching"  # its one retry, not a failure
     assert {a.manifest["metadata"]["annotations"][m.ANNOTATION_PREEMPTIONS] for a in r.actions
             if isinstance(a, Create) and a.manifest["kind"] == "Pod"} == {"1"}  # fmt: skip
+
+
+async def test_two_jobs_of_one_model_finishing_together_register_two_versions() -> None:
+    """Regression (bench/chaos.py: three Succeeded jobs pointed at one ModelVersion, 3 versions lost). Jobs of one
+    model that finish together read the same next number from a cache that has not seen the other's version yet:
+    the version is created as a claim, so the second job's pass ends in a Conflict instead of adopting the first
+    job's version, and its retry, reading the first one's version, takes the next number."""
+    from slipway.controllers.base import act
+    from slipway.kube import Conflict, ObjectRef
+    from slipway.storage import S3
+
+    class Registry:
+        """The API as far as registering goes: a create of a taken name answers False (HTTP 409)."""
+
+        def __init__(self) -> None:
+            self.versions: list[dict[str, Any]] = []
+
+        async def create(self, manifest: dict[str, Any]) -> bool:
+            if any(v["metadata"]["name"] == manifest["metadata"]["name"] for v in self.versions):
+                return False
+            self.versions.append(manifest)
+            return True
+
+        async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+            return self.versions
+
+        async def delete(self, *args: Any) -> None:  # the finished gang's pods
+            pass
+
+    class Manifests(S3):
+        async def read_json(self, access: Any, uri: str) -> Any:
+            return MANIFEST
+
+    ctrl, api = TrainingJobController(CTRL.settings, Manifests()), Registry()
+    done = (pod(1, 0, "Succeeded", exit_code=0),)
+    a, b = job(RUNNING), job(RUNNING)  # two jobs (uids) of model "m"
+    b.metadata["uid"] = "another-uid"
+    seen_a = await ctrl._observe_outcome(a, api, Observed(True, done), {})  # type: ignore[arg-type]
+    seen_b = await ctrl._observe_outcome(b, api, Observed(True, done), {})  # type: ignore[arg-type]
+    assert seen_a.next_version == seen_b.next_version == 1  # neither has registered yet
+    ref = ObjectRef.of({"apiVersion": "slipway.dev/v1alpha1", "kind": "TrainingJob", "metadata": a.metadata})
+    first = ctrl.decide(a, seen_a, NOW)
+    await act(TrainingJob, ref, first.actions, api)  # type: ignore[arg-type]
+    with pytest.raises(Conflict):
+        await act(TrainingJob, ref, ctrl.decide(b, seen_b, NOW).actions, api)  # type: ignore[arg-type]
+    again = await ctrl._observe_outcome(b, api, Observed(True, done), {})  # type: ignore[arg-type]
+    second = ctrl.decide(b, again, NOW)
+    await act(TrainingJob, ref, second.actions, api)  # type: ignore[arg-type]
+    assert [first.fields["modelVersionRef"], second.fields["modelVersionRef"]] == [{"name": "m-v1"}, {"name": "m-v2"}]
+    assert [v["metadata"]["labels"][m.LABEL_JOB_UID] for v in api.versions] == [UID, "another-uid"]
+
+
+async def test_the_next_version_skips_a_name_another_model_has_taken() -> None:
+    """Model "m" at v1, and a version of another model that happens to be named m-v2: the next is m-v3, or the
+    claim would conflict at every retry."""
+    taken = [{"metadata": {"name": "m-v1", "labels": {}}, "spec": {"modelName": "m", "version": 1}},
+             {"metadata": {"name": "m-v2", "labels": {}}, "spec": {"modelName": "m-v", "version": 2}}]  # fmt: skip
+
+    class Api:
+        async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+            return taken
+
+    class Manifests(S3):
+        async def read_json(self, access: Any, uri: str) -> Any:
+            return MANIFEST
+
+    ctrl = TrainingJobController(CTRL.settings, Manifests())
+    seen = await ctrl._observe_outcome(job(RUNNING), Api(), Observed(True, ()), {})  # type: ignore[arg-type]
+    assert seen.next_version == 3

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from slipway import conditions
 from slipway.api.kind import Kind
 from slipway.conditions import Cond
-from slipway.kube import Forbidden, Gone, Kube, ObjectRef, Rejected
+from slipway.kube import Conflict, Forbidden, Gone, Kube, ObjectRef, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,12 @@ class Event:
 
 @dataclass(frozen=True)
 class Create:
-    """Create an object (Pod, Service, slipway kind); one that already exists is left as it is."""
+    """Create an object (Pod, Service, slipway kind); one that already exists is left as it is. `claim`: the name
+    is this decision's to take (the next free version number, read from a cache that may lag behind the API); if
+    someone else has it, the decision was made on stale reads and the pass ends in a Conflict, retried afresh."""
 
     manifest: dict[str, Any]
+    claim: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,8 @@ async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kub
     for action in actions:
         if isinstance(action, Create):
             meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
-            await kube.create({**action.manifest, "metadata": meta})
+            if not await kube.create({**action.manifest, "metadata": meta}) and action.claim:
+                raise Conflict(f"{action.manifest['kind']} {meta.get('name')} was created by someone else meanwhile")
         elif isinstance(action, Apply):
             meta = {**action.manifest["metadata"], "namespace": ref.namespace}
             await kube.apply({**action.manifest, "metadata": meta})

@@ -147,10 +147,11 @@ class TrainingJobController:
         versions = await kube.list_custom("modelversions", ns)
         mine = [v["metadata"]["name"] for v in versions if v["metadata"].get("labels", {}).get(m.LABEL_JOB_UID) == uid]
         numbers = [v["spec"].get("version", 0) for v in versions if v["spec"].get("modelName") == job.spec.model_name]
-        fields: dict[str, Any] = {
-            "model_version": mine[0] if mine else None,
-            "next_version": max(numbers, default=0) + 1,
-        }
+        taken = {v["metadata"]["name"] for v in versions}
+        following = max(numbers, default=0) + 1
+        while model_version_name(job.spec.model_name, following) in taken:  # a name another model's version has
+            following += 1
+        fields: dict[str, Any] = {"model_version": mine[0] if mine else None, "next_version": following}
         uri = join_uri(m.output_prefix(job), "manifest.json")
         try:
             fields["manifest"] = await self.s3.read_json(self.access(job, secret), uri)
@@ -198,6 +199,10 @@ class TrainingJobController:
         failed_pods = [v for v in plan.gang if v.state == "failed"]
         if failed_pods:
             return self.after_failure(plan, failed_pods[0], now)
+        if lost := lost_from_gang(plan):
+            what = (f"worker pod(s) {', '.join(lost)} of attempt {plan.attempt} are gone (deleted, or their node "
+                    "was): a running torchrun gang cannot take a new worker in")  # fmt: skip
+            return self.restart_gang(plan, what, now)
         missing = self.gang(plan, plan.attempt, {v.name for v in plan.gang}, observed.service_exists)
         if len(plan.gang) == m.workers(job) and all(v.state == "succeeded" for v in plan.gang):
             return self.register(plan, observed, now)
@@ -270,9 +275,15 @@ class TrainingJobController:
         kill = plan.stop_active()
         if pod.permanent_failure:
             return with_actions(failed(plan, "InvalidInput", what, now), kill)
+        return self.restart_gang(plan, what, now)
+
+    def restart_gang(self, plan: Plan, what: str, now: datetime) -> Result:
+        """The attempt cannot finish (`what`): all its workers again as the next attempt, one of the job's retries,
+        or Failed once they are spent."""
         limit = plan.job.spec.run_policy.backoff_limit
         if plan.retries_used() >= limit:
-            return with_actions(failed(plan, "BackoffLimitExceeded", f"{what}; {limit} retries used", now), kill)
+            return with_actions(failed(plan, "BackoffLimitExceeded", f"{what}; {limit} retries used", now),
+                                plan.stop_active())  # fmt: skip
         restart = self.launch(plan, plan.attempt + 1, now, "GangRestart", f"{what}; restarting all workers")
         return with_actions(restart, [Delete("Pod", v.name) for v in plan.gang])
 
@@ -286,7 +297,10 @@ class TrainingJobController:
         name = observed.model_version or model_version_name(job.spec.model_name, observed.next_version)
         actions = []
         if observed.model_version is None:
-            actions.append(Create(m.model_version(job, observed.manifest, observed.next_version, self.settings)))
+            # Claimed: two jobs of one model finishing together read the same next number (chaos found three
+            # jobs registered under one version); the second one's create fails and it takes the next number.
+            manifest = m.model_version(job, observed.manifest, observed.next_version, self.settings)
+            actions.append(Create(manifest, claim=True))
         artifact = observed.manifest["artifact"]
         fields = {
             "phase": "Succeeded",
@@ -360,6 +374,21 @@ def vanished_after_admission(plan: Plan) -> tuple[str, ...]:
     (running()), and cleared by a suspend, so a resumed or a freshly launched gang is never taken for one."""
     if not m.queue_name(plan.job) or not plan.status.get("startTime"):
         return ()
+    return gone_from_launched_attempt(plan)
+
+
+def lost_from_gang(plan: Plan) -> tuple[str, ...]:
+    """The workers of a distributed attempt (not Kueue's: vanished_after_admission) that are gone once it was
+    launched whole, when none is still terminating. torchrun's static rendezvous forms the gang once: a worker
+    created again alone would wait for peers that are training, or finished, without it (bench/chaos.py saw a
+    gang hang after its rank 0 was deleted). A single worker is simply created again in its attempt."""
+    if m.workers(plan.job) < 2 or m.queue_name(plan.job):
+        return ()
+    return gone_from_launched_attempt(plan)
+
+
+def gone_from_launched_attempt(plan: Plan) -> tuple[str, ...]:
+    """The current attempt's worker pods that are gone, once its launch is in status and none is terminating."""
     if int(plan.status.get("attempts") or 0) != plan.attempt:
         return ()  # the attempt's launch is not in status yet: its pods were not all created, so create the rest
     if any(v.state == "terminating" for v in plan.gang):
