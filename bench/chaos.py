@@ -39,6 +39,7 @@ counts, all of which should be zero:
 
     .venv/bin/python bench/chaos.py [--rollouts 100] [--jobs 30] [--lanes 3] [--fault-every 45] [--seed 1]
         [--max-minutes 120] [--drift-every 300] [--drift-seconds 60] [--drift-shift 10] [--drift-cooldown 900]
+        [--keep-logs DIR]
 """
 
 from __future__ import annotations
@@ -448,10 +449,27 @@ def run_jobs(env: Env, count: int, stuck: float, out: list[dict[str, Any]], stop
                 out.append(running.pop(name))
                 progress(f"TrainingJob {name}: {st['phase']} (attempts {st.get('attempts')})")
             elif time.monotonic() - rec["started"] > stuck:
-                rec |= {"phase": st.get("phase"), "stuck": f"not finished within {stuck:.0f}s"}
+                # What it was waiting for, as its status and pods said: the run's cluster is gone afterwards.
+                conds = [f"{c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}"
+                         for c in st.get("conditions") or []]  # fmt: skip
+                with suppress(Exception):
+                    rec["pods"] = {p["metadata"]["name"]: (p.get("status") or {}).get("phase")
+                                   for p in env.items("pods", "-l", f"slipway.dev/training-job={name}")}  # fmt: skip
+                rec |= {"phase": st.get("phase"), "attempts": st.get("attempts"), "conditions": conds,
+                        "stuck": f"not finished within {stuck:.0f}s"}  # fmt: skip
                 rec.pop("started")
                 out.append(running.pop(name))
         time.sleep(2)
+
+
+def keep_logs(root: Path, dest: Path) -> None:
+    """Every *.log under the run's directory (operator replicas, drift and S3 servers, the control plane's
+    components), into `dest` with its relative path."""
+    for log in root.rglob("*.log"):
+        target = dest / log.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with suppress(OSError):
+            target.write_bytes(log.read_bytes())
 
 
 def model_version_counts(env: Env, jobs: list[dict[str, Any]]) -> tuple[int, int]:
@@ -551,6 +569,9 @@ def main() -> int:
     parser.add_argument("--drift-seconds", type=float, default=60.0)
     parser.add_argument("--drift-shift", type=float, default=10.0)
     parser.add_argument("--drift-cooldown", type=float, default=900.0)
+    parser.add_argument("--keep-logs", type=Path, default=None,
+                        help="copy every log of the run (operators, control plane, servers) here before the "
+                             "environment is removed")  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     plan = [(i, rng.random() < 0.4, i % 10 == 5) for i in range(args.rollouts)]  # (index, failing, manual gate)
@@ -611,6 +632,8 @@ def main() -> int:
         finished = [{"name": j["metadata"]["name"], "phase": (j.get("status") or {}).get("phase")} for j in retraining]
         lost, duplicated = model_version_counts(env, jobs + finished)
         drift_defects, drift_figures = drift.report(retraining, ready(env, "driftmonitor", "dm"), time.time())
+        if args.keep_logs is not None:
+            keep_logs(Path(tmp), args.keep_logs)
     canaries = [c for lane in lanes for c in lane.canaries]
     print(json.dumps(report(args, canaries, jobs, faults, lost, duplicated, drift_defects, drift_figures,
                             time.monotonic() - t_start), indent=2))  # fmt: skip
