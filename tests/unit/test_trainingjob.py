@@ -623,7 +623,8 @@ async def test_two_jobs_of_one_model_finishing_together_register_two_versions() 
             self.versions.append(manifest)
             return True
 
-        async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        async def list_custom(self, plural: str, namespace: str, fresh: bool = False) -> list[dict[str, Any]]:
+            assert fresh  # a version number is never read from the watch cache
             return self.versions
 
         async def delete(self, *args: Any) -> None:  # the finished gang's pods
@@ -659,7 +660,8 @@ async def test_the_next_version_skips_a_name_another_model_has_taken() -> None:
              {"metadata": {"name": "m-v2", "labels": {}}, "spec": {"modelName": "m-v", "version": 2}}]  # fmt: skip
 
     class Api:
-        async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        async def list_custom(self, plural: str, namespace: str, fresh: bool = False) -> list[dict[str, Any]]:
+            assert fresh  # a version number is never read from the watch cache
             return taken
 
     class Manifests(S3):

@@ -144,7 +144,10 @@ class TrainingJobController:
     ) -> Observed:
         """The gang finished: read the manifest and find what is already registered."""
         ns, uid = job.metadata.get("namespace", ""), job.metadata.get("uid", "")
-        versions = await kube.list_custom("modelversions", ns)
+        # From the API, not the watch cache: a number read from a watch that lags names a version that exists (chaos
+        # saw jobs 30 s apart take the same number), and the claim would fail until the watch caught up. Once per
+        # finished job.
+        versions = await kube.list_custom("modelversions", ns, fresh=True)
         mine = [v["metadata"]["name"] for v in versions if v["metadata"].get("labels", {}).get(m.LABEL_JOB_UID) == uid]
         numbers = [v["spec"].get("version", 0) for v in versions if v["spec"].get("modelName") == job.spec.model_name]
         taken = {v["metadata"]["name"] for v in versions}

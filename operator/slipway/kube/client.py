@@ -180,14 +180,15 @@ class Kube:
             return None
 
     async def list_custom(
-        self, plural: str, namespace: str, selector: str = "", index: tuple[str, str] | None = None
+        self, plural: str, namespace: str, selector: str = "", index: tuple[str, str] | None = None, fresh: bool = False
     ) -> list[dict[str, Any]]:
         """Slipway objects of one kind in a namespace, sorted by name; from the watch cache once it is complete
         for them (cache.py): until then one unfiltered listing, which completes it. `index`
         (cache.INDEXES) narrows a cached listing to the objects referring to a name; callers still filter, as
-        the API's answer is not narrowed."""
+        the API's answer is not narrowed. `fresh`: from the API, for a decision that must not rest on a watch
+        that lags (a new version number)."""
         cache = self.cache
-        if cache is None or not cache.answers(selector):
+        if fresh or cache is None or not cache.answers(selector):
             return await self._list(plural, namespace, selector)
         if not cache.complete(plural, namespace):
             await self._fill(cache, plural, namespace)
