@@ -301,6 +301,40 @@ def passes_by_kind(port: int, label: str = "kind") -> dict[str, int]:
     return out
 
 
+def process_cpu(env: Env, drift: DriftServer) -> dict[str, float]:
+    """CPU seconds so far of what else runs on the machine: the control plane, the S3 and drift servers, this bench
+    (its watches and the KServe status writer)."""
+    pids = {name: env.cluster.procs.pid(name) for name in ("etcd", "kube-apiserver", "kube-controller-manager")}
+    pids |= {"s3": env.s3.proc.pid if env.s3.proc else None, "drift_runtime": drift.proc.pid if drift.proc else None,
+             "bench": os.getpid()}  # fmt: skip
+    return {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
+
+
+def gc_pauses(port: int) -> dict[str, float]:
+    """The operator's slipway_gc_pause_seconds so far, per generation: collections, their seconds, and those over
+    50 ms ("<generation>_over_50ms")."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("slipway_gc_pause_seconds"):
+            continue
+        gen = line.split('generation="', 1)[1].split('"', 1)[0]
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("slipway_gc_pause_seconds_count"):
+            out[f"{gen}_collections"] = out.get(f"{gen}_collections", 0.0) + value
+            out[f"{gen}_over_50ms"] = out.get(f"{gen}_over_50ms", 0.0) + value
+        elif line.startswith("slipway_gc_pause_seconds_sum"):
+            out[f"{gen}_seconds"] = value
+        elif 'le="0.05"' in line:
+            out[f"{gen}_over_50ms"] = out.get(f"{gen}_over_50ms", 0.0) - value
+    return out
+
+
+def gc_difference(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 3) for k, v in sorted(after.items())}
+
+
 def difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
 
@@ -395,12 +429,15 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         time.sleep(0.2)
     extra = {"SLIPWAY_NAMESPACES": ns, "SLIPWAY_DRIFT_URL": drift.url, "SLIPWAY_GATEWAY": ""}
     op = Operator(env, extra, env.root / f"operator-{n}.log")
+    others = process_cpu(env, drift)
     started = time.monotonic()
     try:
         progress = tracker.counts  # (objects, reconciled once, Ready)
         startup = wait_until("every object reconciled once", lambda: progress()[1] >= n, 3600, op, progress)
         startup -= started
-        startup_cpu, startup_passes = cpu_seconds(op.proc.pid), passes_by_kind(op.port)
+        startup_cpu, startup_passes, startup_gc = cpu_seconds(op.proc.pid), passes_by_kind(op.port), gc_pauses(op.port)
+        # Where the machine's two cores went meanwhile: the start-up is the operator's and everyone else's work.
+        startup_others = {k: round(v - others.get(k, 0.0), 1) for k, v in process_cpu(env, drift).items()}
         try:
             wait_until("every object Ready", lambda: progress()[2] >= n, 1800, op, progress)
         except RuntimeError as e:
@@ -426,12 +463,16 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         by_resource = {r: v for r, v in sorted(by_resource.items(), key=lambda kv: -kv[1]) if v > 0}
         cpu_before = cpu_seconds(op.proc.pid)
         kinds_before, outcomes_before = passes_by_kind(op.port), passes_by_kind(op.port, "outcome")
+        gc_before = gc_pauses(op.port)
         churned = churn(env, ns, tracker, [o["metadata"]["name"] for p, o in objects if p == "modelversions"],
                         args.churn_rate, args.churn_seconds)  # fmt: skip
         # What the changes cost: passes of each kind (a version's Rollout looks again) and their outcomes (a
         # conflict retries after handlers.CONFLICT_RETRY_SECONDS).
         churned["passes_by_kind"] = difference(passes_by_kind(op.port), kinds_before)
         churned["passes_by_outcome"] = difference(passes_by_kind(op.port, "outcome"), outcomes_before)
+        # Collections by generation while the changes ran (slipway_gc_pause_seconds): a long one delays every
+        # event in flight.
+        churned["gc_pauses"] = gc_difference(gc_pauses(op.port), gc_before)
         churned["load_average_after"] = round(os.getloadavg()[0], 2)
         churned["operator_cpu_percent_of_a_core"] = round(
             100 * (cpu_seconds(op.proc.pid) - cpu_before) / args.churn_seconds, 1
@@ -450,6 +491,8 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
             # Reconcile passes per object of each kind: until every object was reconciled once, and until settled.
             "passes_per_object_at_startup": {k: round(v * 4 / n, 2) for k, v in sorted(startup_passes.items())},
             "passes_per_object_until_settled": {k: round(v * 4 / n, 2) for k, v in sorted(settled_passes.items())},
+            "startup_cpu_seconds_of_the_rest": startup_others,
+            "startup_gc_pauses": {k: round(v, 3) for k, v in sorted(startup_gc.items())},
             "idle": {
                 "window_seconds": round(dt, 1),
                 "operator_cpu_percent_of_a_core": round(100 * d[0] / dt, 2),

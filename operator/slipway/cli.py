@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from slipway import __version__
+from slipway import __version__, heap
 from slipway.config import Settings
 from slipway.handlers import Runtime, register
 from slipway.kube import Kube
@@ -86,6 +86,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
     marker = asyncio.create_task(mark_ready())
     poller = asyncio.create_task(runtime.poll_drift()) if runtime.drift is not None else None
+    heap.time_collections()
+    freezer = asyncio.create_task(heap.freeze_after_startup(runtime.settled))
     try:
         await kopf.operator(
             registry=registry,
@@ -96,6 +98,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
     finally:
         marker.cancel()
+        freezer.cancel()
         if poller is not None:
             poller.cancel()
         UP.set(0)

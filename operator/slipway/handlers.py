@@ -8,6 +8,7 @@ change handlers are not used, so Kopf writes no annotations and adds no finalize
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Iterable
@@ -41,6 +42,7 @@ from slipway.observability import (
     STATUS_PATCHES,
     UNRECONCILED,
     VERDICTS,
+    WAITING,
 )
 from slipway.peering import Leadership
 from slipway.requeue import Requeuer
@@ -83,6 +85,11 @@ class Runtime:
         self.written: dict[Key, tuple[list[str], float]] = {}
         self.foreign: set[Key] = set()
         self.passed: set[Key] = set()  # objects with a pass since start (slipway_objects_unreconciled)
+        # Objects whose pass waits for a free slot, oldest first, each once (`handle`): a queue of keys, as
+        # controller-runtime's workqueue, not a Kopf worker per object holding its event.
+        self.parked: dict[Key, tuple[Controller[Any, Any], dict[str, Any]]] = {}
+        self._launched: set[asyncio.Task[None]] = set()
+        self.launching = 0  # called in from the line, not yet in a slot (launch_parked)
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {
@@ -100,6 +107,7 @@ class Runtime:
             OBJECTS.labels(controller.kind.kind, "true").set_function(partial(self._count, self.bodies, plural))
             OBJECTS.labels(controller.kind.kind, "false").set_function(partial(self._count, self.foreign, plural))
             UNRECONCILED.labels(controller.kind.kind).set_function(partial(self._unreconciled, plural))
+        WAITING.set_function(lambda: float(len(self.parked)))
 
     @staticmethod
     def _count(keys: Iterable[Key], plural: str) -> float:
@@ -107,6 +115,10 @@ class Runtime:
 
     def _unreconciled(self, plural: str) -> float:
         return float(sum(1 for key in self.bodies if key[0] == plural and key not in self.passed))
+
+    def settled(self) -> bool:
+        """Whether this shard has objects and every one has had a pass since start, none waiting for a slot."""
+        return bool(self.bodies) and not self.parked and all(key in self.passed for key in self.bodies)
 
     def owns(self, body: dict[str, Any]) -> bool:
         """Whether this operator's shard reconciles `body` (its sharding.slipway.dev/key label)."""
@@ -233,35 +245,75 @@ class Runtime:
             return
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
-    async def handle(self, controller: Controller[Any, Any], body: dict[str, Any]) -> None:
+    async def handle(self, controller: Controller[Any, Any], body: dict[str, Any], parked: bool = False) -> None:
+        """One pass over `body`'s object, one pass per object at a time, at most max_concurrent_reconciles at
+        once. `parked`: called in from the line of keys waiting for a slot (launch_parked)."""
         meta = body["metadata"]
         key = (controller.kind.plural, meta["namespace"], meta["name"])
+        if parked and not await self.leadership.active():
+            # Paused by Kopf's peering since it got in line: the active replica has it (see _refetch).
+            self.launching -= 1
+            self.launch_parked()
+            return
         if not self.owns(body):  # read back by a wake, or relabelled since the timer was set
             self.seen(key, body)
+            if parked:
+                self.launching -= 1
+                self.launch_parked()
             return
-        async with self.requeue.lock(key), self.slots:
-            # This pass reads everything afresh, so a pending timer is spent; a wake arriving while it runs is not
-            # (Requeuer.schedule keeps the earlier timer).
-            self.requeue.cancel(key)
-            # The newest body: another pass may have written the object while this one waited for the lock, and
-            # reconciling what the caller read before that could only end in a 409 (one per Rollout at start-up).
-            # The echo of our own last write is reconciled like any event: a decision may take its next step from
-            # what it wrote (a finished TrainingJob's TTL, for one).
-            delay = await self._pass(controller, self.bodies.get(key) or body)
-            self.passed.add(key)
+        if not parked and self.slots.locked():
+            # Every slot is taken (the start-up burst: every object at once): the key waits in line and the caller
+            # (Kopf's worker for this object, a timer) returns at once instead of waiting with its event, so that
+            # 10,000 objects do not mean 10,000 workers alive. A key already in line keeps its place; its pass
+            # reads the newest body then. Passes that end call the line in (launch_parked).
+            self.parked.setdefault(key, (controller, body))
+            return
+        try:
+            async with self.requeue.lock(key), self.slots:
+                if parked:  # in a slot: the next in line may be called in
+                    self.launching -= 1
+                    self.launch_parked()
+                # This pass reads everything afresh, so a pending timer is spent; a wake arriving while it runs is
+                # not (Requeuer.schedule keeps the earlier timer).
+                self.requeue.cancel(key)
+                # The newest body: another pass may have written the object while this one waited for the lock, and
+                # reconciling what the caller read before that could only end in a 409 (one per Rollout at
+                # start-up). The echo of our own last write is reconciled like any event: a decision may take its
+                # next step from what it wrote (a finished TrainingJob's TTL, for one).
+                delay = await self._pass(controller, self.bodies.get(key) or body)
+                self.passed.add(key)
+        finally:
+            self.launch_parked()
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
+
+    def launch_parked(self) -> None:
+        """Call the first key in line (`handle`) to a free slot. One at a time: the one called in calls the next
+        once it holds a slot, so a line of thousands never becomes thousands of tasks waiting for a slot. Its task
+        runs in an empty context (see Requeuer.schedule)."""
+        if not self.parked or self.launching or self.slots.locked():
+            return
+        key, (controller, body) = next(iter(self.parked.items()))
+        del self.parked[key]
+        self.launching += 1
+        task = asyncio.get_running_loop().create_task(
+            self.handle(controller, self.bodies.get(key) or body, parked=True), context=contextvars.Context()
+        )
+        self._launched.add(task)
+        task.add_done_callback(self._launched.discard)
 
     def seen(self, key: Key, body: dict[str, Any] | None) -> None:
         """The watch delivered `body` for `key` (None: deleted). Another shard's object is only remembered as
         such, and forgotten here if it was ours until now."""
         if body is None:
             self.bodies.pop(key, None)
+            self.parked.pop(key, None)
         elif self.owns(body):
             self.foreign.discard(key)
             self.bodies[key] = body
         else:
             self.foreign.add(key)
             self.bodies.pop(key, None)
+            self.parked.pop(key, None)
             self.requeue.forget(key)
 
     async def _refetch(self, controller: Controller[Any, Any], key: tuple[str, str, str]) -> None:

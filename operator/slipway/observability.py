@@ -30,6 +30,16 @@ UNRECONCILED = Gauge(
     "kind: start-up progress, 0 once every object was looked at.",
     ["kind"],
 )
+WAITING = Gauge(
+    "slipway_objects_waiting",
+    "Objects whose pass waits for a free slot (SLIPWAY_MAX_CONCURRENT_RECONCILES), each counted once: the backlog.",
+)
+GC_PAUSES = Histogram(
+    "slipway_gc_pause_seconds",
+    "Collections of Python's cyclic garbage collector, by generation: each one stops every reconcile in flight.",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 UP = Gauge("slipway_operator_ready", "1 once the operator watches its resources.")
 CANARY_WEIGHT = Gauge("slipway_rollout_canary_weight", "Percent of traffic on the canary.", ["namespace", "rollout"])
 VERDICTS = Counter("slipway_rollout_verdicts_total", "Canary analysis verdicts.", ["namespace", "rollout", "verdict"])

@@ -457,6 +457,47 @@ async def test_passes_run_at_most_max_concurrent_reconciles_at_once(monkeypatch:
         Settings.from_env().validate()
 
 
+async def test_events_beyond_the_free_slots_wait_in_line_not_in_kopfs_workers() -> None:
+    """With every slot taken (the start-up burst) an event's handler returns at once and its object waits in a line
+    of keys: each once, in order, passed with its newest body, dropped when deleted; the line drains at the pace of
+    the slots, never more passes at once than slots."""
+    from slipway.handlers import Runtime
+
+    rt = Runtime(Kube.__new__(Kube), Settings(peering="", max_concurrent_reconciles=2), S3())
+    gate, running, most, passes = asyncio.Event(), 0, 0, []
+
+    async def one_pass(controller: Any, body: dict[str, Any]) -> float:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await gate.wait()
+        passes.append((body["metadata"]["name"], body["status"].get("seen")))
+        running -= 1
+        return 60.0
+
+    rt._pass = one_pass  # type: ignore[method-assign]
+    mvs = rt.controllers["ModelVersion"]
+    first = [asyncio.create_task(rt.event(mvs, "ADDED", obj(f"m-v{i}"))) for i in range(2)]
+    await asyncio.sleep(0)
+    assert running == 2
+    # Beyond the slots: the handlers return at once (Kopf's worker is free), the keys wait in line.
+    later = [asyncio.create_task(rt.event(mvs, "ADDED", obj(f"m-v{i}"))) for i in range(2, 6)]
+    await asyncio.sleep(0)
+    assert all(t.done() for t in later)
+    await rt.event(mvs, "MODIFIED", obj("m-v3", seen="newer"))  # keeps its place, passes with this body
+    await rt.event(mvs, "DELETED", obj("m-v4"))  # gone from the line
+    assert list(rt.parked) == [("modelversions", "ns", n) for n in ("m-v2", "m-v3", "m-v5")]
+    assert rt._unreconciled("modelversions") == 5.0  # two in their pass, three in line
+    gate.set()
+    await asyncio.gather(*first)
+    while rt.parked or rt._launched:
+        await asyncio.sleep(0.01)
+    assert most == 2 and rt.launching == 0
+    assert passes[2:] == [("m-v2", None), ("m-v3", "newer"), ("m-v5", None)]
+    assert rt._unreconciled("modelversions") == 0.0
+    await rt.requeue.close()
+
+
 async def test_start_up_progress_counts_this_shards_objects_without_a_pass_since_start() -> None:
     """slipway_objects_unreconciled: what the watch delivered of this shard and no pass has looked at yet (an
     object of another shard is never counted; a deleted one is forgotten)."""
@@ -471,3 +512,28 @@ async def test_start_up_progress_counts_this_shards_objects_without_a_pass_since
     await rt.event(mv, "DELETED", obj("a"))
     assert ("modelversions", "ns", "a") not in rt.passed
     await rt.requeue.close()
+
+
+async def test_the_heap_start_up_leaves_is_frozen_once_every_object_had_its_pass() -> None:
+    """Full collections skip what start-up left alive (heap.py), only once `settled` held at two checks in a row;
+    every collection is timed in slipway_gc_pause_seconds."""
+    import gc
+
+    from prometheus_client import REGISTRY
+    from slipway import heap
+
+    def collections() -> float:
+        return REGISTRY.get_sample_value("slipway_gc_pause_seconds_count", {"generation": "2"}) or 0.0
+
+    heap.time_collections()
+    heap.time_collections()  # once per process, however often asked
+    before = collections()
+    gc.collect()
+    assert collections() == before + 1
+    answers = iter([True, False, True, True])
+    gc.unfreeze()
+    try:
+        await heap.freeze_after_startup(lambda: next(answers), check_seconds=0)
+        assert gc.get_freeze_count() > 0 and next(answers, None) is None  # all four checks were asked
+    finally:
+        gc.unfreeze()
