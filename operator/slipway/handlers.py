@@ -90,6 +90,7 @@ class Runtime:
         self.parked: dict[Key, tuple[Controller[Any, Any], dict[str, Any]]] = {}
         self._launched: set[asyncio.Task[None]] = set()
         self.launching = 0  # called in from the line, not yet in a slot (launch_parked)
+        self.pending: set[Key] = set()  # objects with a pass waiting for their lock or a slot (handle)
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
         self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {
@@ -261,6 +262,14 @@ class Runtime:
                 self.launching -= 1
                 self.launch_parked()
             return
+        if key in self.pending:
+            # A pass of it already waits for the one running (or for a slot): it reads the newest body when it
+            # starts, so this event or wake is in it (controller-runtime's workqueue keeps a key once, as Kopf's
+            # batching did while its worker was blocked).
+            if parked:
+                self.launching -= 1
+                self.launch_parked()
+            return
         if not parked and self.slots.locked():
             # Every slot is taken (the start-up burst: every object at once): the key waits in line and the caller
             # (Kopf's worker for this object, a timer) returns at once instead of waiting with its event, so that
@@ -268,8 +277,12 @@ class Runtime:
             # reads the newest body then. Passes that end call the line in (launch_parked).
             self.parked.setdefault(key, (controller, body))
             return
+        self.pending.add(key)
+        started = False
         try:
             async with self.requeue.lock(key), self.slots:
+                self.pending.discard(key)
+                started = True
                 if parked:  # in a slot: the next in line may be called in
                     self.launching -= 1
                     self.launch_parked()
@@ -283,6 +296,8 @@ class Runtime:
                 delay = await self._pass(controller, self.bodies.get(key) or body)
                 self.passed.add(key)
         finally:
+            if not started:  # cancelled while waiting
+                self.pending.discard(key)
             self.launch_parked()
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 

@@ -498,6 +498,34 @@ async def test_events_beyond_the_free_slots_wait_in_line_not_in_kopfs_workers() 
     await rt.requeue.close()
 
 
+async def test_events_during_a_pass_make_one_more_pass_with_the_newest_body() -> None:
+    """Events and wakes of an object while its pass runs: one more pass after it, with the newest body, however
+    many came (a workqueue keeps a key once)."""
+    from slipway.handlers import Runtime
+
+    rt = Runtime(Kube.__new__(Kube), Settings(peering=""), S3())
+    gate, passes = asyncio.Event(), []
+
+    async def one_pass(controller: Any, body: dict[str, Any]) -> float:
+        passes.append(body["status"].get("seen"))
+        await gate.wait()
+        return 60.0
+
+    rt._pass = one_pass  # type: ignore[method-assign]
+    mvs = rt.controllers["ModelVersion"]
+    first = asyncio.create_task(rt.event(mvs, "ADDED", obj("m-v1", seen=0)))
+    await asyncio.sleep(0)
+    assert passes == [0]
+    later = [asyncio.create_task(rt.event(mvs, "MODIFIED", obj("m-v1", seen=n))) for n in (1, 2, 3)]
+    later.append(asyncio.create_task(rt._refetch(mvs, ("modelversions", "ns", "m-v1"))))  # a wake
+    await asyncio.sleep(0)
+    assert sum(not t.done() for t in later) == 1  # one waits; the others are in it
+    gate.set()
+    await asyncio.gather(first, *later)
+    assert passes == [0, 3]
+    await rt.requeue.close()
+
+
 async def test_start_up_progress_counts_this_shards_objects_without_a_pass_since_start() -> None:
     """slipway_objects_unreconciled: what the watch delivered of this shard and no pass has looked at yet (an
     object of another shard is never counted; a deleted one is forgotten)."""
