@@ -288,6 +288,7 @@ class Cluster:
         self._check_prerequisites()
         timings: dict[str, float] = {}
         deadline = t0 + timeout
+        already = self._live()
         try:
             self._phase(timings, "certificates", self._prepare)
             self._phase(timings, "etcd", lambda: self._start_etcd(deadline))
@@ -307,13 +308,25 @@ class Cluster:
                 self._phase(timings, "prometheus", self._start_prometheus)
             self._phase(timings, "ready", lambda: self._wait_usable(deadline))
         except BaseException:
-            # Leave nothing half-started behind (logs stay for the post-mortem).
-            self.log(f"start failed; stopping what was started (logs in {self.state.logs})")
-            self.down()
+            # Leave nothing half-started behind (logs stay for the post-mortem). A start that was bringing back
+            # parts of a running cluster (one component killed) stops only what it started: the cluster stays.
+            if not already:
+                self.log(f"start failed; stopping what was started (logs in {self.state.logs})")
+                self.down()
+                raise
+            started = self._live() - already
+            self.log(f"start failed; stopping what this start began ({', '.join(sorted(started)) or 'nothing'}), "
+                     f"keeping the {len(already)} already running (logs in {self.state.logs})")  # fmt: skip
+            for group in STOP_ORDER:
+                self.procs.stop([n for n in group if n in started], 20.0)
             raise
         timings["total"] = time.monotonic() - t0
         self.log(f"cluster ready in {timings['total']:.1f}s at {self.server}; KUBECONFIG={self.kubeconfig}")
         return timings
+
+    def _live(self) -> set[str]:
+        """The components of this state dir that are running now."""
+        return {n for group in STOP_ORDER for n, pid in self.procs.running(group).items() if pid is not None}
 
     def down(self, timeout: float = 20.0, purge: bool = False) -> None:
         """Stop exactly the processes this state dir started (recorded pids), kwok and the

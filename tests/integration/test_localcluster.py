@@ -88,6 +88,35 @@ def test_up_is_idempotent(cluster: Cluster) -> None:
     assert all(status["processes"].values()), status
 
 
+def test_a_failed_restart_of_one_component_leaves_the_running_cluster_alone(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (bench/chaos.py: bringing Prometheus back, a CRD apply timed out and the failed start stopped the
+    whole cluster). A start over a running cluster that fails stops only what it started; the next one succeeds."""
+    import os
+    import signal
+
+    from localcluster.components import SCHEDULER
+
+    before = cluster.status()["processes"]
+    scheduler = cluster.procs.pid(SCHEDULER)
+    assert scheduler is not None
+    os.kill(scheduler, signal.SIGKILL)
+    wait_for("the scheduler gone", lambda: cluster.procs.pid(SCHEDULER) is None or None)
+
+    def fail() -> None:
+        raise RuntimeError("a step of the start failed")
+
+    monkeypatch.setattr(cluster, "_install_crds_if_changed", fail)
+    with pytest.raises(RuntimeError, match="a step of the start failed"):
+        cluster.up()
+    after = cluster.status()["processes"]
+    assert after[SCHEDULER] is None  # started by the failed start, stopped by it
+    assert {k: v for k, v in after.items() if k != SCHEDULER} == {k: v for k, v in before.items() if k != SCHEDULER}
+    monkeypatch.undo()
+    assert cluster.up() and cluster.status()["ready"] is True and cluster.procs.pid(SCHEDULER) is not None
+
+
 def test_apiserver_enforces_rbac(cluster: Cluster) -> None:
     readyz = kubectl(cluster, "get", "--raw", "/readyz")
     assert readyz.returncode == 0 and readyz.stdout.strip() == "ok", readyz.stderr
