@@ -72,6 +72,7 @@ sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO / "bench"))
 from loadgen import Load  # noqa: E402
 from localcluster import Cluster  # noqa: E402
+from localcluster.cluster import ClusterError  # noqa: E402
 from localcluster.components import APISERVER, PROMETHEUS  # noqa: E402
 from localcluster.layout import port_in_use  # noqa: E402
 from localcluster.servers import DriftServer, S3Server  # noqa: E402
@@ -82,6 +83,11 @@ FAULTS = ("operator_kill", "ha_active_kill", "apiserver_restart", "prometheus_fr
           "s3_outage", "drift_kill")  # fmt: skip
 ANALYSED = ("Advance", "FullWeight")  # a step ended: on its analysis, unless a person opened its gate
 MONITOR_LABEL = "slipway.dev/drift-monitor"
+
+
+# kubectl's words for an apiserver that is not there (restarting), as opposed to one that answered.
+UNREACHABLE = ("connection refused", "Unable to connect to the server", "connection reset by peer", "EOF",
+               "the server is currently unable to handle the request", "Client.Timeout exceeded")  # fmt: skip
 
 
 class Replica:
@@ -168,7 +174,16 @@ class Env:
         self.cluster.down(purge=True)
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        return str(self.cluster.kubectl("-n", NS, *args, input=input).stdout)
+        """kubectl in the bench's namespace, again for up to 120 s while the apiserver cannot be reached (its restart
+        is one of the faults: a lane's apply must not end the lane, as it did once)."""
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                return str(self.cluster.kubectl("-n", NS, *args, input=input).stdout)
+            except ClusterError as err:
+                if time.monotonic() > deadline or not any(s in str(err) for s in UNREACHABLE):
+                    raise
+                time.sleep(2)
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         try:
@@ -603,11 +618,17 @@ def main() -> int:
         drift.apply_monitor()
         deadline = t_start + args.max_minutes * 60
 
+        bench_errors: list[str] = []
+
         def lane_worker(k: int) -> None:
             for index, failing, gate in plan[k :: args.lanes]:
                 if stop.is_set() or time.monotonic() > deadline:
                     return
-                lanes[k].canary(index, failing, gate)
+                try:
+                    lanes[k].canary(index, failing, gate)
+                except Exception as err:  # noqa: BLE001 (the bench's own error: reported, the lane goes on)
+                    progress(f"{lanes[k].name}: canary {index} not run: {str(err)[:300]}")
+                    bench_errors.append(f"{lanes[k].name} canary {index}: {str(err)[:300]}")
 
         def monitor_worker() -> None:
             while not stop.is_set():
@@ -644,8 +665,10 @@ def main() -> int:
         if args.keep_logs is not None:
             keep_logs(Path(tmp), args.keep_logs)
     canaries = [c for lane in lanes for c in lane.canaries]
-    print(json.dumps(report(args, canaries, jobs, faults, lost, duplicated, drift_defects, drift_figures,
-                            time.monotonic() - t_start), indent=2))  # fmt: skip
+    elapsed = time.monotonic() - t_start
+    out = report(args, canaries, jobs, faults, lost, duplicated, drift_defects, drift_figures, elapsed)
+    out["bench_errors"] = bench_errors  # canaries the bench itself failed to run (not counted as rollouts)
+    print(json.dumps(out, indent=2))
     return 0
 
 
