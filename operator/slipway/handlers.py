@@ -253,22 +253,19 @@ class Runtime:
         key = (controller.kind.plural, meta["namespace"], meta["name"])
         if parked and not await self.leadership.active():
             # Paused by Kopf's peering since it got in line: the active replica has it (see _refetch).
-            self.launching -= 1
-            self.launch_parked()
+            self.called_in()
             return
         if not self.owns(body):  # read back by a wake, or relabelled since the timer was set
             self.seen(key, body)
             if parked:
-                self.launching -= 1
-                self.launch_parked()
+                self.called_in()
             return
         if key in self.pending:
             # A pass of it already waits for the one running (or for a slot): it reads the newest body when it
             # starts, so this event or wake is in it (controller-runtime's workqueue keeps a key once, as Kopf's
             # batching did while its worker was blocked).
             if parked:
-                self.launching -= 1
-                self.launch_parked()
+                self.called_in()
             return
         if not parked and self.slots.locked():
             # Every slot is taken (the start-up burst: every object at once): the key waits in line and the caller
@@ -284,8 +281,7 @@ class Runtime:
                 self.pending.discard(key)
                 started = True
                 if parked:  # in a slot: the next in line may be called in
-                    self.launching -= 1
-                    self.launch_parked()
+                    self.called_in()
                 # This pass reads everything afresh, so a pending timer is spent; a wake arriving while it runs is
                 # not (Requeuer.schedule keeps the earlier timer).
                 self.requeue.cancel(key)
@@ -300,6 +296,11 @@ class Runtime:
                 self.pending.discard(key)
             self.launch_parked()
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
+
+    def called_in(self) -> None:
+        """A key called in from the line holds a slot now, or needs none: the next in line may be called in."""
+        self.launching -= 1
+        self.launch_parked()
 
     def launch_parked(self) -> None:
         """Call the first key in line (`handle`) to a free slot. One at a time: the one called in calls the next

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SETTLE_CHECK_SECONDS = 30.0
 FREEZE_TICK_SECONDS = 1.0
 _started: list[float] = []
-# Set by a full collection during start-up: the next tick of freeze_during_startup freezes (a collector callback
+# Set by a full collection during start-up: the next tick of freeze_after_startup freezes (a collector callback
 # may run in any thread, and mid-collection; the freeze waits for the event loop).
 _full_collection_done: list[bool] = [False]
 

@@ -34,8 +34,8 @@ class Event:
 @dataclass(frozen=True)
 class Create:
     """Create an object (Pod, Service, slipway kind); one that already exists is left as it is. `claim`: the name
-    is this decision's to take (the next free version number, read from a cache that may lag behind the API); if
-    someone else has it, the decision was made on stale reads and the pass ends in a Conflict, retried afresh."""
+    is this decision's to take (the next free version number, which another pass may take first); if someone else
+    has it, the decision was made on stale reads and the pass ends in a Conflict, retried afresh."""
 
     manifest: dict[str, Any]
     claim: bool = False
