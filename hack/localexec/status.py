@@ -7,7 +7,6 @@ container states, reasons, termination messages) are unit-tested without a clust
 from __future__ import annotations
 
 import datetime as dt
-import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,13 +85,6 @@ def exit_code(returncode: int) -> int:
 
 def exit_reason(code: int) -> str:
     return "Completed" if code == 0 else "Error"
-
-
-def signal_name(code: int) -> str:
-    try:
-        return signal.Signals(code - 128).name if code > 128 else ""
-    except ValueError:
-        return ""
 
 
 def termination_message(file_text: str, log_tail: str, policy: str | None, code: int) -> str:

@@ -53,8 +53,6 @@ class Settings:
     # state at once (most of the operator's memory) and each finished only when they all did.
     max_concurrent_reconciles: int = 32
     trainer_image: str = f"ghcr.io/slipway-dev/trainer:{__version__}"  # SLIPWAY_TRAINER_IMAGE
-    predictor_image: str = f"ghcr.io/slipway-dev/predictor:{__version__}"  # SLIPWAY_PREDICTOR_IMAGE
-    drift_image: str = f"ghcr.io/slipway-dev/drift:{__version__}"  # SLIPWAY_DRIFT_IMAGE
     s3_endpoint: str = ""  # SLIPWAY_S3_ENDPOINT: default S3 endpoint; empty = AWS
     s3_region: str = "us-east-1"  # SLIPWAY_S3_REGION
     drift_url: str = (
@@ -82,8 +80,6 @@ class Settings:
             verify_seconds=float(_env("SLIPWAY_VERIFY_SECONDS", str(d.verify_seconds))),
             max_concurrent_reconciles=int(_env("SLIPWAY_MAX_CONCURRENT_RECONCILES", str(d.max_concurrent_reconciles))),
             trainer_image=_env("SLIPWAY_TRAINER_IMAGE", d.trainer_image),
-            predictor_image=_env("SLIPWAY_PREDICTOR_IMAGE", d.predictor_image),
-            drift_image=_env("SLIPWAY_DRIFT_IMAGE", d.drift_image),
             s3_endpoint=_env("SLIPWAY_S3_ENDPOINT", d.s3_endpoint),
             s3_region=_env("SLIPWAY_S3_REGION", d.s3_region),
             drift_url=_env("SLIPWAY_DRIFT_URL", d.drift_url).rstrip("/"),

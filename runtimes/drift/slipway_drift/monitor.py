@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,6 +308,3 @@ class Monitor:
 class Pools:
     io: Executor
     detect: Executor
-
-
-Factory = Callable[[str, str, MonitorConfig], Monitor]
