@@ -5,7 +5,9 @@ mode, Traefik splitting requests on the Rollout's HTTPRoute, a real Prometheus s
 second, the load generator sending `--rps` requests/s through the Gateway), are judged by three tools at once:
 
 - slipway: the Rollout drives the canary (its steps, its analysis with its defaults, latency on); read from the
-  Rollout's status only (phase, decisions, lastEvidence, stableVersion/rolledBackVersion).
+  Rollout's status only (phase, decisions, lastEvidence, stableVersion/rolledBackVersion). A canary it holds (no
+  evidence either way within maxHoldSeconds, `--max-hold`; onNoData=hold: Paused for a person) is a `hold`; the
+  bench then aborts it, as that person would, and goes on.
 - Argo Rollouts v1.10.1's own analysis controller (hack/build-argo-rollouts.sh; `python -m localcluster up
   --argo-rollouts` runs it, `--controllers=analysis`): when the canary takes traffic (routed, and its requests
   visible to the query) the bench creates two AnalysisRuns from Argo's documented Prometheus success-rate
@@ -40,7 +42,8 @@ Prints one JSON object.
 
     make argo-rollouts   # once
     .venv/bin/python bench/compare_argo.py [--healthy 20] [--fail30 1] [--fail3 5] [--slow 1] [--rps 50]
-        [--healthy-steps 10:45,50:45] [--bad-hold 300] [--argo-aggressive-interval 10s] [--observe-seconds 0]
+        [--healthy-steps 10:45,50:45] [--bad-hold 300] [--max-hold SECONDS] [--argo-aggressive-interval 10s]
+        [--observe-seconds 0]
         [--max-minutes 240]
 """
 
@@ -261,8 +264,9 @@ def register(env: Env, base: dict[str, Any], name: str, version: int, fault: lis
     return name
 
 
-def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int) -> None:
-    """The example Rollout with the analysis users keep (latency on, the defaults), on the local Prometheus."""
+def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int, max_hold: int | None = None) -> None:
+    """The example Rollout with the analysis users keep (latency on, the defaults), on the local Prometheus;
+    `max_hold` (maxHoldSeconds) only when --max-hold says so."""
     doc = yaml.safe_load((REPO / "examples" / "rollout.yaml").read_text())
     doc["spec"]["modelVersionRef"]["name"] = target
     doc["spec"]["inferenceService"]["deploymentMode"] = "Standard"
@@ -270,6 +274,8 @@ def rollout(env: Env, target: str, steps: list[dict[str, int]], interval: int) -
     analysis = doc["spec"]["canary"]["analysis"]
     analysis["prometheus"]["address"] = env.cluster.prometheus_url
     analysis["intervalSeconds"] = interval
+    if max_hold is not None:
+        analysis["maxHoldSeconds"] = max_hold
     doc["spec"]["canary"]["steps"] = steps
     env.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
 
@@ -310,9 +316,13 @@ def routed_at(env: Env, version: str, timeout: float, before: Mapping[str, Any],
 
 
 def slipway_end(st: Mapping[str, Any], version: str) -> str | None:
+    """slipway's decision on the canary: promote, rollback, or hold (no evidence either way within
+    maxHoldSeconds, onNoData=hold: Paused for a person, which the bench then aborts to go on)."""
     if st.get("stableVersion") == version:
         return "promote"
-    return "rollback" if st.get("rolledBackVersion") == version and not st.get("canaryVersion") else None
+    if st.get("rolledBackVersion") == version and not st.get("canaryVersion"):
+        return "rollback"
+    return "hold" if st.get("phase") == "Paused" and st.get("canaryVersion") == version else None
 
 
 @dataclass
@@ -419,10 +429,13 @@ def run_canary(env: Env, load: Load, base: dict[str, Any], kind: Kind, number: i
     steps = ([{"weight": int(w), "holdSeconds": int(h)} for w, h in pairs] if not kind.bad
              else [{"weight": args.canary_weight, "holdSeconds": args.bad_hold}])  # fmt: skip
     before, applied = rt.status(env), time.monotonic()
-    rollout(env, version, steps, args.interval)
+    rollout(env, version, steps, args.interval, args.max_hold)
     routed_at(env, version, args.ready_timeout, before)
     w = watch(env, load, version, "", args, deadline, lambda w, _: slipway_end(w.last, version) is not None)
     end = slipway_end(w.last, version)
+    if end == "hold":  # as the person it waits for would, to go on with the next canary from stable
+        env.kubectl("annotate", "--overwrite", "rollouts.slipway.dev", ISVC, f"slipway.dev/abort=hold-{number}")
+        env.wait(f"{version} aborted", lambda: rt.status(env).get("canaryVersion") != version, timeout=120)
     onset = first_bad(load, kind, version, applied)
     tools = {"slipway": {"decision": end, "seconds": round(w.t_end - onset, 2) if onset is not None else None},
              **verdicts(w, onset, end == "promote")}  # fmt: skip
@@ -479,7 +492,7 @@ def restore(env: Env, base: dict[str, Any], number: int, args: argparse.Namespac
     """After slipway promoted a regression, a healthy copy of the base model becomes stable again (not counted), so
     the next canaries are compared with a healthy stable, as the first ones were."""
     version = register(env, base, f"{ISVC}-v{number}", number, None)
-    rollout(env, version, [{"weight": args.canary_weight, "holdSeconds": 20}], args.interval)
+    rollout(env, version, [{"weight": args.canary_weight, "holdSeconds": 20}], args.interval, args.max_hold)
     env.wait(f"{version} stable", lambda: rt.status(env).get("stableVersion") == version, timeout=600)
     return version
 
@@ -497,6 +510,7 @@ def _regressions(canaries: Sequence[dict[str, Any]], verdict: Callable[[dict[str
         per_kind[kind] = {
             "runs": len(verdicts), "rolled_back": len(times),
             "promoted": sum(v["decision"] == "promote" for v in verdicts),
+            "held": sum(v["decision"] == "hold" for v in verdicts),
             "undecided_when_canary_ended": sum(v["decision"] == "undecided" for v in verdicts),
             "seconds_first_bad_request_to_rollback": {"runs": times,
                 "median": round(statistics.median(times), 2) if times else None},
@@ -515,6 +529,7 @@ def summarize(canaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out[tool] = {
             "healthy": {"runs": len(healthy), "false_rollbacks": sum(v["decision"] == "rollback" for v in healthy),
                         "promoted": sum(v["decision"] == "promote" for v in healthy),
+                        "held": sum(v["decision"] == "hold" for v in healthy),
                         "undecided_when_canary_ended": sum(v["decision"] == "undecided" for v in healthy)},
             "regressions": per_kind,
             "bad_promoted": sum(p["promoted"] for p in per_kind.values()),
@@ -547,6 +562,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="after slipway rolled a regression back, "
         "hold it again (checks off) for up to this long for the tools that had not decided",
+    )
+    parser.add_argument(
+        "--max-hold",
+        type=int,
+        default=None,
+        help="slipway's maxHoldSeconds (default: the Rollout's, 600); a hold then ends the canary",
     )
     parser.add_argument("--ready-timeout", type=float, default=300)
     parser.add_argument("--max-minutes", type=float, default=240, help="bound on the whole run")
@@ -583,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {"requests_per_second": args.rps, "achieved_requests_per_second": rate,
                      "canary_weight_percent": args.canary_weight, "slipway_interval_seconds": args.interval,
                      "scrape_interval": args.scrape, "healthy_steps": args.healthy_steps,
-                     "bad_hold_seconds": args.bad_hold, "slow_ms": args.slow_ms,
+                     "bad_hold_seconds": args.bad_hold, "slow_ms": args.slow_ms, "max_hold_seconds": args.max_hold,
                      "observe_seconds": args.observe_seconds,
                      "slipway_analysis": {**yaml.safe_load((REPO / "examples" / "rollout.yaml").read_text())["spec"][
                          "canary"]["analysis"], "intervalSeconds": args.interval, "prometheus": "(the local one)"},

@@ -66,3 +66,12 @@ def test_the_argo_query_is_the_documented_success_rate_on_the_predictors_counter
     query = metric["provider"]["prometheus"]["query"]
     assert query.count("irate(slipway_predictor_requests_total{") == 2 and query.count("[5m]") == 2
     assert 'outcome!="server_error"' in query and 'version="{{args.version}}"' in query
+
+
+def test_slipways_end_of_a_canary_is_promote_rollback_or_hold() -> None:
+    from bench.compare_argo import slipway_end
+
+    assert slipway_end({"stableVersion": "v2"}, "v2") == "promote"
+    assert slipway_end({"stableVersion": "v1", "rolledBackVersion": "v2"}, "v2") == "rollback"
+    assert slipway_end({"stableVersion": "v1", "canaryVersion": "v2", "phase": "Paused"}, "v2") == "hold"
+    assert slipway_end({"stableVersion": "v1", "canaryVersion": "v2", "phase": "Progressing"}, "v2") is None
