@@ -434,8 +434,7 @@ def run_canary(env: Env, load: Load, base: dict[str, Any], kind: Kind, number: i
     w = watch(env, load, version, "", args, deadline, lambda w, _: slipway_end(w.last, version) is not None)
     end = slipway_end(w.last, version)
     if end == "hold":  # as the person it waits for would, to go on with the next canary from stable
-        env.kubectl("annotate", "--overwrite", "rollouts.slipway.dev", ISVC, f"slipway.dev/abort=hold-{number}")
-        env.wait(f"{version} aborted", lambda: rt.status(env).get("canaryVersion") != version, timeout=120)
+        abort(env, version, f"hold-{number}")
     onset = first_bad(load, kind, version, applied)
     tools = {"slipway": {"decision": end, "seconds": round(w.t_end - onset, 2) if onset is not None else None},
              **verdicts(w, onset, end == "promote")}  # fmt: skip
@@ -481,11 +480,16 @@ def observe(env: Env, load: Load, kind: Kind, version: str, args: argparse.Names
         return now >= limit or (bool(w.runs) and all(r["decided_at"] is not None for r in w.runs.values()))
 
     w = watch(env, load, version, "-observed", args, deadline, done)
-    env.kubectl("annotate", "--overwrite", "rollouts.slipway.dev", ISVC, f"slipway.dev/abort={token}")
-    env.wait(f"{version} aborted", lambda: rt.status(env).get("canaryVersion") != version, timeout=120)
+    abort(env, version, token)
     onset = first_bad(load, kind, version, applied)
     return {"held_seconds": round(w.t_end - w.t_routed, 1), "max_seconds": args.observe_seconds,
             "tools": verdicts(w, onset, promoted=False)}  # fmt: skip
+
+
+def abort(env: Env, version: str, token: str) -> None:
+    """End the canary by hand (slipway.dev/abort with a new value) and wait until the Rollout has let it go."""
+    env.kubectl("annotate", "--overwrite", "rollouts.slipway.dev", ISVC, f"slipway.dev/abort={token}")
+    env.wait(f"{version} aborted", lambda: rt.status(env).get("canaryVersion") != version, timeout=120)
 
 
 def restore(env: Env, base: dict[str, Any], number: int, args: argparse.Namespace) -> str:
