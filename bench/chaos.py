@@ -77,12 +77,13 @@ from localcluster.components import APISERVER, PROMETHEUS  # noqa: E402
 from localcluster.layout import port_in_use  # noqa: E402
 from localcluster.servers import DriftServer, S3Server  # noqa: E402
 from rollback_time import free_port, ready, register  # noqa: E402
+from slipway import contract  # noqa: E402
 
 NS = "bench"
 FAULTS = ("operator_kill", "ha_active_kill", "apiserver_restart", "prometheus_freeze", "prometheus_kill",
           "s3_outage", "drift_kill")  # fmt: skip
 ANALYSED = ("Advance", "FullWeight")  # a step ended: on its analysis, unless a person opened its gate
-MONITOR_LABEL = "slipway.dev/drift-monitor"
+MONITOR_LABEL = contract.DRIFT_MONITOR
 
 
 # kubectl's words for an apiserver that is not there (restarting), as opposed to one that answered.
@@ -501,7 +502,7 @@ def model_version_counts(env: Env, jobs: list[dict[str, Any]]) -> tuple[int, int
     per_job: dict[str, int] = defaultdict(int)
     for mv in env.items("modelversions"):
         ref = ((mv.get("spec") or {}).get("lineage") or {}).get("trainingJobRef") or {}
-        job = ref.get("name") or (mv["metadata"].get("labels") or {}).get("slipway.dev/training-job")
+        job = ref.get("name") or (mv["metadata"].get("labels") or {}).get(contract.TRAINING_JOB)
         if job:
             per_job[job] += 1
     succeeded = [j["name"] for j in jobs if j.get("phase") == "Succeeded"]

@@ -74,14 +74,14 @@ sys.path.insert(0, str(REPO))
 from loadgen import Load  # noqa: E402
 from localcluster import Cluster  # noqa: E402
 from localcluster.servers import S3Server  # noqa: E402
+from slipway import contract  # noqa: E402
 
 from bench import rollback_time as rt  # noqa: E402
 
 NS = rt.NS
 ISVC = "cancer-rf"
-REQUESTS = "slipway_predictor_requests_total"
-DURATION = "slipway_predictor_request_duration_seconds_bucket"
-SERVER_ERROR = "server_error"
+REQUESTS, DURATION = contract.PREDICTOR_REQUESTS, contract.PREDICTOR_LATENCY
+SERVER_ERROR = contract.PREDICTOR_SERVER_ERROR
 ARGO_API = "argoproj.io/v1alpha1"
 QUALIFIED = {"rollout": "rollouts.slipway.dev", "analysisrun": "analysisruns.argoproj.io"}
 
@@ -470,7 +470,7 @@ def observe(env: Env, load: Load, kind: Kind, version: str, args: argparse.Names
     analysis = spec["canary"]["analysis"]
     analysis["prometheus"]["address"] = env.cluster.prometheus_url
     analysis["errorRate"], analysis["latency"] = {"enabled": False}, {"enabled": False}
-    doc["metadata"]["annotations"] = {"slipway.dev/retry": token}
+    doc["metadata"]["annotations"] = {contract.RETRY: token}
     before, applied = rt.status(env), time.monotonic()
     env.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
     routed_at(env, version, args.ready_timeout, before, or_ended=False)

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import yaml
 from loadgen import Load
+from slipway import contract
 
 from . import data, report
 from .timeline import Timeline
@@ -285,8 +286,9 @@ class Scenario:
     def error_rates(self) -> dict[str, list[tuple[float, float]]]:
         """Error rate per version over the whole run, from the predictors' own metrics in Prometheus."""
         sel = f'namespace="{self.env.namespace}",model="{MODEL}"'
-        q = (f'sum by (version) (rate(slipway_predictor_requests_total{{{sel},outcome="server_error"}}[10s]))'
-             f' / sum by (version) (rate(slipway_predictor_requests_total{{{sel}}}[10s]))')  # fmt: skip
+        requests, failed = contract.PREDICTOR_REQUESTS, contract.PREDICTOR_SERVER_ERROR
+        q = (f'sum by (version) (rate({requests}{{{sel},outcome="{failed}"}}[10s]))'
+             f' / sum by (version) (rate({requests}{{{sel}}}[10s]))')  # fmt: skip
         params = urllib.parse.urlencode({"query": q, "start": self.timeline.started, "end": time.time(), "step": 2})
         try:
             with urllib.request.urlopen(f"{self.env.prometheus_url}/api/v1/query_range?{params}", timeout=10) as r:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from slipway import contract
+
 Obj = dict[str, Any]
 
-JOB_LABEL = "slipway.dev/training-job"
-ATTEMPT_LABEL = "slipway.dev/attempt"
+JOB_LABEL, ATTEMPT_LABEL = contract.TRAINING_JOB, contract.ATTEMPT
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _URL_HOST = re.compile(

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from slipway import contract
+
 from .kube import Api, ApiError, Unavailable
 
-COMPONENT_LABEL = "slipway.dev/component"
+COMPONENT_LABEL = contract.COMPONENT
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 LABELS = (COMPONENT_LABEL, ISVC_LABEL)  # kwok.yaml's pod stages skip pods with either
 PODS = "/api/v1/pods"

@@ -30,17 +30,18 @@ from typing import Any
 
 import aiohttp
 
-from slipway import stats
+from slipway import contract, stats
 from slipway.api.rollout import Analysis, CustomMetric
+from slipway.clients import Metrics
 from slipway.stats import Verdict
 
-REQUESTS = "slipway_predictor_requests_total"
-LATENCY = "slipway_predictor_request_duration_seconds_bucket"
+REQUESTS, LATENCY = contract.PREDICTOR_REQUESTS, contract.PREDICTOR_LATENCY
 TRAEFIK_REQUESTS = "traefik_service_requests_total"
 TRAEFIK_LATENCY = "traefik_service_request_duration_seconds_bucket"
 KNATIVE_REQUESTS = "kn_serving_invocation_duration_seconds_count"
 KNATIVE_LATENCY = "kn_serving_invocation_duration_seconds_bucket"
 SERVICE_PORT = 80  # KServe's predictor Services listen on 80
+QUERY_TIMEOUT_SECONDS = 5.0
 
 
 class PrometheusError(Exception):
@@ -54,20 +55,32 @@ class Outcome:
     message: str = ""
 
 
-async def query(address: str, promql: str, timeout: float = 5.0) -> list[tuple[dict[str, str], float]]:
-    """An instant query: (labels, value) per series."""
-    url = address.rstrip("/") + "/api/v1/query"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url, params={"query": promql}) as resp,
-        ):
-            body = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-        raise PrometheusError(f"{address}: {type(e).__name__}: {e}") from e
-    if body.get("status") != "success":
-        raise PrometheusError(f"query failed: {body.get('error', body)}")
-    return [(r.get("metric", {}), float(r["value"][1])) for r in body["data"]["result"]]
+class Prometheus:
+    """Prometheus' HTTP API (instant queries), one pooled session for every Rollout's analysis: a session (and
+    its connections) per query cost a TCP handshake at every look of every canary. Each Rollout names its own
+    address (spec.canary.analysis.prometheus.address), so the address comes with each query."""
+
+    def __init__(self, timeout: float = QUERY_TIMEOUT_SECONDS) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def query(self, address: str, promql: str) -> list[tuple[dict[str, str], float]]:
+        """An instant query: (labels, value) per series."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        url = address.rstrip("/") + "/api/v1/query"
+        try:
+            async with self._session.get(url, params={"query": promql}) as resp:
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise PrometheusError(f"{address}: {type(e).__name__}: {e}") from e
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise PrometheusError(f"query failed: {body.get('error', body) if isinstance(body, dict) else body}")
+        return [(r.get("metric", {}), float(r["value"][1])) for r in body["data"]["result"]]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ class Signals:
     is_error: Callable[[str], bool]
 
 
-PREDICTOR = Signals(REQUESTS, LATENCY, "version", "outcome", lambda outcome: outcome == "server_error")
+PREDICTOR = Signals(REQUESTS, LATENCY, "version", "outcome", lambda outcome: outcome == contract.PREDICTOR_SERVER_ERROR)
 # A server error is the backend's 5xx, or the gateway's when it could not reach it.
 TRAEFIK = Signals(TRAEFIK_REQUESTS, TRAEFIK_LATENCY, "service", "code", lambda code: code.startswith("5"))
 # A server error is the model server's 5xx, or the queue-proxy's own when it could not reach it.
@@ -119,17 +132,17 @@ def knative_selector(namespace: str, revisions: list[str]) -> str:
 
 
 async def observe(
-    analysis: Analysis, signals: Signals, sel: str, sides: dict[str, str], window_s: int
+    prom: Metrics, analysis: Analysis, signals: Signals, sel: str, sides: dict[str, str], window_s: int
 ) -> dict[str, Side]:
     """Each version's Side over the window; `sides` maps the value of `signals.side_label` to the version."""
     window, by = f"{max(window_s, 1)}s", signals.side_label
-    counts = await query(
+    counts = await prom.query(
         analysis.prometheus.address,
         f"sum by ({by}, {signals.error_label}) (increase({signals.requests}{{{sel}}}[{window}]))",
     )
     buckets: list[tuple[dict[str, str], float]] = []
     if analysis.latency.enabled:
-        buckets = await query(
+        buckets = await prom.query(
             analysis.prometheus.address, f"sum by (le, {by}) (increase({signals.latency}{{{sel}}}[{window}]))"
         )
     out = {}
@@ -168,44 +181,46 @@ def histogram(rows: list[tuple[str, float]]) -> stats.Histogram:
 
 
 async def observe_traefik(
-    analysis: Analysis, namespace: str, services: dict[str, str], window_s: int
+    prom: Metrics, analysis: Analysis, namespace: str, services: dict[str, str], window_s: int
 ) -> dict[str, Side]:
     """Each version's Side from Traefik's per-backend metrics; `services` maps version to its Service."""
     labels = {traefik_service(namespace, svc): version for version, svc in services.items()}
     # Namespaces and Service names are DNS labels: nothing in them is special to a regular expression.
     sel = 'service=~"' + "|".join(sorted(labels)) + '"'
-    return await observe(analysis, TRAEFIK, sel, labels, window_s)
+    return await observe(prom, analysis, TRAEFIK, sel, labels, window_s)
 
 
 async def observe_knative(
-    analysis: Analysis, namespace: str, revisions: dict[str, str | None], window_s: int
+    prom: Metrics, analysis: Analysis, namespace: str, revisions: dict[str, str | None], window_s: int
 ) -> dict[str, Side]:
     """Each version's Side from the queue-proxies of its revision; `revisions` maps version to revision (None:
     it has no ready revision yet, so nothing of it is counted)."""
     labels = {revision: version for version, revision in revisions.items() if revision}
     if not labels:
         return {}
-    return await observe(analysis, KNATIVE, knative_selector(namespace, list(labels)), labels, window_s)
+    return await observe(prom, analysis, KNATIVE, knative_selector(namespace, list(labels)), labels, window_s)
 
 
 async def observe_sides(
-    analysis: Analysis, namespace: str, model: str, versions: tuple[str, str], window_s: int
+    prom: Metrics, analysis: Analysis, namespace: str, model: str, versions: tuple[str, str], window_s: int
 ) -> dict[str, Side]:
-    return await observe(analysis, PREDICTOR, selector(namespace, model), {v: v for v in versions}, window_s)
+    return await observe(prom, analysis, PREDICTOR, selector(namespace, model), {v: v for v in versions}, window_s)
 
 
-async def custom_value(analysis: Analysis, promql: str, version: str) -> float | None:
-    rows = await query(analysis.prometheus.address, promql.replace("{{version}}", version))
+async def custom_value(prom: Metrics, analysis: Analysis, promql: str, version: str) -> float | None:
+    rows = await prom.query(analysis.prometheus.address, promql.replace("{{version}}", version))
     values = [v for _, v in rows if math.isfinite(v)]
     return values[0] if values else None
 
 
-async def observe_custom(analysis: Analysis, canary: str, stable: str) -> dict[str, tuple[float | None, float | None]]:
+async def observe_custom(
+    prom: Metrics, analysis: Analysis, canary: str, stable: str
+) -> dict[str, tuple[float | None, float | None]]:
     """Each custom metric's value for the canary, and for stable where the metric compares the two."""
     out: dict[str, tuple[float | None, float | None]] = {}
     for metric in analysis.custom_metrics:
-        mine = await custom_value(analysis, metric.query, canary)
-        theirs = await custom_value(analysis, metric.query, stable) if metric.relative_to_stable else None
+        mine = await custom_value(prom, analysis, metric.query, canary)
+        theirs = await custom_value(prom, analysis, metric.query, stable) if metric.relative_to_stable else None
         out[metric.name] = (mine, theirs)
     return out
 
@@ -308,6 +323,7 @@ def evaluate(
 
 
 async def analyze(
+    prom: Metrics,
     analysis: Analysis,
     namespace: str,
     model: str,
@@ -325,12 +341,12 @@ async def analyze(
     source = source_of(analysis, serverless)
     try:
         if source == "traefik":
-            sides = await observe_traefik(analysis, namespace, services or {}, window_s)
+            sides = await observe_traefik(prom, analysis, namespace, services or {}, window_s)
         elif source == "knative":
-            sides = await observe_knative(analysis, namespace, revisions or {}, window_s)
+            sides = await observe_knative(prom, analysis, namespace, revisions or {}, window_s)
         else:
-            sides = await observe_sides(analysis, namespace, model, (canary, stable), window_s)
-        custom = await observe_custom(analysis, canary, stable)
+            sides = await observe_sides(prom, analysis, namespace, model, (canary, stable), window_s)
+        custom = await observe_custom(prom, analysis, canary, stable)
     except PrometheusError as e:
         return Outcome("Inconclusive", [], f"Prometheus unavailable, holding: {e}")
     return evaluate(analysis, sides.get(canary, Side()), sides.get(stable, Side()), custom)

@@ -105,6 +105,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await runtime.requeue.close()
         if runtime.drift is not None:
             await runtime.drift.close()
+        await runtime.prometheus.close()
         await kube.close()
         if http is not None:
             await http.cleanup()

@@ -18,30 +18,26 @@ from typing import Any
 
 import kopf
 
+from slipway import contract
+from slipway.analysis import Prometheus
 from slipway.api.common import GROUP, VERSION
-from slipway.cache import WatchCache, serving_names, slim
+from slipway.cache import WatchCache, slim
+from slipway.clients import Clients
 from slipway.config import Settings
+from slipway.controllers import every_kind
 from slipway.controllers.base import Controller, reconcile
-from slipway.controllers.driftmonitor import DriftMonitorController
-from slipway.controllers.driftmonitor_plan import MONITOR_LABEL
-from slipway.controllers.modelversion import ModelVersionController
-from slipway.controllers.rollout import RolloutController
 from slipway.controllers.rollout_isvc import ISVC_PLURAL
 from slipway.controllers.rollout_isvc import KSERVE_GROUP as ISVC_GROUP
 from slipway.controllers.rollout_isvc import KSERVE_VERSION as ISVC_VERSION
-from slipway.controllers.trainingjob import TrainingJobController
 from slipway.drift import DriftRuntime, DriftUnavailable
 from slipway.kube import Conflict, Kube
 from slipway.observability import (
-    CANARY_WEIGHT,
     OBJECTS,
     RECONCILE_SECONDS,
     RECONCILES,
-    ROLLBACKS,
     SHARD,
     STATUS_PATCHES,
     UNRECONCILED,
-    VERDICTS,
     WAITING,
 )
 from slipway.peering import Leadership
@@ -56,7 +52,7 @@ CONFLICT_RETRY_SECONDS = 1.0
 # How long events older than our own last write of an object are passed over while its echo is awaited (a
 # watch that restarted delivers only the latest state, never the echo).
 ECHO_WAIT_SECONDS = 30.0
-MANAGED = {"app.kubernetes.io/managed-by": "slipway"}  # the label on what slipway creates
+MANAGED = contract.MANAGED  # the label on what slipway creates
 ERROR_RETRY_SECONDS = 10.0
 
 
@@ -92,16 +88,10 @@ class Runtime:
         self.launching = 0  # called in from the line, not yet in a slot (launch_parked)
         self.pending: set[Key] = set()  # objects with a pass waiting for their lock or a slot (handle)
         self.drift = DriftRuntime(settings.drift_url) if settings.drift_url else None
+        self.prometheus = Prometheus()
+        self.clients = Clients(kube, s3, self.prometheus, self.drift)
         self.leadership = Leadership(kube, settings)
-        self.controllers: dict[str, Controller[Any, Any]] = {
-            c.kind.kind: c
-            for c in (
-                TrainingJobController(settings, s3),
-                ModelVersionController(settings, s3),
-                RolloutController(settings),
-                DriftMonitorController(settings, self.drift),
-            )
-        }
+        self.controllers: dict[str, Controller[Any, Any]] = {c.kind.kind: c for c in every_kind(settings)}
         SHARD.labels(settings.shard or "default").set(1)
         for controller in self.controllers.values():
             plural = controller.kind.plural
@@ -139,14 +129,15 @@ class Runtime:
             self.passed.discard(key)
             self.seen(key, None)
             self.requeue.forget(key)
-            if controller.kind.kind == "DriftMonitor" and self.owns(obj):
-                await self.monitor_deleted(obj)
+            if self.owns(obj):
+                for kind, other in await controller.deleted(obj, self.clients):
+                    self.wake(kind, namespace, other)
             return
         self.seen(key, obj)
         if key not in self.foreign:
             await self.handle(controller, obj)
-        if controller.kind.kind not in ("Rollout", "ModelVersion"):  # theirs are woken by remember()
-            for kind, other in related(controller.kind.kind, obj):
+        if controller.read_by_others(obj) is None:  # otherwise woken by remember(), when what they read changed
+            for kind, other in controller.related(obj):
                 self.wake(kind, namespace, other)
 
     def older_than_written(self, key: Key, obj: dict[str, Any]) -> bool:
@@ -169,36 +160,26 @@ class Runtime:
 
     def remember(self, kind: str, key: Key, body: dict[str, Any] | None) -> None:
         """The newest body of an object (None: deleted), from the watch or our own status write, into the cache,
-        and a wake for what reads it when what they read of it changed (or it came or went), not at each of its
-        status writes. A Rollout's ModelVersions and DriftMonitors read which versions it names (serving_names);
-        a ModelVersion's Rollouts read its spec, metadata and Ready condition (rollout_reads)."""
+        and, for a kind that says what others read of it (Hooks.read_by_others: a Rollout's ModelVersions and
+        DriftMonitors read which versions it names, a ModelVersion's Rollouts its spec, metadata and Ready
+        condition), a wake for them when that changed (or it came or went), not at each of its status writes."""
         before = self.cache.get(*key)
         self.cache.put(key, body)
-        namespace, name = key[1], key[2]
-        if kind == "Rollout":
-            if before is not None and body is not None and serving_names(before) == serving_names(body):
-                return
-            self.wake_dependents_of_rollout(namespace, name)  # versions it stopped serving, monitors on it
-            for other in {n for b in (before, body) if b is not None for _, n in related("Rollout", b)}:
-                self.wake("ModelVersion", namespace, other)
-        elif kind == "ModelVersion":
-            if before is not None and body is not None and rollout_reads(before) == rollout_reads(body):
-                return
-            for other in {n for b in (before, body) if b is not None for _, n in related("ModelVersion", b)}:
-                self.wake("Rollout", namespace, other)
-
-    def wake_dependents_of_rollout(self, namespace: str, name: str) -> None:
-        """A Rollout changed or went: the ModelVersions whose servedBy lists it (one it no longer serves must drop
-        it, and its finalizer) and the DriftMonitors on it (the version they compare with) look again."""
-        for mv in self.cache.find("modelversions", namespace, "servedBy", name):
-            self.wake("ModelVersion", namespace, mv["metadata"]["name"])
-        for dm in self.cache.find("driftmonitors", namespace, "rollout", name):
-            self.wake("DriftMonitor", namespace, dm["metadata"]["name"])
+        controller, namespace, name = self.controllers[kind], key[1], key[2]
+        states = [b for b in (before, body) if b is not None]
+        if controller.read_by_others(states[0] if states else {}) is None:
+            return
+        if len(states) == 2 and controller.read_by_others(before or {}) == controller.read_by_others(body or {}):
+            return
+        wakes = controller.dependents(namespace, name, self.cache)  # e.g. versions it stopped serving
+        wakes += sorted({w for b in states for w in controller.related(b)})
+        for other_kind, other in wakes:
+            self.wake(other_kind, namespace, other)
 
     async def poll_drift(self) -> None:
         """One listing of the drift runtime every SLIPWAY_DRIFT_POLL_SECONDS, waking the DriftMonitors whose
         summary changed (a new result or sample, a reference loaded, a monitor the runtime lost), so that a quiet
-        monitor is not read on its own at every poll (driftmonitor.Decision.poll). After the runtime was
+        monitor is not read on its own at every poll (driftmonitor.Watch.poll). After the runtime was
         unreachable, every monitor it lists looks again."""
         assert self.drift is not None
         last: dict[tuple[str, str], Any] | None = None
@@ -221,22 +202,6 @@ class Runtime:
                         self.wake("DriftMonitor", ns, name)
                 first = False
             last = now
-
-    async def monitor_deleted(self, body: dict[str, Any]) -> None:
-        """Forget the monitor's windows in the drift runtime (best effort: no finalizer guards them, they hold no
-        data worth blocking a delete for) and let its Rollout drop the payload logger."""
-        meta = body["metadata"]
-        ref = (body.get("spec") or {}).get("rolloutRef") or {}
-        if ref.get("name"):
-            self.wake("Rollout", meta["namespace"], ref["name"])
-        if self.drift is None:
-            return
-        try:
-            await self.drift.delete(meta["namespace"], meta["name"])
-        except DriftUnavailable as err:
-            log.warning(
-                "could not remove DriftMonitor %s/%s from the drift runtime: %s", meta["namespace"], meta["name"], err
-            )
 
     def wake(self, kind: str, namespace: str, name: str, delay: float = POD_DEBOUNCE_SECONDS) -> None:
         """Reconcile an object soon because something it owns changed (debounced per object)."""
@@ -360,7 +325,7 @@ class Runtime:
         meta = body["metadata"]
         key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
         try:
-            result = await reconcile(controller, body, self.kube, datetime.now(UTC))
+            result = await reconcile(controller, body, self.clients, datetime.now(UTC))
         except Conflict:
             RECONCILES.labels(kind, "conflict").inc()
             # What this pass read is stale: the retry reads the object from the API, not the body kept here.
@@ -382,25 +347,11 @@ class Runtime:
             rvs = [rv for rv in (self.written[key][0] if key in self.written else []) if rv not in result.versions]
             self.written[key] = ([*rvs, *result.versions], time.monotonic())
             self.remember(kind, key, written)
-        if kind == "Rollout":
-            rollout_metrics(body, result.fields)
+        controller.metrics(body, result.fields)
         if result.patched:
             STATUS_PATCHES.labels(kind).inc()
         resync = self.settings.resync_seconds
         return min(result.requeue_after, resync) if result.requeue_after else resync
-
-
-def rollout_metrics(body: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Weight and verdicts as Prometheus metrics, from what this pass decided (fields) over what was there."""
-    ns, name = body["metadata"].get("namespace", ""), body["metadata"]["name"]
-    status = {**(body.get("status") or {}), **fields}
-    CANARY_WEIGHT.labels(ns, name).set(status.get("canaryWeight") or 0)
-    if "lastAnalysisTime" in fields and fields.get("lastVerdict"):
-        VERDICTS.labels(ns, name, fields["lastVerdict"]).inc()
-    if fields.get("rolledBackVersion") and fields.get("rolledBackVersion") != (body.get("status") or {}).get(
-        "rolledBackVersion"
-    ):
-        ROLLBACKS.labels(ns, name).inc()
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -436,30 +387,3 @@ def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, A
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:
         # Every object, not a Kopf label filter: an object relabelled to another shard must be forgotten here.
         await runtime.event(controller, event["type"], slim(dict(event["object"])))
-
-
-def rollout_reads(version: dict[str, Any]) -> tuple[Any, ...]:
-    """What a Rollout reads of a ModelVersion (rollout.version_of, references.not_ready): its spec (by
-    generation), its metadata and its Ready condition. Not servedBy, verification times or other conditions."""
-    meta = version.get("metadata") or {}
-    conds = (version.get("status") or {}).get("conditions") or []
-    ready: dict[str, Any] = next((c for c in conds if c.get("type") == "Ready"), {})
-    return (meta.get("generation"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
-            ready.get("status"), ready.get("reason"), ready.get("message"))  # fmt: skip
-
-
-def related(kind: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
-    """Objects whose decision depends on this one's status: woken now rather than at their next resync."""
-    if kind == "ModelVersion":  # Rollouts wait on their ModelVersion's readiness
-        return [("Rollout", r) for r in (obj.get("status") or {}).get("servedBy") or []]
-    if kind == "Rollout":  # the versions it names become served: their servedBy and finalizer follow
-        return [("ModelVersion", n) for n in sorted({n for n in serving_names(obj) if n})]
-    if kind == "DriftMonitor":  # the Rollout points its service's payload logger at the monitor
-        # Only a new or changed spec matters to the Rollout, not the status written at every window.
-        unseen = (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation")
-        ref = (obj.get("spec") or {}).get("rolloutRef") or {}
-        return [("Rollout", ref["name"])] if ref.get("name") and unseen else []
-    if kind == "TrainingJob":  # a retraining job's outcome moves its monitor
-        monitor = (obj["metadata"].get("labels") or {}).get(MONITOR_LABEL)
-        return [("DriftMonitor", monitor)] if monitor else []
-    return []

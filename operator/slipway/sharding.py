@@ -16,7 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-SHARD_LABEL = "sharding.slipway.dev/key"
+from slipway import contract
+
+SHARD_LABEL = contract.SHARD_KEY
 DEFAULT_SHARD = ""
 # A DNS label (it names the peering object and, in the chart, a Deployment) that is also a label value.
 SHARD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$")

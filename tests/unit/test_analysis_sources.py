@@ -9,6 +9,8 @@ import pytest
 from slipway import analysis
 from slipway.api.rollout import Analysis
 
+from tests.unit.fakes import QueryFunction
+
 
 def settings(**extra: Any) -> Analysis:
     return Analysis.model_validate({"prometheus": {"address": "http://127.0.0.1:9"}, **extra})
@@ -19,11 +21,11 @@ def test_traefik_names_a_backend_service_as_its_gateway_provider_does() -> None:
 
 
 @pytest.mark.asyncio
-async def test_traefik_source_counts_each_versions_service_and_its_5xx(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_traefik_source_counts_each_versions_service_and_its_5xx() -> None:
     asked: list[str] = []
     stable, canary = analysis.traefik_service("ns", "m-v1-predictor"), analysis.traefik_service("ns", "m-v2-predictor")
 
-    async def fake(address: str, promql: str, timeout: float = 5.0) -> list[tuple[dict[str, str], float]]:
+    async def fake(address: str, promql: str) -> list[tuple[dict[str, str], float]]:
         asked.append(promql)
         if "_bucket" in promql:  # stable's requests all within 20 ms, canary's all in (20, 50] ms
             return [({"service": stable, "le": "0.02"}, 910.0), ({"service": stable, "le": "0.05"}, 910.0),
@@ -38,10 +40,10 @@ async def test_traefik_source_counts_each_versions_service_and_its_5xx(monkeypat
             ({"service": "ns-other-http-80@kubernetesgateway", "code": "500"}, 1000.0),
         ]
 
-    monkeypatch.setattr(analysis, "query", fake)
+    prom = QueryFunction(fake)
     now = datetime(2026, 12, 1, tzinfo=UTC)
     services = {"v1": "m-v1-predictor", "v2": "m-v2-predictor"}
-    out = await analysis.analyze(settings(source="traefik"), "ns", "m", "v1", "v2", now - timedelta(seconds=30),
+    out = await analysis.analyze(prom, settings(source="traefik"), "ns", "m", "v1", "v2", now - timedelta(seconds=30),
                                  now, services)  # fmt: skip
     assert f'{{service=~"{stable}|{canary}"}}' in asked[0]
     assert "traefik_service_requests_total" in asked[0] and "[30s]" in asked[0]
@@ -57,16 +59,16 @@ async def test_traefik_source_counts_each_versions_service_and_its_5xx(monkeypat
 
 
 @pytest.mark.asyncio
-async def test_predictor_source_stays_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_predictor_source_stays_the_default() -> None:
     asked: list[str] = []
 
-    async def fake(address: str, promql: str, timeout: float = 5.0) -> list[tuple[dict[str, str], float]]:
+    async def fake(address: str, promql: str) -> list[tuple[dict[str, str], float]]:
         asked.append(promql)
         return []
 
-    monkeypatch.setattr(analysis, "query", fake)
+    prom = QueryFunction(fake)
     now = datetime(2026, 12, 1, tzinfo=UTC)
-    out = await analysis.analyze(settings(), "ns", "m", "v1", "v2", now - timedelta(seconds=5), now)
+    out = await analysis.analyze(prom, settings(), "ns", "m", "v1", "v2", now - timedelta(seconds=5), now)
     assert out.verdict == "Inconclusive"
     assert asked and all("slipway_predictor_" in q for q in asked)
 
@@ -97,15 +99,15 @@ def test_a_custom_metric_can_be_held_against_stables_value(
 
 
 @pytest.mark.asyncio
-async def test_a_relative_custom_metric_asks_for_both_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_relative_custom_metric_asks_for_both_versions() -> None:
     asked: list[str] = []
 
-    async def fake(address: str, promql: str, timeout: float = 5.0) -> list[tuple[dict[str, str], float]]:
+    async def fake(address: str, promql: str) -> list[tuple[dict[str, str], float]]:
         asked.append(promql)
         return [({}, 2.0 if "v2" in promql else 1.0)]
 
-    monkeypatch.setattr(analysis, "query", fake)
+    prom = QueryFunction(fake)
     metric = settings(customMetrics=[{"name": "p", "query": 'x{version="{{version}}"}', "max": 1.5,
                                       "relativeToStable": True}])  # fmt: skip
-    assert await analysis.observe_custom(metric, "v2", "v1") == {"p": (2.0, 1.0)}
+    assert await analysis.observe_custom(prom, metric, "v2", "v1") == {"p": (2.0, 1.0)}
     assert asked == ['x{version="v2"}', 'x{version="v1"}']

@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 from slipway.controllers.base import Result, desired_status, invalid, merge_diff
 
+from tests.unit.fakes import clients
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -59,7 +61,7 @@ async def test_a_forbidden_read_becomes_a_stalled_condition_not_a_crash() -> Non
     class Denied:
         kind = DriftMonitor
 
-        async def observe(self, obj: Any, kube: Any) -> Any:
+        async def observe(self, obj: Any, clients: Any, now: datetime) -> Any:
             raise Forbidden("the operator may not read Secret ns/s3")
 
         def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
@@ -69,7 +71,7 @@ async def test_a_forbidden_read_becomes_a_stalled_condition_not_a_crash() -> Non
             "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
             "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}}}  # fmt: skip
     api = StatusApi()
-    result = await reconcile(Denied(), body, api, NOW)  # type: ignore[arg-type]
+    result = await reconcile(Denied(), body, clients(api), NOW)  # type: ignore[arg-type]
     assert conds(result)["Stalled"] == ("True", "Forbidden")
     assert api.events == ["Forbidden"] and api.patches
 
@@ -94,7 +96,7 @@ async def test_a_refused_write_becomes_a_stalled_condition_and_keeps_the_status(
     class Deciding:
         kind = DriftMonitor
 
-        async def observe(self, obj: Any, kube: Any) -> Any:
+        async def observe(self, obj: Any, clients: Any, now: datetime) -> Any:
             return None
 
         def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
@@ -109,7 +111,7 @@ async def test_a_refused_write_becomes_a_stalled_condition_and_keeps_the_status(
             "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}},
             "status": {"phase": "Before"}}  # fmt: skip
     api = Api()
-    result = await reconcile(Deciding(), body, api, NOW)  # type: ignore[arg-type]
+    result = await reconcile(Deciding(), body, clients(api), NOW)  # type: ignore[arg-type]
     assert conds(result)["Stalled"] == ("True", "Rejected") and result.requeue_after == REJECTED_RETRY_SECONDS
     assert api.events == ["Rejected"] and "phase" not in api.patches[0]
     stalled = next(c for c in api.patches[0]["conditions"] if c["type"] == "Stalled")
@@ -139,7 +141,7 @@ async def test_an_object_deleted_during_its_pass_is_not_a_failed_pass() -> None:
     class Deciding:
         kind = DriftMonitor
 
-        async def observe(self, obj: Any, kube: Any) -> Any:
+        async def observe(self, obj: Any, clients: Any, now: datetime) -> Any:
             return None
 
         def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
@@ -158,7 +160,7 @@ async def test_an_object_deleted_during_its_pass_is_not_a_failed_pass() -> None:
             "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
             "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}}}  # fmt: skip
     api = Deleted()
-    result = await reconcile(Deciding(), body, api, NOW)  # type: ignore[arg-type]
+    result = await reconcile(Deciding(), body, clients(api), NOW)  # type: ignore[arg-type]
     assert not result.patched and api.events == [] and api.finalizers == 0
 
 

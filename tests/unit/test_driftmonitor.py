@@ -69,9 +69,20 @@ def runtime(*results: dict[str, Any], samples: int = 7, error: str | None = None
             "results": list(results)}  # fmt: skip
 
 
+def configured(dm: DriftMonitor, observed: dict[str, Any]) -> dict[str, Any]:
+    """The runtime's state as the monitor configured it (unless the test gives it a configuration of its own)."""
+    state, stable, canary = observed.get("runtime"), observed.get("stable"), observed.get("canary")
+    if state is None or "config" in state or stable is None or plan.reference_problem(stable):
+        return observed
+    versions = {stable["metadata"]["name"]: ("stable", stable)}
+    if canary is not None and not plan.reference_problem(canary):
+        versions[canary["metadata"]["name"]] = ("canary", canary)
+    return observed | {"runtime": {**state, "config": plan.detector_config(dm, versions)}}
+
+
 def decide(dm: DriftMonitor, now: datetime = NOW, **observed: Any) -> Result:
     base: dict[str, Any] = {"target": rollout_body(), "stable": mv("m-v1"), "runtime": runtime()}
-    return CTRL.decide(dm, Observed(**(base | observed)), now)
+    return CTRL.decide(dm, Observed(**configured(dm, base | observed)), now)
 
 
 def conds(r: Result) -> dict[str, tuple[str, str]]:
@@ -284,11 +295,10 @@ def test_monitor_of_picks_the_first_watching_monitor() -> None:
 
 
 def test_a_monitor_wakes_its_rollout_only_for_a_spec_the_operator_has_not_seen() -> None:
-    from slipway.handlers import related
-
+    related = CTRL.related
     new = {"metadata": {"name": "dm", "generation": 1}, "spec": {"rolloutRef": {"name": "r"}}}
-    assert related("DriftMonitor", new) == [("Rollout", "r")]
+    assert related(new) == [("Rollout", "r")]
     windows_moved = {**new, "status": {"observedGeneration": 1, "windowsEvaluated": 9}}
-    assert related("DriftMonitor", windows_moved) == []  # every window's status write would wake it otherwise
+    assert related(windows_moved) == []  # every window's status write would wake it otherwise
     retargeted = {**windows_moved, "metadata": {"name": "dm", "generation": 2}}
-    assert related("DriftMonitor", retargeted) == [("Rollout", "r")]
+    assert related(retargeted) == [("Rollout", "r")]

@@ -18,10 +18,11 @@ from slipway.controllers.modelversion import (
     evaluate_gates,
     serves,
 )
-from slipway.storage import S3
+
+from tests.unit.fakes import clients
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-CTRL = ModelVersionController(Settings(), S3())
+CTRL = ModelVersionController(Settings())
 SHA = "a" * 64
 OK = Verification("verified", SHA, "etag1", 10)
 
@@ -91,9 +92,9 @@ def test_mismatch_message_names_both_checksums() -> None:
 @pytest.mark.parametrize("check", ["mismatch", "missing"])
 def test_a_changed_or_missing_artifact_is_asked_again_at_the_verify_interval(check: str) -> None:
     # It may be put back: the resync (an hour by default) is not what notices that.
-    ctrl = ModelVersionController(Settings(verify_seconds=30), S3())
+    ctrl = ModelVersionController(Settings(verify_seconds=30))
     assert ctrl.decide(mv(), Observed((), Verification(check, "b" * 64)), NOW).requeue_after == 30
-    every_pass = ModelVersionController(Settings(verify_seconds=0), S3())
+    every_pass = ModelVersionController(Settings(verify_seconds=0))
     assert every_pass.decide(mv(), Observed((), Verification(check, "b" * 64)), NOW).requeue_after is None
 
 
@@ -153,9 +154,9 @@ async def test_a_verified_artifact_is_asked_again_only_after_the_interval_or_a_s
             return SHA, ObjectInfo(etag="etag1", size=10)
 
     s3 = CountingS3()
-    ctrl = ModelVersionController(Settings(verify_seconds=600), s3)  # type: ignore[arg-type]
+    ctrl, seen = ModelVersionController(Settings(verify_seconds=600)), clients(s3=s3)
     first = mv()
-    v = await ctrl.verify(first, None, NOW)  # type: ignore[arg-type]
+    v = await ctrl.verify(first, seen, NOW)
     r = ctrl.decide(first, Observed((), v), NOW)
     # Never verified: the read alone (its answer has the ETag), no HEAD before it.
     assert (s3.heads, s3.reads) == (0, 1) and r.fields["verifiedAt"] == "2026-03-01T12:00:00Z"
@@ -175,16 +176,16 @@ async def test_a_verified_artifact_is_asked_again_only_after_the_interval_or_a_s
         "conditions": [kept],
     }
     verified.status = ModelVersionStatus.model_validate(status)
-    v = await ctrl.verify(verified, None, NOW + timedelta(seconds=599))  # type: ignore[arg-type]
+    v = await ctrl.verify(verified, seen, NOW + timedelta(seconds=599))
     r = ctrl.decide(verified, Observed((), v), NOW + timedelta(seconds=599))
     assert (s3.heads, s3.reads) == (0, 1), "nothing asked within the interval"
     assert "verifiedAt" not in r.fields and r.requeue_after == 1.0
     assert next(c for c in r.conditions if c.type == "Verified").message.endswith("(10 bytes)")  # no rewrite
-    await ctrl.verify(verified, None, NOW + timedelta(seconds=600))  # type: ignore[arg-type]
+    await ctrl.verify(verified, seen, NOW + timedelta(seconds=600))
     assert (s3.heads, s3.reads) == (1, 1), "a HEAD once due; the same ETag needs no new sha256"
     assert verified.status is not None
     verified.status.verified_etag = None  # someone cleared it: ask now
-    await ctrl.verify(verified, None, NOW + timedelta(seconds=1))  # type: ignore[arg-type]
+    await ctrl.verify(verified, seen, NOW + timedelta(seconds=1))
     assert (s3.heads, s3.reads) == (1, 2)
 
 
@@ -198,7 +199,7 @@ def test_an_unreachable_store_after_the_interval_is_retried_at_the_storage_pace(
     expired.status = ModelVersionStatus.model_validate(
         {"verifiedSha256": SHA, "verifiedEtag": "etag1", "verifiedAt": "2026-03-01T10:00:00Z"}
     )
-    r = ModelVersionController(Settings(verify_seconds=600), S3()).decide(
+    r = ModelVersionController(Settings(verify_seconds=600)).decide(
         expired, Observed((), Verification("unreachable", detail="timeout")), NOW
     )
     assert r.requeue_after == RETRY_STORAGE

@@ -17,6 +17,7 @@ from slipway.controllers import rollout_knative as knative
 from slipway.controllers.base import Result
 from slipway.controllers.rollout import WATCH_SECONDS, Observed, version_of
 
+from tests.unit.fakes import FakePrometheus, QueryFunction
 from tests.unit.test_rollout import CTRL, T0, applied, conds, mv, progressing, rollout
 
 R1, R2, R3 = "r-predictor-00001", "r-predictor-00002", "r-predictor-00003"
@@ -196,10 +197,10 @@ def test_canary_and_stable_revisions_come_from_kserves_status(
 
 
 @pytest.mark.asyncio
-async def test_serverless_analysis_reads_the_queue_proxies_by_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_serverless_analysis_reads_the_queue_proxies_by_revision() -> None:
     asked: list[str] = []
 
-    async def fake(address: str, promql: str, timeout: float = 5.0) -> list[tuple[dict[str, str], float]]:
+    async def fake(address: str, promql: str) -> list[tuple[dict[str, str], float]]:
         asked.append(promql)
         if promql.startswith("histogram_quantile"):
             return [({"revision": R1}, 0.02), ({"revision": R2}, 0.05)]
@@ -211,11 +212,11 @@ async def test_serverless_analysis_reads_the_queue_proxies_by_revision(monkeypat
             ({"revision": R2, "http_response_status_code": "502"}, 5.0),  # queue-proxy: the model server is gone
         ]
 
-    monkeypatch.setattr(analysis, "query", fake)
+    prom = QueryFunction(fake)
     now = datetime(2026, 12, 1, tzinfo=UTC)
     settings = analysis.Analysis.model_validate({"prometheus": {"address": "http://127.0.0.1:9"}})
     assert settings.source is None and analysis.source_of(settings, serverless=True) == "knative"
-    out = await analysis.analyze(settings, "ns", "r", "m-v1", "m-v2", now - timedelta(seconds=30), now,
+    out = await analysis.analyze(prom, settings, "ns", "r", "m-v1", "m-v2", now - timedelta(seconds=30), now,
                                  revisions={"m-v1": R1, "m-v2": R2}, serverless=True)  # fmt: skip
     selector = f'{{namespace="ns",revision=~"{R1}|{R2}"}}'
     assert asked[0] == (
@@ -241,10 +242,10 @@ async def test_the_controller_maps_versions_to_revisions(monkeypatch: pytest.Mon
     monkeypatch.setattr(rollout_module, "analyze", fake)
     r = serverless("m-v2", progressing())
     status = r.status.wire() if r.status else {}
-    await CTRL.analysis_if_due(r, status, False, CANARY_AT_10)
+    await CTRL.analysis_if_due(r, status, False, CANARY_AT_10, FakePrometheus(), T0 + timedelta(minutes=1))
     assert seen["revisions"] == {"m-v1": R1, "m-v2": R2} and seen["serverless"] is True
     not_ready = knative_isvc("m-v2", 10, [(R1, 10, True), (R1, 90, False)], created=R2, ready=R1)
-    await CTRL.analysis_if_due(r, status, False, not_ready)
+    await CTRL.analysis_if_due(r, status, False, not_ready, FakePrometheus(), T0 + timedelta(minutes=1))
     assert seen["revisions"] == {"m-v1": R1, "m-v2": None}
 
 

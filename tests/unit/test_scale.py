@@ -1,7 +1,7 @@
 """What keeps one operator cheap with thousands of objects (issue 13): reads of other slipway objects answered
 from the watch cache (cache.py, kube.Kube), the wakes that let a long resync be only a safety net (a Rollout wakes
 the versions it serves or stopped serving and its monitors), and the drift runtime listed once per poll instead
-of every monitor read on its own (handlers.Runtime.poll_drift, driftmonitor.Decision.poll)."""
+of every monitor read on its own (handlers.Runtime.poll_drift, driftmonitor.Watch.poll)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from slipway.cache import WatchCache
 from slipway.config import Settings
-from slipway.handlers import related
+from slipway.controllers.rollout import RolloutController
 from slipway.kube import Kube
 from slipway.storage import S3
 
@@ -138,7 +138,7 @@ async def test_indexed_listings_find_the_referring_objects_without_scanning_the_
 def test_a_rollout_wakes_the_versions_it_names() -> None:
     body = {"metadata": {"name": "r"}, "spec": {"modelVersionRef": {"name": "m-v2"}},
             "status": {"stableVersion": "m-v1", "canaryVersion": "m-v2", "drainingVersion": None}}  # fmt: skip
-    assert related("Rollout", body) == [("ModelVersion", "m-v1"), ("ModelVersion", "m-v2")]
+    assert RolloutController(Settings()).related(body) == [("ModelVersion", "m-v1"), ("ModelVersion", "m-v2")]
 
 
 async def test_a_rollout_wakes_the_versions_that_list_it_and_its_monitors() -> None:

@@ -15,11 +15,12 @@ from slipway.controllers import trainingjob_manifests as m
 from slipway.controllers.base import Create, Delete, Result
 from slipway.controllers.pods import view
 from slipway.controllers.trainingjob import Observed, TrainingJobController
-from slipway.storage import S3
+
+from tests.unit.fakes import FakeS3, clients
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UID = "0123456789abcdef"
-CTRL = TrainingJobController(Settings(s3_endpoint="http://s3.local:9000"), S3())
+CTRL = TrainingJobController(Settings(s3_endpoint="http://s3.local:9000"))
 
 
 def job(
@@ -515,7 +516,7 @@ async def test_observe_reads_the_workload_only_while_kueue_holds_the_gang(
     labels: dict[str, str] | None, pods: list[dict[str, Any]], reads: list[tuple[str, ...]]
 ) -> None:
     kube = FakeKube([owned(p) for p in pods], PENDING_WORKLOAD)
-    observed = await CTRL.observe(job(RUNNING, labels=labels), kube)  # type: ignore[arg-type]
+    observed = await CTRL.observe(job(RUNNING, labels=labels), clients(kube), NOW)
     assert kube.reads == reads and observed.workload == (PENDING_WORKLOAD if reads else None)
 
 
@@ -609,7 +610,6 @@ async def test_two_jobs_of_one_model_finishing_together_register_two_versions() 
     job's version, and its retry, reading the first one's version, takes the next number."""
     from slipway.controllers.base import act
     from slipway.kube import Conflict, ObjectRef
-    from slipway.storage import S3
 
     class Registry:
         """The API as far as registering goes: a create of a taken name answers False (HTTP 409)."""
@@ -630,25 +630,26 @@ async def test_two_jobs_of_one_model_finishing_together_register_two_versions() 
         async def delete(self, *args: Any) -> None:  # the finished gang's pods
             pass
 
-    class Manifests(S3):
+    class Manifests(FakeS3):
         async def read_json(self, access: Any, uri: str) -> Any:
             return MANIFEST
 
-    ctrl, api = TrainingJobController(CTRL.settings, Manifests()), Registry()
+    ctrl, api = TrainingJobController(CTRL.settings), Registry()
+    seen = clients(api, Manifests())
     done = (pod(1, 0, "Succeeded", exit_code=0),)
     a, b = job(RUNNING), job(RUNNING)  # two jobs (uids) of model "m"
     b.metadata["uid"] = "another-uid"
-    seen_a = await ctrl._observe_outcome(a, api, Observed(True, done), {})  # type: ignore[arg-type]
-    seen_b = await ctrl._observe_outcome(b, api, Observed(True, done), {})  # type: ignore[arg-type]
+    seen_a = await ctrl._observe_outcome(a, seen, Observed(True, done), {})
+    seen_b = await ctrl._observe_outcome(b, seen, Observed(True, done), {})
     assert seen_a.next_version == seen_b.next_version == 1  # neither has registered yet
     ref = ObjectRef.of({"apiVersion": "slipway.dev/v1alpha1", "kind": "TrainingJob", "metadata": a.metadata})
     first = ctrl.decide(a, seen_a, NOW)
-    await act(TrainingJob, ref, first.actions, api)  # type: ignore[arg-type]
+    await act(TrainingJob, ref, first.actions, seen)
     with pytest.raises(Conflict):
-        await act(TrainingJob, ref, ctrl.decide(b, seen_b, NOW).actions, api)  # type: ignore[arg-type]
-    again = await ctrl._observe_outcome(b, api, Observed(True, done), {})  # type: ignore[arg-type]
+        await act(TrainingJob, ref, ctrl.decide(b, seen_b, NOW).actions, seen)
+    again = await ctrl._observe_outcome(b, seen, Observed(True, done), {})
     second = ctrl.decide(b, again, NOW)
-    await act(TrainingJob, ref, second.actions, api)  # type: ignore[arg-type]
+    await act(TrainingJob, ref, second.actions, seen)
     assert [first.fields["modelVersionRef"], second.fields["modelVersionRef"]] == [{"name": "m-v1"}, {"name": "m-v2"}]
     assert [v["metadata"]["labels"][m.LABEL_JOB_UID] for v in api.versions] == [UID, "another-uid"]
 
@@ -664,10 +665,10 @@ async def test_the_next_version_skips_a_name_another_model_has_taken() -> None:
             assert fresh  # a version number is never read from the watch cache
             return taken
 
-    class Manifests(S3):
+    class Manifests(FakeS3):
         async def read_json(self, access: Any, uri: str) -> Any:
             return MANIFEST
 
-    ctrl = TrainingJobController(CTRL.settings, Manifests())
-    seen = await ctrl._observe_outcome(job(RUNNING), Api(), Observed(True, ()), {})  # type: ignore[arg-type]
+    ctrl = TrainingJobController(CTRL.settings)
+    seen = await ctrl._observe_outcome(job(RUNNING), clients(Api(), Manifests()), Observed(True, ()), {})
     assert seen.next_version == 3

@@ -1,7 +1,8 @@
 """The reconcile shape every kind shares: snapshot, decide purely, write status once.
 
-`reconcile()` is the only impure step: it validates the body, asks the kind's controller to observe
-and decide, merges conditions, and sends one status patch only when something changed.
+`reconcile()` is the only impure step: it validates the body, asks the kind's controller to observe (reads only,
+through the pass's Clients, at the pass's `now`) and decide, carries out the decision's actions, merges
+conditions, and sends one status patch only when something changed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pydantic import ValidationError
 
 from slipway import conditions
 from slipway.api.kind import Kind
+from slipway.clients import Clients
 from slipway.conditions import Cond
+from slipway.drift import DriftRejected, DriftUnavailable
 from slipway.kube import Conflict, Forbidden, Gone, Kube, ObjectRef, Rejected
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,14 @@ class Patch:
     patch: dict[str, Any]
 
 
-Action = Create | Delete | SetFinalizers | Apply | Patch
+@dataclass(frozen=True)
+class ConfigureDetector:
+    """Make the drift runtime's configuration of the reconciled DriftMonitor `config` (an idempotent PUT)."""
+
+    config: dict[str, Any]
+
+
+Action = Create | Delete | SetFinalizers | Apply | Patch | ConfigureDetector
 
 
 @dataclass
@@ -93,10 +103,73 @@ class Result:
     versions: list[str] = field(default_factory=list)
 
 
+class Decision(Generic[K, Obs]):
+    """One decision over one object, as every kind's decide() makes it: the status as read with the fields this
+    decision sets laid over it (`get`), the Events it announces and the actions it asks for, gathered into one
+    Result by `result`. Pure: the clock is the pass's `now`."""
+
+    def __init__(self, obj: K, observed: Obs, now: datetime) -> None:
+        self.obj, self.o, self.now = obj, observed, now
+        status = getattr(obj, "status", None)
+        self.status: dict[str, Any] = status.wire() if status is not None else {}
+        self.fields: dict[str, Any] = {}
+        self.events: list[Event] = []
+        self.actions: list[Action] = []
+
+    def get(self, key: str) -> Any:
+        """A status field as it will be after this decision."""
+        return self.fields[key] if key in self.fields else self.status.get(key)
+
+    def result(self, conds: list[Cond], requeue_after: float | None = None) -> Result:
+        return Result(conds, self.fields, self.events, requeue_after, list(self.actions))
+
+
+Wake = tuple[str, str]  # (kind, name) of an object in the same namespace to reconcile soon
+
+
+class Hooks:
+    """What the generic runtime (handlers.py) asks of a kind besides observe and decide, with the answers of a kind
+    that has nothing to say: a kind overrides what applies to it, so the runtime has no branch per kind."""
+
+    def related(self, body: dict[str, Any]) -> list[Wake]:
+        """Objects whose decision reads this one: woken when it changes rather than at their next resync."""
+        return []
+
+    def read_by_others(self, body: dict[str, Any]) -> Any:
+        """What those objects read of this one (compared between two states of it), so that they are woken only
+        when it changed, and also after this operator's own status writes. None: no such summary; they are woken
+        at every watch event of it."""
+        return None
+
+    def dependents(self, namespace: str, name: str, cache: Any) -> list[Wake]:
+        """Objects that read this one and are found by the watch cache's indexes (cache.INDEXES), not by its
+        body: woken with `related` when what they read changed, or it came or went."""
+        return []
+
+    def metrics(self, body: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Prometheus metrics of a pass: `fields` is what it decided over the status in `body`."""
+
+    async def deleted(self, body: dict[str, Any], clients: Clients) -> list[Wake]:
+        """Clean-up outside the API once the object is gone (no finalizer guards it); what to wake."""
+        return []
+
+
 class Controller(Protocol, Generic[K, Obs]):
     kind: type[K]
 
-    async def observe(self, obj: K, kube: Kube) -> Obs: ...
+    def related(self, body: dict[str, Any]) -> list[Wake]: ...
+
+    def read_by_others(self, body: dict[str, Any]) -> Any: ...
+
+    def dependents(self, namespace: str, name: str, cache: Any) -> list[Wake]: ...
+
+    def metrics(self, body: dict[str, Any], fields: dict[str, Any]) -> None: ...
+
+    async def deleted(self, body: dict[str, Any], clients: Clients) -> list[Wake]: ...
+
+    async def observe(self, obj: K, clients: Clients, now: datetime) -> Obs:
+        """Reads only: everything the decision needs, as of `now` (the pass's clock, the one decide() gets)."""
+        ...
 
     def decide(self, obj: K, observed: Obs, now: datetime) -> Result: ...
 
@@ -109,6 +182,8 @@ def invalid(problems: list[str]) -> Result:
 
 # A refused write is retried this often: what refused it (a webhook's rule, another object) may change.
 REJECTED_RETRY_SECONDS = 60.0
+# A write to a service that did not answer (the drift runtime) is tried again this soon.
+UNAVAILABLE_RETRY_SECONDS = 10.0
 
 
 def rejected(message: str) -> Result:
@@ -145,8 +220,9 @@ def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: Kube, now: datetime) -> Result:
+async def reconcile(controller: Controller[K, Any], body: dict[str, Any], clients: Clients, now: datetime) -> Result:
     """One pass over one object; raises kube.Conflict when the object moved underneath."""
+    kube = clients.kube
     meta = body.get("metadata", {})
     try:
         obj = controller.kind.model_validate(body)
@@ -154,7 +230,7 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
         result = invalid(describe(e))
     else:
         try:
-            observed = await controller.observe(obj, kube)
+            observed = await controller.observe(obj, clients, now)
         except Forbidden as e:
             # Not the object's fault and not the operator's to fix: say so where its owner looks.
             result = Result(conditions.stalled("Forbidden", str(e)), events=[Event("Warning", "Forbidden", str(e))])
@@ -162,10 +238,15 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], kube: 
             result = controller.decide(obj, observed, now)
     ref = ObjectRef.of(body)
     try:
-        if await act(controller.kind, ref, result.actions, kube):
+        if await act(controller.kind, ref, result.actions, clients):
             return result  # the object itself was deleted: there is no status left to write
     except Rejected as e:
         result = rejected(str(e))
+    except DriftRejected as e:
+        result = rejected(f"the drift runtime refused the configuration: {e}")
+    except DriftUnavailable as e:
+        # The status keeps what it said (the runtime still holds the last configuration it took).
+        result = Result(conditions.progressing("DetectorUnavailable", str(e)), requeue_after=UNAVAILABLE_RETRY_SECONDS)
     old = body.get("status") or {}
     new = desired_status(old, result, meta.get("generation"), now)
     try:
@@ -197,9 +278,9 @@ async def write(
             result.versions.append(rv)
 
 
-async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kube) -> bool:
+async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], clients: Clients) -> bool:
     """Create and delete what the decision asks for; True when the reconciled object itself was deleted."""
-    deleted_self = False
+    kube, deleted_self = clients.kube, False
     for action in actions:
         if isinstance(action, Create):
             meta = {"namespace": ref.namespace, **action.manifest["metadata"]}
@@ -212,6 +293,9 @@ async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], kube: Kub
             await kube.patch_object(
                 {**action.ref, "metadata": {"namespace": ref.namespace, **action.ref["metadata"]}}, action.patch
             )
+        elif isinstance(action, ConfigureDetector):
+            if clients.drift is not None:  # decide() asks only when the operator has a drift runtime
+                await clients.drift.put(ref.namespace, ref.name, action.config)
         elif isinstance(action, Delete):
             await kube.delete(action.kind, ref.namespace, action.name, action.grace_seconds)
             deleted_self = deleted_self or (action.kind == kind.kind and action.name == ref.name)

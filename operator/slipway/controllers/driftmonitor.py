@@ -1,13 +1,14 @@
 """DriftMonitor controller: keeps the shared drift runtime configured for what the target serves, folds each
 evaluated window into status, and retrains when drift persists.
 
-observe() reads the target, its ModelVersions, the retraining jobs, and the runtime (making its configuration
-match the one built from the spec first: KServe-style, build the desired object purely, then diff); decide()
-is pure.
+observe() reads the target, its ModelVersions, the retraining jobs, and the runtime's state of this monitor;
+decide() is pure: it builds the runtime's configuration from the spec and asks for it (a ConfigureDetector
+action) when the runtime has another one (KServe-style: build the desired object purely, then diff).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,16 +16,18 @@ from typing import Any
 from slipway import conditions
 from slipway.api.common import API_VERSION
 from slipway.api.driftmonitor import DriftMonitor
+from slipway.clients import Clients, Detectors
 from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
 from slipway.controllers import driftmonitor_plan as plan
 from slipway.controllers import rollout as rollout_ctl
 from slipway.controllers import rollout_isvc as isvc
-from slipway.controllers.base import Create, Event, Patch, Result
+from slipway.controllers.base import ConfigureDetector, Create, Decision, Event, Hooks, Patch, Result, Wake
 from slipway.controllers.references import missing
-from slipway.drift import DriftRejected, DriftRuntime, DriftUnavailable
+from slipway.drift import DriftUnavailable
 from slipway.kube import Kube
 
+log = logging.getLogger(__name__)
 DRIFT = "DriftDetected"
 
 
@@ -56,15 +59,34 @@ def served(dm: DriftMonitor, target: dict[str, Any]) -> tuple[str | None, str | 
     return (dm.spec.model_version_ref.name if dm.spec.model_version_ref else None), None
 
 
-class DriftMonitorController:
+class DriftMonitorController(Hooks):
     kind = DriftMonitor
 
-    def __init__(self, settings: Settings, runtime: DriftRuntime | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.runtime = runtime or (DriftRuntime(settings.drift_url) if settings.drift_url else None)
 
-    async def observe(self, obj: DriftMonitor, kube: Kube) -> Observed:
-        ns, name = obj.metadata.get("namespace", ""), obj.metadata["name"]
+    def related(self, body: dict[str, Any]) -> list[Wake]:
+        """The Rollout points its service's payload logger at the monitor: only a new or changed spec matters to
+        it, not the status written at every window."""
+        unseen = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
+        ref = (body.get("spec") or {}).get("rolloutRef") or {}
+        return [("Rollout", ref["name"])] if ref.get("name") and unseen else []
+
+    async def deleted(self, body: dict[str, Any], clients: Clients) -> list[Wake]:
+        """Forget the monitor's windows in the drift runtime (best effort: no finalizer guards them, they hold no
+        data worth blocking a delete for) and let its Rollout drop the payload logger."""
+        meta = body["metadata"]
+        ref = (body.get("spec") or {}).get("rolloutRef") or {}
+        if clients.drift is not None:
+            try:
+                await clients.drift.delete(meta["namespace"], meta["name"])
+            except DriftUnavailable as err:
+                log.warning("could not remove DriftMonitor %s/%s from the drift runtime: %s", meta["namespace"],
+                            meta["name"], err)  # fmt: skip
+        return [("Rollout", ref["name"])] if ref.get("name") else []
+
+    async def observe(self, obj: DriftMonitor, clients: Clients, now: datetime) -> Observed:
+        ns, name, kube = obj.metadata.get("namespace", ""), obj.metadata["name"], clients.kube
         kind, target_name, _ = target_of(obj)
         if kind == "Rollout":
             target = await kube.get("rollouts", ns, target_name)
@@ -77,8 +99,8 @@ class DriftMonitorController:
         canary = await kube.get("modelversions", ns, canary_name) if canary_name else None
         jobs = await kube.list_custom("trainingjobs", ns, f"{plan.MONITOR_LABEL}={name}")
         retrained = await self._retrained(obj, jobs, kube)
-        runtime, error = await self._sync_runtime(obj, stable, canary)
-        listed = self.runtime is not None and self.runtime.listed
+        runtime, error = await self._runtime_state(obj, stable, clients.drift)
+        listed = clients.drift is not None and clients.drift.listed
         return Observed(target, stable, canary, runtime, error, jobs, retrained, listed)
 
     async def _retrained(self, dm: DriftMonitor, jobs: list[dict[str, Any]], kube: Kube) -> dict[str, Any] | None:
@@ -92,45 +114,30 @@ class DriftMonitorController:
         version = last.model_version or ((job or {}).get("status") or {}).get("modelVersionRef", {}).get("name")
         return await kube.get("modelversions", dm.metadata.get("namespace", ""), version) if version else None
 
-    async def _sync_runtime(
-        self, dm: DriftMonitor, stable: dict[str, Any] | None, canary: dict[str, Any] | None
+    @staticmethod
+    async def _runtime_state(
+        dm: DriftMonitor, stable: dict[str, Any] | None, drift: Detectors | None
     ) -> tuple[dict[str, Any] | None, str | None]:
-        """The runtime's state for this monitor after making its configuration the desired one."""
-        if self.runtime is None or stable is None or plan.reference_problem(stable):
+        """The runtime's state of this monitor (None: it has none), read when there is a reference to monitor."""
+        if drift is None or stable is None or plan.reference_problem(stable):
             return None, None
-        versions = {stable["metadata"]["name"]: ("stable", stable)}
-        if canary is not None and not plan.reference_problem(canary):
-            versions[canary["metadata"]["name"]] = ("canary", canary)
-        desired = plan.detector_config(dm, versions)
-        ns, name = dm.metadata.get("namespace", ""), dm.metadata["name"]
         try:
-            current = await self.runtime.get(ns, name)
-            if current is None or current.get("config") != desired:
-                current = await self.runtime.put(ns, name, desired)
+            return await drift.get(dm.metadata.get("namespace", ""), dm.metadata["name"]), None
         except DriftUnavailable as err:
             return None, str(err)
-        except DriftRejected as err:
-            return None, f"the drift runtime refused the configuration: {err}"
-        return current, None
 
     def decide(self, obj: DriftMonitor, observed: Observed, now: datetime) -> Result:
-        return Decision(obj, observed, now, self.settings).run()
+        return Watch(obj, observed, now, self.settings).run()
 
 
-class Decision:
+class Watch(Decision[DriftMonitor, Observed]):
     """One decision over a DriftMonitor."""
 
     def __init__(self, dm: DriftMonitor, observed: Observed, now: datetime, settings: Settings) -> None:
-        self.dm, self.o, self.now, self.settings = dm, observed, now, settings
-        self.status = dm.status.wire() if dm.status else {}
-        self.fields: dict[str, Any] = {}
-        self.events: list[Event] = []
-        self.actions: list[Any] = []
+        super().__init__(dm, observed, now)
+        self.dm, self.settings = dm, settings
         self.last_drifted: dict[str, Any] | None = None
         self.retrain_message = ""
-
-    def get(self, key: str) -> Any:
-        return self.fields[key] if key in self.fields else self.status.get(key)
 
     def run(self) -> Result:
         kind, name, field_ = target_of(self.dm)
@@ -158,10 +165,11 @@ class Decision:
             return self.finish(conditions.stalled("DetectorNotConfigured", message), "Pending")
         self.switch_reference(stable)
         self.attach_logger(kind, stable)
-        if self.o.runtime_error or self.o.runtime is None:
-            why = self.o.runtime_error or "no answer"
+        if self.o.runtime_error:
+            why = self.o.runtime_error
             return self.finish(conditions.progressing("DetectorUnavailable", why), self.get("state") or "Pending")
-        version = (self.o.runtime.get("versions") or {}).get(stable) or {}
+        runtime = self.configure()
+        version = (runtime.get("versions") or {}).get(stable) or {}
         if version.get("referenceError"):
             message = f"reference data of {stable} could not be loaded: {version['referenceError']}"
             return self.finish(conditions.progressing("ReferenceDataUnavailable", message), "Pending")
@@ -171,6 +179,21 @@ class Decision:
         return self.finish(conditions.ready("Monitoring", self.monitoring_message(stable, version)), self.state())
 
     # -- steps ------------------------------------------------------------------------------------------------
+
+    def configure(self) -> dict[str, Any]:
+        """Ask for the configuration built from the spec when the runtime has another (or none: it does not know
+        this monitor, or lost it in a restart); returns the runtime's state to decide on. A monitor it does not
+        know is, once configured, one with no samples and no results yet: what a PUT answers."""
+        assert self.o.stable is not None
+        versions = {self.o.stable["metadata"]["name"]: ("stable", self.o.stable)}
+        if self.o.canary is not None and not plan.reference_problem(self.o.canary):
+            versions[self.o.canary["metadata"]["name"]] = ("canary", self.o.canary)
+        desired = plan.detector_config(self.dm, versions)
+        current = self.o.runtime
+        if current is not None and current.get("config") == desired:
+            return current
+        self.actions.append(ConfigureDetector(desired))
+        return current if current is not None else {"config": desired, "versions": {}, "results": []}
 
     def feature_problem(self) -> str | None:
         assert self.o.stable is not None
@@ -292,9 +315,9 @@ class Decision:
 
     def finish(self, conds: list[Cond], state: str) -> Result:
         self.fields["state"] = state
-        result = Result([*conds, self.drift_condition()], self.fields, self.events, self.poll(state))
-        result.actions.extend(self.actions)
-        return result
+        # After a ConfigureDetector no sooner look is needed: what the runtime then has to tell (a reference loaded
+        # or refused, samples) changes its listing, which wakes the monitor, or the poll finds it.
+        return self.result([*conds, self.drift_condition()], self.poll(state))
 
     def poll(self, state: str) -> float | None:
         """When to read the runtime again: every SLIPWAY_DRIFT_POLL_SECONDS, except while a Rollout's monitor is

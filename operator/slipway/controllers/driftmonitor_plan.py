@@ -8,18 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from slipway import contract
 from slipway.api.common import API_VERSION
 from slipway.api.driftmonitor import DriftMonitor
 from slipway.conditions import rfc3339
 from slipway.sharding import shard_labels, shard_of
 
-MONITOR_LABEL = "slipway.dev/drift-monitor"
-REASON, WINDOW, DRIFTED_VERSION, P_VALUE = (
-    "slipway.dev/retrain-reason",
-    "slipway.dev/drift-window",
-    "slipway.dev/drifted-version",
-    "slipway.dev/drift-p-value",
-)
+MONITOR_LABEL = contract.DRIFT_MONITOR
+REASON, WINDOW = contract.RETRAIN_REASON, contract.DRIFT_WINDOW
+DRIFTED_VERSION, P_VALUE = contract.DRIFTED_VERSION, contract.DRIFT_P_VALUE
 
 
 def reference_problem(mv: dict[str, Any]) -> str | None:
@@ -171,7 +168,7 @@ def retrain_job(dm: DriftMonitor, name: str, window: dict[str, Any], reason: str
             "name": name,
             "labels": {
                 MONITOR_LABEL: dm.metadata["name"],
-                "app.kubernetes.io/managed-by": "slipway",
+                **contract.MANAGED,
                 # The monitor's shard reconciles its retraining jobs (and so their ModelVersions).
                 **shard_labels(shard_of(dm.metadata.get("labels"))),
             },

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from slipway import conditions
+from slipway import conditions, contract
 from slipway.api.common import Gate
 from slipway.api.modelversion import ModelVersion
+from slipway.clients import Clients
 from slipway.conditions import Cond, rfc3339
 from slipway.config import Settings
-from slipway.controllers.base import Event, Result, SetFinalizers
-from slipway.kube import Kube
-from slipway.storage import S3, ObjectMissing, S3Access, StorageError
+from slipway.controllers.base import Decision, Event, Hooks, Result, SetFinalizers, Wake
+from slipway.storage import ObjectMissing, S3Access, StorageError
 
-FINALIZER = "slipway.dev/in-use-protection"
+FINALIZER = contract.IN_USE_PROTECTION
 RETRY_STORAGE = 30.0
 Check = Literal["verified", "mismatch", "missing", "unreachable", "secret-missing"]
 
@@ -59,25 +59,42 @@ def headline(mv: ModelVersion) -> str | None:
     return f"{name}={metrics[name]:.4g}"
 
 
+def rollout_reads(version: dict[str, Any]) -> tuple[Any, ...]:
+    """What a Rollout reads of a ModelVersion (rollout.version_of, references.not_ready): its spec (by
+    generation), its metadata and its Ready condition. Not servedBy, verification times or other conditions."""
+    meta = version.get("metadata") or {}
+    conds = (version.get("status") or {}).get("conditions") or []
+    ready: dict[str, Any] = next((c for c in conds if c.get("type") == "Ready"), {})
+    return (meta.get("generation"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
+            ready.get("status"), ready.get("reason"), ready.get("message"))  # fmt: skip
+
+
 def serves(rollout: dict[str, Any], name: str) -> bool:
     spec, status = rollout.get("spec") or {}, rollout.get("status") or {}
     ref = spec.get("modelVersionRef") or {}
     return name in (ref.get("name"), status.get("stableVersion"), status.get("canaryVersion"))
 
 
-class ModelVersionController:
+class ModelVersionController(Hooks):
     kind = ModelVersion
 
-    def __init__(self, settings: Settings, s3: S3) -> None:
-        self.settings, self.s3 = settings, s3
+    def related(self, body: dict[str, Any]) -> list[Wake]:
+        """The Rollouts serving it wait on its readiness."""
+        return [("Rollout", r) for r in (body.get("status") or {}).get("servedBy") or []]
 
-    async def observe(self, obj: ModelVersion, kube: Kube) -> Observed:
+    def read_by_others(self, body: dict[str, Any]) -> Any:
+        return rollout_reads(body)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def observe(self, obj: ModelVersion, clients: Clients, now: datetime) -> Observed:
         ns, name = obj.metadata.get("namespace", ""), obj.metadata.get("name", "")
-        rollouts = await kube.list_custom("rollouts", ns, index=("version", name))
+        rollouts = await clients.kube.list_custom("rollouts", ns, index=("version", name))
         served = tuple(sorted(r["metadata"]["name"] for r in rollouts if serves(r, name)))
-        return Observed(served, await self.verify(obj, kube, datetime.now(UTC)))
+        return Observed(served, await self.verify(obj, clients, now))
 
-    async def verify(self, mv: ModelVersion, kube: Kube, now: datetime) -> Verification:
+    async def verify(self, mv: ModelVersion, clients: Clients, now: datetime) -> Verification:
         """Nothing asked while the last verification holds (verified_until); then a HEAD, and the full sha256
         only when the object's ETag is new. Never verified (or for another sha256): the read alone, whose answer
         carries the ETag too."""
@@ -86,7 +103,7 @@ class ModelVersionController:
         art, ns = mv.spec.artifact, mv.metadata.get("namespace", "")
         secret: dict[str, str] = {}
         if art.credentials_secret_ref:
-            found = await kube.secret_data(ns, art.credentials_secret_ref.name)
+            found = await clients.kube.secret_data(ns, art.credentials_secret_ref.name)
             if found is None:
                 return Verification("secret-missing", detail=art.credentials_secret_ref.name)
             secret = found
@@ -101,9 +118,9 @@ class ModelVersionController:
         try:
             digest, info = art.sha256, None
             if known is not None:
-                info = await self.s3.head(access, art.uri)
+                info = await clients.s3.head(access, art.uri)
             if info is None or info.etag != known:
-                digest, info = await self.s3.sha256(access, art.uri)
+                digest, info = await clients.s3.sha256(access, art.uri)
         except ObjectMissing as e:
             return Verification("missing", detail=str(e))
         except StorageError as e:
@@ -135,12 +152,17 @@ class ModelVersionController:
                 if failures
                 else conditions.ready("Verified", "artifact verified and gates passed: ready to serve")
             )
-        fields |= {"headline": headline(obj), "servedBy": list(observed.served_by)}
-        result = Result([*summary, verified, gates], fields, requeue_after=retry)
+        d = Decision(obj, observed, now)
+        d.fields |= fields | {"headline": headline(obj), "servedBy": list(observed.served_by)}
         if verified.status == "False":
-            result.events.append(Event("Warning", verified.reason, verified.message))
-        protect(obj, observed.served_by, result)
-        return result
+            d.events.append(Event("Warning", verified.reason, verified.message))
+        d.actions += finalizers(obj, observed.served_by)
+        if obj.metadata.get("deletionTimestamp") and observed.served_by:
+            message = (f"deletion is blocked while served by Rollout(s) {', '.join(observed.served_by)}: point them "
+                       "elsewhere first")  # fmt: skip
+            summary = conditions.progressing("DeletionBlocked", message)
+            d.events.append(Event("Warning", "DeletionBlocked", message))
+        return d.result([*summary, verified, gates], retry)
 
 
 def verified_until(mv: ModelVersion, verify_seconds: float) -> datetime | None:
@@ -194,15 +216,12 @@ def verification(mv: ModelVersion, v: Verification) -> tuple[Cond, list[Cond] | 
     )
 
 
-def protect(mv: ModelVersion, served_by: tuple[str, ...], result: Result) -> None:
+def finalizers(mv: ModelVersion, served_by: tuple[str, ...]) -> list[SetFinalizers]:
     """The finalizer is there exactly while a Rollout serves the version; deletion waits for it to go."""
-    finalizers = list(mv.metadata.get("finalizers") or [])
+    present = list(mv.metadata.get("finalizers") or [])
     deleting = bool(mv.metadata.get("deletionTimestamp"))
-    if served_by and FINALIZER not in finalizers and not deleting:
-        result.actions.append(SetFinalizers((*finalizers, FINALIZER)))
-    elif not served_by and FINALIZER in finalizers:
-        result.actions.append(SetFinalizers(tuple(f for f in finalizers if f != FINALIZER)))
-    if deleting and served_by:
-        message = f"deletion is blocked while served by Rollout(s) {', '.join(served_by)}: point them elsewhere first"
-        result.conditions[:3] = conditions.progressing("DeletionBlocked", message)
-        result.events.append(Event("Warning", "DeletionBlocked", message))
+    if served_by and FINALIZER not in present and not deleting:
+        return [SetFinalizers((*present, FINALIZER))]
+    if not served_by and FINALIZER in present:
+        return [SetFinalizers(tuple(f for f in present if f != FINALIZER))]
+    return []

@@ -2,7 +2,7 @@
 
 Everything the walk needs lives in status (stable, canary, step, when it started, the last verdict, tokens of
 promote/retry annotations already acted on), so a restarted operator resumes at the same step. Analysis
-evidence is gathered in observe() when due; decide() is pure.
+evidence is gathered in observe() when due at the pass's `now`; decide() is pure.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from slipway import conditions
+from slipway import conditions, contract
 from slipway.analysis import Outcome, analyze
 from slipway.api.modelversion import ModelVersion
 from slipway.api.rollout import Rollout
+from slipway.cache import serving_names
+from slipway.clients import Clients, Metrics
 from slipway.conditions import Cond, parse_time, rfc3339
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
@@ -22,19 +24,15 @@ from slipway.controllers import rollout_knative as knative
 from slipway.controllers import rollout_route as route
 from slipway.controllers import rollout_serving as serving
 from slipway.controllers import rollout_storage as storage
-from slipway.controllers.base import Event, Result, invalid
+from slipway.controllers.base import Decision, Event, Hooks, Result, Wake, invalid
 from slipway.controllers.references import missing, not_ready
-from slipway.kube import Kube
+from slipway.observability import CANARY_WEIGHT, ROLLBACKS, VERDICTS
 
-PROMOTE, ABORT, RETRY = "slipway.dev/promote", "slipway.dev/abort", "slipway.dev/retry"
+PROMOTE, ABORT, RETRY = contract.PROMOTE, contract.ABORT, contract.RETRY
 # A version proposed by a DriftMonitor's retraining. Metadata, not spec: the operator never writes a user's spec,
 # and GitOps tools do not flag annotations they do not manage. It holds while spec.modelVersionRef still names
 # CANDIDATE_BASE, so a person (or Git) changing the spec always wins.
-CANDIDATE, CANDIDATE_BASE, CANDIDATE_SOURCE = (
-    "slipway.dev/candidate",
-    "slipway.dev/candidate-base",
-    "slipway.dev/candidate-source",
-)
+CANDIDATE, CANDIDATE_BASE, CANDIDATE_SOURCE = contract.CANDIDATE, contract.CANDIDATE_BASE, contract.CANDIDATE_SOURCE
 MAX_DECISIONS = 20
 WATCH_SECONDS = 10.0
 READY_DEADLINE = 600  # seconds a canary may take to become ready when spec.canary (progressDeadlineSeconds) is unset
@@ -89,14 +87,41 @@ def version_of(body: dict[str, Any]) -> ModelVersion:
     return ModelVersion.model_validate({"metadata": body["metadata"], "spec": body["spec"]})
 
 
-class RolloutController:
+class RolloutController(Hooks):
     kind = Rollout
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def observe(self, obj: Rollout, kube: Kube) -> Observed:
-        ns = obj.metadata.get("namespace", "")
+    def related(self, body: dict[str, Any]) -> list[Wake]:
+        """The versions it names become served: their servedBy and finalizer follow."""
+        return [("ModelVersion", n) for n in sorted({n for n in serving_names(body) if n})]
+
+    def read_by_others(self, body: dict[str, Any]) -> Any:
+        return serving_names(body)
+
+    def dependents(self, namespace: str, name: str, cache: Any) -> list[Wake]:
+        """The ModelVersions whose servedBy lists it (one it no longer serves must drop it, and its finalizer) and
+        the DriftMonitors on it (the version they compare with)."""
+        versions = [("ModelVersion", mv["metadata"]["name"]) for mv in cache.find("modelversions", namespace,
+                                                                                  "servedBy", name)]  # fmt: skip
+        monitors = [("DriftMonitor", dm["metadata"]["name"]) for dm in cache.find("driftmonitors", namespace,
+                                                                                  "rollout", name)]  # fmt: skip
+        return versions + monitors
+
+    def metrics(self, body: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Weight and verdicts as Prometheus metrics, from what this pass decided (fields) over what was there."""
+        ns, name = body["metadata"].get("namespace", ""), body["metadata"]["name"]
+        before = body.get("status") or {}
+        status = {**before, **fields}
+        CANARY_WEIGHT.labels(ns, name).set(status.get("canaryWeight") or 0)
+        if "lastAnalysisTime" in fields and fields.get("lastVerdict"):
+            VERDICTS.labels(ns, name, fields["lastVerdict"]).inc()
+        if fields.get("rolledBackVersion") and fields.get("rolledBackVersion") != before.get("rolledBackVersion"):
+            ROLLBACKS.labels(ns, name).inc()
+
+    async def observe(self, obj: Rollout, clients: Clients, now: datetime) -> Observed:
+        ns, kube = obj.metadata.get("namespace", ""), clients.kube
         status = obj.status.wire() if obj.status else {}
         target = await kube.get("modelversions", ns, target_of(obj)[0])
         stable_name = status.get("stableVersion")
@@ -125,12 +150,19 @@ class RolloutController:
                 credentials[src[0]] = found
             if await kube.service_account_exists(ns, storage.account_name(name, src)):
                 accounts.add(storage.account_name(name, src))
-        analysis = await self.analysis_if_due(obj, status, serving.logs(self.settings, monitor), current)
+        logged = serving.logs(self.settings, monitor)
+        analysis = await self.analysis_if_due(obj, status, logged, current, clients.prometheus, now)
         return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts),
                         draining)  # fmt: skip
 
     async def analysis_if_due(
-        self, obj: Rollout, status: dict[str, Any], logged: bool, current: dict[str, Any] | None = None
+        self,
+        obj: Rollout,
+        status: dict[str, Any],
+        logged: bool,
+        current: dict[str, Any] | None,
+        prom: Metrics,
+        now: datetime,
     ) -> Outcome | None:
         analysis = obj.spec.canary.analysis if obj.spec.canary else None
         canary, stable, since = (
@@ -140,7 +172,7 @@ class RolloutController:
         )
         if analysis is None or not canary or not stable or since is None:
             return None
-        now, last = datetime.now(since.tzinfo), parse_time(status.get("lastAnalysisTime"))
+        last = parse_time(status.get("lastAnalysisTime"))
         if last is not None and (now - last).total_seconds() < analysis.interval_seconds:
             return None
         ns, name = obj.metadata.get("namespace", ""), isvc.isvc_name(obj)
@@ -148,10 +180,11 @@ class RolloutController:
             # Serverless: the revisions KServe's status says serve stable (rolled out last) and the canary.
             stable_rev, canary_rev = knative.revisions(current)
             revisions = {stable: stable_rev, canary: canary_rev}
-            return await analyze(analysis, ns, name, stable, canary, since, now, revisions=revisions, serverless=True)
+            return await analyze(prom, analysis, ns, name, stable, canary, since, now, revisions=revisions,
+                                 serverless=True)  # fmt: skip
         # The Services the route names: what the gateway's metrics tell the versions apart by.
         services = {stable: isvc.predictor_service(name, stable), canary: isvc.backend_service(name, canary, logged)}
-        return await analyze(analysis, ns, name, stable, canary, since, now, services)
+        return await analyze(prom, analysis, ns, name, stable, canary, since, now, services)
 
     def decide(self, obj: Rollout, observed: Observed, now: datetime) -> Result:
         if found := problems(obj):
@@ -163,20 +196,15 @@ class RolloutController:
         return walk.run()
 
 
-class Walk:
+class Walk(Decision[Rollout, Observed]):
     """One decision over a Rollout: which versions serve, at what weight, and what happened."""
 
     def __init__(self, rollout: Rollout, observed: Observed, now: datetime, settings: Settings) -> None:
-        self.r, self.o, self.now, self.settings = rollout, observed, now, settings
-        self.status = rollout.status.wire() if rollout.status else {}
-        self.fields: dict[str, Any] = {}
-        self.events: list[Event] = []
+        super().__init__(rollout, observed, now)
+        self.r, self.settings = rollout, settings
         self.decisions: list[dict[str, Any]] = list(self.status.get("decisions") or [])
         self.annotations = rollout.metadata.get("annotations") or {}
         self.standard = isvc.standard(rollout)
-
-    def get(self, key: str) -> Any:
-        return self.fields[key] if key in self.fields else self.status.get(key)
 
     def run(self) -> Result:
         target, proposer = target_of(self.r)
@@ -554,7 +582,7 @@ class Walk:
         self.fields["decisions"] = self.decisions
 
     def finish(self, conds: list[Cond], requeue: float | None = None) -> Result:
-        result = Result(conds, self.fields, self.events, requeue)
+        result = self.result(conds, requeue)
         wanted = self.serving()
         if wanted is not None:
             live = serving.Live(self.o.isvc, self.o.route, self.o.credentials, self.o.accounts)

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from slipway import conditions
+from slipway import conditions, contract
 from slipway.api.common import API_VERSION
 from slipway.api.modelversion import ModelVersion
 from slipway.api.rollout import Rollout
@@ -143,14 +143,16 @@ def predictor(
     revision of the one Knative Service `<isvc>-predictor` (rollout_knative.service_name)."""
     tmpl, art = rollout.spec.inference_service.predictor, mv.spec.artifact
     env: list[dict[str, Any]] = [
-        {"name": "SLIPWAY_MODEL_VERSION", "value": mv.metadata["name"]},
-        {"name": "SLIPWAY_FRAMEWORK", "value": mv.spec.framework},
-        {"name": "SLIPWAY_ARTIFACT_SHA256", "value": art.sha256},
+        {"name": contract.ENV_MODEL_VERSION, "value": mv.metadata["name"]},
+        {"name": contract.ENV_FRAMEWORK, "value": mv.spec.framework},
+        {"name": contract.ENV_ARTIFACT_SHA256, "value": art.sha256},
     ]
     if mv.spec.signature:
-        env.append({"name": "SLIPWAY_SIGNATURE", "value": json.dumps(mv.spec.signature.wire(), separators=(",", ":"))})
+        env.append(
+            {"name": contract.ENV_SIGNATURE, "value": json.dumps(mv.spec.signature.wire(), separators=(",", ":"))}
+        )
     if mv.spec.classes and mv.spec.framework == "pytorch":  # a TorchScript module knows output columns, not labels
-        env.append({"name": "SLIPWAY_CLASSES", "value": json.dumps(mv.spec.classes, separators=(",", ":"))})
+        env.append({"name": contract.ENV_CLASSES, "value": json.dumps(mv.spec.classes, separators=(",", ":"))})
     endpoint = art.endpoint or settings.s3_endpoint
     if endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
@@ -235,7 +237,7 @@ def inference_service(
         if draining is not None:
             spec["canary"].append(canary_entry(pred(draining[0]), draining[1]))
     meta = rollout.metadata
-    labels = {"app.kubernetes.io/managed-by": "slipway", "slipway.dev/rollout": meta["name"]}
+    labels = {**contract.MANAGED, contract.ROLLOUT: meta["name"]}
     if mode == "Standard" and settings.gateway:
         labels[VISIBILITY_LABEL] = CLUSTER_LOCAL
     return {

@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from slipway import contract
 from slipway.api.common import API_VERSION
 from slipway.api.modelversion import ModelVersion
 from slipway.config import Settings
@@ -54,7 +55,7 @@ def manifests(
     meta = {
         "name": name,
         "namespace": rollout_meta.get("namespace"),
-        "labels": {"app.kubernetes.io/managed-by": "slipway", "slipway.dev/rollout": rollout_meta["name"]},
+        "labels": {**contract.MANAGED, contract.ROLLOUT: rollout_meta["name"]},
         "ownerReferences": [isvc.owner_reference(API_VERSION, "Rollout", rollout_meta)],
     }
     annotations = {S3_REGION: region}

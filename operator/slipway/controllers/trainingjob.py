@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from slipway import conditions
+from slipway import conditions, contract
 from slipway.api.modelversion import model_version_name
 from slipway.api.trainingjob import TrainingJob
+from slipway.clients import Clients
 from slipway.conditions import Cond, parse_time, rfc3339
 from slipway.config import Settings
 from slipway.controllers import trainingjob_manifests as m
-from slipway.controllers.base import Create, Delete, Event, Result, invalid
+from slipway.controllers.base import Create, Delete, Event, Hooks, Result, Wake, invalid
 from slipway.controllers.pods import EVICTED_BY_KUEUE, PodView, stall_in, view
-from slipway.kube import Kube
-from slipway.storage import S3, ObjectMissing, S3Access, StorageError, join_uri
+from slipway.storage import ObjectMissing, S3Access, StorageError, join_uri
 
 CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 PYTORCH_ALGORITHMS = ("mlp",)
@@ -109,13 +109,19 @@ class Plan:
         return [Delete("Pod", n) for n in self.active()]
 
 
-class TrainingJobController:
+class TrainingJobController(Hooks):
     kind = TrainingJob
 
-    def __init__(self, settings: Settings, s3: S3) -> None:
-        self.settings, self.s3 = settings, s3
+    def related(self, body: dict[str, Any]) -> list[Wake]:
+        """A retraining job's outcome moves its monitor."""
+        monitor = (body["metadata"].get("labels") or {}).get(contract.DRIFT_MONITOR)
+        return [("DriftMonitor", monitor)] if monitor else []
 
-    async def observe(self, obj: TrainingJob, kube: Kube) -> Observed:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def observe(self, obj: TrainingJob, clients: Clients, now: datetime) -> Observed:
+        kube = clients.kube
         ns, name, uid = obj.metadata.get("namespace", ""), obj.metadata["name"], obj.metadata.get("uid", "")
         ref = obj.spec.output.credentials_secret_ref
         secret = None if ref is None else await kube.secret_data(ns, ref.name)
@@ -137,17 +143,17 @@ class TrainingJobController:
                                                    m.pod_group(obj, plan.attempt))  # fmt: skip
                 return dataclasses.replace(observed, workload=workload)
             return observed
-        return await self._observe_outcome(obj, kube, observed, secret)
+        return await self._observe_outcome(obj, clients, observed, secret)
 
     async def _observe_outcome(
-        self, job: TrainingJob, kube: Kube, observed: Observed, secret: dict[str, str] | None
+        self, job: TrainingJob, clients: Clients, observed: Observed, secret: dict[str, str] | None
     ) -> Observed:
         """The gang finished: read the manifest and find what is already registered."""
         ns, uid = job.metadata.get("namespace", ""), job.metadata.get("uid", "")
         # From the API, not the watch cache: a number read from a watch that lags names a version that exists (chaos
         # saw jobs 30 s apart take the same number), and the claim would fail until the watch caught up. Once per
         # finished job.
-        versions = await kube.list_custom("modelversions", ns, fresh=True)
+        versions = await clients.kube.list_custom("modelversions", ns, fresh=True)
         mine = [v["metadata"]["name"] for v in versions if v["metadata"].get("labels", {}).get(m.LABEL_JOB_UID) == uid]
         numbers = [v["spec"].get("version", 0) for v in versions if v["spec"].get("modelName") == job.spec.model_name]
         taken = {v["metadata"]["name"] for v in versions}
@@ -157,7 +163,7 @@ class TrainingJobController:
         fields: dict[str, Any] = {"model_version": mine[0] if mine else None, "next_version": following}
         uri = join_uri(m.output_prefix(job), "manifest.json")
         try:
-            fields["manifest"] = await self.s3.read_json(self.access(job, secret), uri)
+            fields["manifest"] = await clients.s3.read_json(self.access(job, secret), uri)
         except ObjectMissing:
             fields["manifest_problem"] = f"the trainer exited 0 but wrote no {uri}"
         except (StorageError, ValueError) as e:

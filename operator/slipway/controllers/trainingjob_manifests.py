@@ -9,6 +9,7 @@ import hashlib
 import json
 from typing import Any
 
+from slipway import contract
 from slipway.api.common import API_VERSION
 from slipway.api.modelversion import model_version_name
 from slipway.api.trainingjob import TrainingJob
@@ -16,13 +17,10 @@ from slipway.config import Settings
 from slipway.sharding import shard_labels, shard_of
 from slipway.storage import join_uri
 
-LABEL_JOB = "slipway.dev/training-job"
-LABEL_JOB_UID = "slipway.dev/training-job-uid"
-LABEL_ATTEMPT = "slipway.dev/attempt"
-LABEL_RANK = "slipway.dev/rank"
-LABEL_MODEL = "slipway.dev/model"
+LABEL_JOB, LABEL_JOB_UID = contract.TRAINING_JOB, contract.TRAINING_JOB_UID
+LABEL_ATTEMPT, LABEL_RANK, LABEL_MODEL = contract.ATTEMPT, contract.RANK, contract.MODEL
 # How many Kueue evictions came before the pod's attempt: read back like the attempt label after a restart.
-ANNOTATION_PREEMPTIONS = "slipway.dev/preemptions"
+ANNOTATION_PREEMPTIONS = contract.PREEMPTIONS
 # Kueue's plain-Pod integration (v0.17): it manages only pods with a queue name, admits a pod group whole
 # through one Workload named after the group (pods.py reads the gate that holds them until then).
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
@@ -93,8 +91,8 @@ def owner_reference(obj: TrainingJob) -> dict[str, Any]:
 def labels(job: TrainingJob) -> dict[str, str]:
     out = {
         "app.kubernetes.io/name": "slipway-trainer",
-        "app.kubernetes.io/managed-by": "slipway",
-        "slipway.dev/component": "trainer",
+        **contract.MANAGED,
+        contract.COMPONENT: "trainer",
         LABEL_JOB: job.metadata["name"],
     }
     # Kueue reads both from each pod (a group's pods must agree); the job's labels are where a user sets them.

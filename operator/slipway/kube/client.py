@@ -16,17 +16,30 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from slipway import contract
+from slipway.api import KINDS
 from slipway.api.common import GROUP, VERSION
 from slipway.cache import WatchCache
 
 log = logging.getLogger(__name__)
-REPORTING_CONTROLLER = "slipway.dev/operator"
+REPORTING_CONTROLLER = contract.REPORTING_CONTROLLER
 FIELD_MANAGER = "slipway"
 APPLY = "application/apply-patch+yaml"  # JSON is YAML: the body goes as JSON
 
 
+# The resource (plural) of every custom kind the operator writes: slipway's own from their API models, the
+# others named, never guessed from the kind (a guess goes wrong for the first kind ending in y or s).
+PLURALS = {kind.kind: kind.plural for kind in KINDS} | {
+    "InferenceService": "inferenceservices",
+    "HTTPRoute": "httproutes",
+}
+
+
 def plural_of(kind: str) -> str:
-    return kind.lower() + "s"
+    try:
+        return PLURALS[kind]
+    except KeyError:
+        raise ValueError(f"kube.client.PLURALS has no resource for kind {kind!r}: add it there") from None
 
 
 class Conflict(Exception):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from slipway import contract
 from slipway.plugin.client import Client, ClientError
 from slipway.plugin.rollout import render_history, render_rollout
 from slipway.plugin.text import WIDTH, Style
@@ -27,12 +28,12 @@ KINDS = {
     **dict.fromkeys(("trainingjob", "trainingjobs", "tj"), "trainingjob"),
     **dict.fromkeys(("driftmonitor", "driftmonitors", "dm"), "driftmonitor"),
 }
-JOB_LABEL = "slipway.dev/training-job"
+JOB_LABEL = contract.TRAINING_JOB
 # annotation -> the status field where the operator remembers the last value it acted on (controllers/rollout.py)
 ACTIONS = {
-    "promote": ("slipway.dev/promote", "promoteToken"),
-    "abort": ("slipway.dev/abort", "abortToken"),
-    "retry": ("slipway.dev/retry", "retryToken"),
+    "promote": (contract.PROMOTE, "promoteToken"),
+    "abort": (contract.ABORT, "abortToken"),
+    "retry": (contract.RETRY, "retryToken"),
 }
 POLL_SECONDS = 1.0
 CLEAR = "\x1b[H\x1b[2J"

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from slipway import contract
 from slipway.plugin.text import Node, Style, age, count, fit, header, num, pad, pct, pvalue, ready_line, tree, wrap
 
 RECENT = 5  # decisions shown by `get`; `history` shows them all
 LABEL = 12  # width of the first column of the Rollout's lines
-CANDIDATE = "slipway.dev/candidate"  # the version a DriftMonitor proposed (controllers/rollout.py)
+CANDIDATE = contract.CANDIDATE  # the version a DriftMonitor proposed (controllers/rollout.py)
 
 
 def steps_of(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from slipway import contract
 from slipway.plugin.text import (
     Node,
     Style,
@@ -25,7 +26,7 @@ from slipway.plugin.text import (
     wrap,
 )
 
-ATTEMPT_LABEL = "slipway.dev/attempt"  # set on every worker pod by the TrainingJob controller
+ATTEMPT_LABEL = contract.ATTEMPT  # set on every worker pod by the TrainingJob controller
 TOP_FEATURES = 5
 
 
