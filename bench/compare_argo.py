@@ -488,7 +488,7 @@ def observe(env: Env, load: Load, kind: Kind, version: str, args: argparse.Names
 
 def abort(env: Env, version: str, token: str) -> None:
     """End the canary by hand (slipway.dev/abort with a new value) and wait until the Rollout has let it go."""
-    env.kubectl("annotate", "--overwrite", "rollouts.slipway.dev", ISVC, f"slipway.dev/abort={token}")
+    env.kubectl("annotate", "--overwrite", "rollouts.slipway.dev", ISVC, f"{contract.ABORT}={token}")
     env.wait(f"{version} aborted", lambda: rt.status(env).get("canaryVersion") != version, timeout=120)
 
 
