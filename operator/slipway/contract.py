@@ -20,7 +20,7 @@ TRAINING_JOB_UID = "slipway.dev/training-job-uid"  # a ModelVersion's job object
 ATTEMPT = "slipway.dev/attempt"  # a worker pod's attempt (1, 2, ...)
 RANK = "slipway.dev/rank"  # a worker pod's rank in its gang
 MODEL = "slipway.dev/model"  # the model a pod or version belongs to
-ROLLOUT = "slipway.dev/rollout"  # what a Rollout owns (its InferenceService's storage objects)
+ROLLOUT = "slipway.dev/rollout"  # what a Rollout owns: its InferenceService's storage objects, its canary records
 DRIFT_MONITOR = "slipway.dev/drift-monitor"  # a retraining TrainingJob's DriftMonitor
 SHARD_KEY = "sharding.slipway.dev/key"  # which operator shard reconciles an object (sharding.py)
 

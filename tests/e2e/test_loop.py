@@ -47,6 +47,16 @@ def test_train_rollback_drift_retrain_promote(
     assert any(d["action"] == "Promote" and out.v3 in d["message"] for d in decisions)
     assert out.monitor["status"]["modelVersion"] == out.v3
 
+    # Each canary's record (CanaryAnalysis, owned by the Rollout) holds every decision on it, the status only the
+    # latest: v2's ends in the Rollback above with its evidence, v3's in its promotion.
+    records = kubectl.json("get", "canaryanalyses.slipway.dev", "-l", "slipway.dev/rollout=cancer")["items"]
+    by_version = {r["spec"]["canaryVersion"]: r for r in records}
+    v2 = by_version["cancer-v2"]
+    assert v2["status"]["phase"] == "RolledBack" and v2["status"]["decisions"][-1] == rollback
+    assert v2["status"]["decisions"][0]["action"] == "CanaryStarted" and v2["spec"]["stableVersion"] == "cancer-v1"
+    assert v2["metadata"]["ownerReferences"][0]["uid"] == out.rollout["metadata"]["uid"]
+    assert by_version[out.v3]["status"]["phase"] == "Promoted"
+
     # Lineage: v3 → the retraining job → the recent data it was trained on.
     v3 = kubectl.get("modelversion", out.v3) or {}
     lineage = v3["spec"]["lineage"]

@@ -36,7 +36,7 @@ class FakeKube:
     def _kind(plural: str) -> str:
         kinds = {"modelversions": "ModelVersion", "rollouts": "Rollout", "driftmonitors": "DriftMonitor",
                  "trainingjobs": "TrainingJob", "inferenceservices": "InferenceService", "httproutes": "HTTPRoute",
-                 "workloads": "Workload"}  # fmt: skip
+                 "workloads": "Workload", "canaryanalyses": "CanaryAnalysis"}  # fmt: skip
         return kinds[plural]
 
     async def get(self, plural: str, namespace: str, name: str) -> Body | None:

@@ -55,6 +55,8 @@ USED: dict[str, set[str]] = {
     # annotates its Rollout (metadata patch) when retraining promotes a new version.
     "slipway.dev/rollouts": {"get", "list", "patch", "watch"},
     "slipway.dev/driftmonitors": {"get", "list", "watch"},
+    # rollout_history: a Rollout applies each canary's record and reads the running one's by name.
+    "slipway.dev/canaryanalyses": {"create", "get", "patch"},
     # controllers/base.reconcile: one status merge patch per change.
     "slipway.dev/trainingjobs/status": {"patch"},
     "slipway.dev/modelversions/status": {"patch"},

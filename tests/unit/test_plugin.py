@@ -257,6 +257,31 @@ def test_history_lists_every_decision_with_evidence() -> None:
     assert "no decisions yet" in text(render_history(ROLLOUTS["no status yet"], NOW, PLAIN))
 
 
+def canary_record(version: str, started: float, phase: str, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"metadata": {"name": f"cancer-rf-{version}-x", "resourceVersion": "7"},
+            "spec": {"rolloutRef": {"name": "cancer-rf"}, "canaryVersion": version, "stableVersion": "cancer-rf-v1",
+                     "startedAt": ts(started)},
+            "status": {"phase": phase, "decisions": decisions}}  # fmt: skip
+
+
+def test_history_shows_each_canarys_record_whole_and_the_decisions_no_record_holds() -> None:
+    # 25 decisions on the first canary: more than the Rollout's status keeps (its latest 20).
+    flapping = [decision("Analysis", 3000 - i, step=0, weight=10, verdict="Inconclusive") for i in range(24)]
+    first = canary_record("cancer-rf-v2", 3000, "RolledBack", [*flapping, decision("Rollback", 2900, step=0,
+                          weight=10, verdict="Regressed", evidence=[ERROR_EVIDENCE])])  # fmt: skip
+    second = canary_record("cancer-rf-v3", 35, "Running", [decision("CanaryStarted", 35, step=0, weight=10)])
+    status = {"phase": "Progressing", "decisions": [decision("Deploy", 9000), *first["status"]["decisions"][-19:],
+                                                    decision("CanaryStarted", 35, step=0, weight=10)]}  # fmt: skip
+    out = text(render_history(rollout(status), NOW, PLAIN, [second, first]))
+    heads = re.findall(r"\d\d:\d\d:\d\d  (\w+)", out)  # each decision once, none left out
+    assert [heads.count(a) for a in ("Analysis", "CanaryStarted", "Deploy", "Rollback")] == [24, 1, 1, 1]
+    lines = out.splitlines()
+    deploy, v2, v3 = (next(i for i, line in enumerate(lines) if key in line)
+                      for key in ("Deploy", "Canary cancer-rf-v2 vs", "Canary cancer-rf-v3 vs"))  # fmt: skip
+    assert deploy < v2 < v3 and "RolledBack" in lines[v2] and "Running" in lines[v3]
+    assert "CanaryAnalysis cancer-rf-cancer-rf-v2-x" in out and "errorRate" in out
+
+
 def test_trainingjob_tree_shows_attempts_pods_exit_codes_metrics_and_version() -> None:
     running = text(render_trainingjob(*JOBS["running, second attempt"], NOW, PLAIN))
     assert "Attempts  2 of 3 allowed" in running and "Pods (attempt 2)" in running
@@ -332,6 +357,9 @@ class FakeClient:
         if name != "cancer-rf":
             raise NotFound(f'rollouts.slipway.dev "{name}" not found')
         return rollout(dict(self.status))
+
+    def records(self, rollout: str) -> list[dict[str, Any]]:
+        return []
 
     def annotate(self, kind: str, name: str, key: str, value: str) -> None:
         self.annotations[key] = value

@@ -102,6 +102,7 @@ def applied(result: Result, kind: str = "InferenceService") -> dict[str, Any]:
 def progressing(step: int = 0, weight: int = 10, started: datetime = T0, **extra: Any) -> dict[str, Any]:
     return {"stableVersion": "m-v1", "canaryVersion": "m-v2", "currentStep": step, "canaryWeight": weight,
             "phase": "Progressing", "canaryStartedAt": "2026-03-01T12:00:00Z",
+            "canaryDeployedAt": "2026-03-01T11:58:00Z",
             "stepStartedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"), **extra}  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from slipway.api import KINDS
+from slipway.api import KINDS, RECORDS
 from slipway.api.common import GROUP, VERSION
 from slipway.api.kind import Kind
 
@@ -87,6 +87,11 @@ def schema_for(kind: type[Kind]) -> dict[str, Any]:
 
 
 def crd(kind: type[Kind]) -> dict[str, Any]:
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": schema_for(kind)}}  # fmt: skip
+    if kind.status_subresource:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [c.wire() for c in kind.printer_columns]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -102,16 +107,7 @@ def crd(kind: type[Kind]) -> dict[str, Any]:
                 "categories": ["slipway"],
             },
             "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema_for(kind)},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [c.wire() for c in kind.printer_columns],
-                }
-            ],
+            "versions": [version],
         },
     }
 
@@ -145,7 +141,7 @@ def dump(obj: dict[str, Any]) -> str:
 
 
 def rendered() -> dict[str, str]:
-    files = {f"{k.crd_name()}.yaml": dump(crd(k)) for k in KINDS}
+    files = {f"{k.crd_name()}.yaml": dump(crd(k)) for k in (*KINDS, *RECORDS)}
     for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
         files[f"{kind.lower()}s.kopf.dev.yaml"] = dump(peering_crd(kind, scope))
     return files

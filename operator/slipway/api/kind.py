@@ -47,6 +47,8 @@ class Kind(Model):
     plural: ClassVar[str]
     short_names: ClassVar[tuple[str, ...]]
     printer_columns: ClassVar[tuple[PrinterColumn, ...]]
+    # A record the operator writes whole (CanaryAnalysis) has none: one apply writes its spec and status.
+    status_subresource: ClassVar[bool] = True
 
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: Any

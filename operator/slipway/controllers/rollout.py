@@ -19,12 +19,13 @@ from slipway.cache import serving_names
 from slipway.clients import Clients, Metrics
 from slipway.conditions import Cond, parse_time, rfc3339
 from slipway.config import Settings
+from slipway.controllers import rollout_history as history
 from slipway.controllers import rollout_isvc as isvc
 from slipway.controllers import rollout_knative as knative
 from slipway.controllers import rollout_route as route
 from slipway.controllers import rollout_serving as serving
 from slipway.controllers import rollout_storage as storage
-from slipway.controllers.base import Decision, Event, Hooks, Result, Wake, invalid
+from slipway.controllers.base import Apply, Decision, Event, Hooks, Result, Wake, invalid
 from slipway.controllers.references import missing, not_ready
 from slipway.observability import CANARY_WEIGHT, ROLLBACKS, VERDICTS
 
@@ -49,6 +50,7 @@ class Observed:
     credentials: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)  # storage Secrets it copies
     accounts: frozenset[str] = frozenset()  # its storage ServiceAccounts that exist
     draining: dict[str, Any] | None = None  # status.drainingVersion's ModelVersion, when neither stable nor target
+    record: dict[str, Any] | None = None  # the running canary's CanaryAnalysis, when it has one
 
 
 def target_of(rollout: Rollout) -> tuple[str, str | None]:
@@ -59,6 +61,12 @@ def target_of(rollout: Rollout) -> tuple[str, str | None]:
     if candidate and annotations.get(CANDIDATE_BASE) == spec_target:
         return candidate, annotations.get(CANDIDATE_SOURCE) or CANDIDATE
     return spec_target, None
+
+
+def running_canary(status: dict[str, Any]) -> history.Canary | None:
+    """The canary a status names (its record's key), or None when none runs."""
+    version, stable, started = (status.get(f) for f in ("canaryVersion", "stableVersion", "canaryDeployedAt"))
+    return history.Canary(version, stable, started) if version and stable and started else None
 
 
 def monitor_of(rollout: Rollout, monitors: list[dict[str, Any]]) -> str | None:
@@ -152,8 +160,12 @@ class RolloutController(Hooks):
                 accounts.add(storage.account_name(name, src))
         logged = serving.logs(self.settings, monitor)
         analysis = await self.analysis_if_due(obj, status, logged, current, clients.prometheus, now)
+        record = None
+        if (canary := running_canary(status)) is not None:
+            record = await kube.get_custom(*history.GROUP_VERSION, history.PLURAL, ns,
+                                           history.record_name(obj.metadata.get("name", ""), canary))  # fmt: skip
         return Observed(target, stable, current, analysis, monitor, current_route, credentials, frozenset(accounts),
-                        draining)  # fmt: skip
+                        draining, record)  # fmt: skip
 
     async def analysis_if_due(
         self,
@@ -203,6 +215,7 @@ class Walk(Decision[Rollout, Observed]):
         super().__init__(rollout, observed, now)
         self.r, self.settings = rollout, settings
         self.decisions: list[dict[str, Any]] = list(self.status.get("decisions") or [])
+        self.recorded: dict[str, tuple[history.Canary, list[dict[str, Any]]]] = {}  # canary records' new decisions
         self.annotations = rollout.metadata.get("annotations") or {}
         self.standard = isvc.standard(rollout)
 
@@ -578,11 +591,29 @@ class Walk(Decision[Rollout, Observed]):
                     "weight": self.get("canaryWeight"), "message": message[:2048]}  # fmt: skip
         if outcome is not None:
             decision |= {"verdict": outcome.verdict, "evidence": outcome.evidence}
-        self.decisions = [*self.decisions, {k: v for k, v in decision.items() if v is not None}][-MAX_DECISIONS:]
+        decision = {k: v for k, v in decision.items() if v is not None}
+        self.decisions = [*self.decisions, decision][-MAX_DECISIONS:]
         self.fields["decisions"] = self.decisions
+        # The canary it is about: the one running, or starting, as this decision leaves the status. Its stable
+        # is the one the canary was compared with (a promotion has already named the canary stable).
+        running = running_canary({**self.status, **self.fields, "stableVersion": self.status.get("stableVersion")})
+        if running is not None:
+            name = history.record_name(self.r.metadata.get("name", ""), running)
+            self.recorded.setdefault(name, (running, []))[1].append(decision)
+
+    def records(self) -> list[Apply]:
+        """The canary records this pass's decisions go into, applied whole (rollout_history)."""
+        last = (self.status.get("decisions") or [{}])[-1].get("time")
+        applies = []
+        for name, (canary, new) in self.recorded.items():
+            read = self.o.record if self.o.record and self.o.record["metadata"]["name"] == name else None
+            kept, dropped = history.committed(read, last)
+            applies.append(Apply(history.manifest(self.r.metadata, canary, [*kept, *new], dropped)))
+        return applies
 
     def finish(self, conds: list[Cond], requeue: float | None = None) -> Result:
         result = self.result(conds, requeue)
+        result.actions += self.records()
         wanted = self.serving()
         if wanted is not None:
             live = serving.Live(self.o.isvc, self.o.route, self.o.credentials, self.o.accounts)

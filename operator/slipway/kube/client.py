@@ -17,7 +17,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from slipway import contract
-from slipway.api import KINDS
+from slipway.api import KINDS, RECORDS
 from slipway.api.common import GROUP, VERSION
 from slipway.cache import WatchCache
 
@@ -29,7 +29,7 @@ APPLY = "application/apply-patch+yaml"  # JSON is YAML: the body goes as JSON
 
 # The resource (plural) of every custom kind the operator writes: slipway's own from their API models, the
 # others named, never guessed from the kind (a guess goes wrong for the first kind ending in y or s).
-PLURALS = {kind.kind: kind.plural for kind in KINDS} | {
+PLURALS = {kind.kind: kind.plural for kind in (*KINDS, *RECORDS)} | {
     "InferenceService": "inferenceservices",
     "HTTPRoute": "httproutes",
 }

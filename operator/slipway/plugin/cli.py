@@ -64,7 +64,9 @@ class Frame:
         if self.kind == "driftmonitor":
             return version, lambda now, style: render_driftmonitor(obj, now, style)
         if self.history:
-            return version, lambda now, style: render_history(obj, now, style)
+            records = self.client.records(self.name)
+            version += "/" + ",".join(str(r["metadata"].get("resourceVersion")) for r in records)
+            return version, lambda now, style: render_history(obj, now, style, records)
         return version, lambda now, style: render_rollout(obj, now, style)
 
 

@@ -17,12 +17,15 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from slipway import contract
+
 # Fully qualified, because Argo Rollouts also has a kind called Rollout (`rollouts.argoproj.io`).
 RESOURCES = {
     "rollout": "rollouts.slipway.dev",
     "trainingjob": "trainingjobs.slipway.dev",
     "driftmonitor": "driftmonitors.slipway.dev",
 }
+RECORDS = "canaryanalyses.slipway.dev"
 TIMEOUT = 30.0
 
 
@@ -66,6 +69,18 @@ class Client:
     def pods(self, selector: str) -> list[dict[str, Any]]:
         items = json_of(self.run("get", "pods", "-l", selector, "-o", "json")).get("items") or []
         return [i for i in items if isinstance(i, dict)]
+
+    def records(self, rollout: str) -> list[dict[str, Any]]:
+        """A Rollout's canary records (CanaryAnalysis), or none where the cluster has no such resource yet (an
+        operator older than them: its status still holds the latest decisions)."""
+        selector = f"{contract.ROLLOUT}={rollout}"
+        try:
+            text = self.run("get", RECORDS, "-l", selector, "-o", "json")
+        except ClientError as e:
+            if "the server doesn't have a resource type" in str(e):
+                return []
+            raise
+        return [i for i in json_of(text).get("items") or [] if isinstance(i, dict)]
 
     def annotate(self, kind: str, name: str, key: str, value: str) -> None:
         self.run("annotate", RESOURCES[kind], name, f"{key}={value}", "--overwrite")

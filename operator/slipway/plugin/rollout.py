@@ -163,12 +163,45 @@ def render_rollout(obj: dict[str, Any], now: datetime, style: Style) -> list[str
     return fit(tree(Node(header("Rollout", obj, status.get("phase"), style), children), style), style)
 
 
-def render_history(obj: dict[str, Any], now: datetime, style: Style) -> list[str]:
-    """`kubectl slipway history NAME`: every decision kept in status, oldest first, with its evidence."""
+def render_history(
+    obj: dict[str, Any], now: datetime, style: Style, records: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """`kubectl slipway history NAME`, oldest first, with evidence: each canary's record (CanaryAnalysis: all of
+    its decisions) as one node, and the decisions in the Rollout's status that no record holds (a first deploy,
+    a retry, or a canary from before records were kept)."""
     status = obj.get("status") or {}
-    decisions = [d for d in status.get("decisions") or [] if isinstance(d, dict)]
-    if not decisions:
-        children = [Node(style.paint("no decisions yet", "dim"))]
-    else:
-        children = [decision_node(d, style, now, style.width - 6, True) for d in decisions]
+    width = style.width - 6
+    canaries = sorted((r for r in records or [] if isinstance(r, dict)), key=lambda r: str(started(r)))
+    held = {(d.get("time"), d.get("action")) for r in canaries for d in recorded(r)}
+    timeline: list[tuple[str, Node]] = [(str(started(r)), canary_node(r, style, now, width)) for r in canaries]
+    for d in status.get("decisions") or []:
+        if isinstance(d, dict) and (d.get("time"), d.get("action")) not in held:
+            timeline.append((str(d.get("time", "")), decision_node(d, style, now, width, True)))
+    timeline.sort(key=lambda item: item[0])
+    children = [node for _, node in timeline] or [Node(style.paint("no decisions yet", "dim"))]
     return fit(tree(Node(header("Rollout", obj, status.get("phase"), style), children), style), style)
+
+
+def started(record: dict[str, Any]) -> Any:
+    return (record.get("spec") or {}).get("startedAt", "")
+
+
+def recorded(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in (record.get("status") or {}).get("decisions") or [] if isinstance(d, dict)]
+
+
+def canary_node(record: dict[str, Any], style: Style, now: datetime, width: int) -> Node:
+    """One canary: its versions, start, end, and every decision on it."""
+    spec, status = record.get("spec") or {}, record.get("status") or {}
+    phase = str(status.get("phase", "Running"))
+    tone = "red" if phase in ("RolledBack", "Aborted") else "green" if phase == "Promoted" else "bold"
+    when = str(spec.get("startedAt", ""))
+    title = f"Canary {spec.get('canaryVersion', '?')} vs {spec.get('stableVersion', '?')}  {when[:10]} {when[11:19]}"
+    title += f"  {style.paint(phase, tone)}"
+    decisions = recorded(record)
+    dropped = status.get("decisionsDropped")
+    children = [decision_node(d, style, now, width - 3, True) for d in decisions]
+    if isinstance(dropped, int) and dropped > 0:
+        children.insert(0, Node(style.paint(f"{dropped} older decision(s) not kept", "dim")))
+    name = (record.get("metadata") or {}).get("name", "")
+    return Node(title, children, extra=[style.paint(f"CanaryAnalysis {name}", "dim")])
