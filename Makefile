@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CLUSTER := PYTHONPATH=hack $(PY) -m localcluster
+CLUSTER := $(PY) -m slipway_dev.localcluster
 DEMO_DIR := .demo
 # pytest's exit code 5 means it collected nothing: the suite is broken, not green. make would report any failing
 # recipe as its own exit code 2, so the cause is said here, where pytest runs.
@@ -23,11 +23,11 @@ help:
 	@echo "make generate   regenerate crds/ from the pydantic models"
 
 # One environment holds the operator, its test tools and the runtimes the local executor runs.
-$(VENV)/.installed: pyproject.toml runtimes/trainer/pyproject.toml runtimes/predictor/pyproject.toml \
+$(VENV)/.installed: pyproject.toml devenv/pyproject.toml runtimes/trainer/pyproject.toml runtimes/predictor/pyproject.toml \
                    runtimes/drift/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,report]' -e runtimes/trainer -e 'runtimes/predictor[test,dev]' \
+	$(PY) -m pip install -q -e '.[dev,report]' -e devenv -e runtimes/trainer -e 'runtimes/predictor[test,dev]' \
 	  -e 'runtimes/drift[test,dev]'
 	touch $@
 
@@ -54,7 +54,7 @@ helm:
 knative:
 	bash hack/build-knative.sh
 
-# Knative Serving's module sources (their config/ YAML, read by hack/localcluster/knative.py and its tests).
+# Knative Serving's module sources (their config/ YAML, read by devenv/slipway_dev/localcluster/knative.py and its tests).
 knative-sources:
 	cd hack/knative && go mod download knative.dev/serving knative.dev/networking knative.dev/caching
 
@@ -63,31 +63,31 @@ kueue:
 	bash hack/build-kueue.sh
 
 # Argo Rollouts' controller (hack/argo-rollouts), for bench/compare_argo.py only: neither `test` nor `demo`
-# builds it (`python -m localcluster up --argo-rollouts` runs its analysis controller).
+# builds it (`python -m slipway_dev.localcluster up --argo-rollouts` runs its analysis controller).
 argo-rollouts:
 	bash hack/build-argo-rollouts.sh
 
-# Argo Rollouts' module source (its manifests/: CRDs and RBAC, read by hack/localcluster/argo.py and its unit
+# Argo Rollouts' module source (its manifests/: CRDs and RBAC, read by devenv/slipway_dev/localcluster/argo.py and its unit
 # tests); the controller itself is built only for the bench (`make argo-rollouts`).
 argo-rollouts-sources:
 	cd hack/argo-rollouts && go mod download github.com/argoproj/argo-rollouts
 
-# Kueue's module source (its config/ YAML, read by hack/localcluster/kueue.py and its tests).
+# Kueue's module source (its config/ YAML, read by devenv/slipway_dev/localcluster/kueue.py and its tests).
 kueue-sources:
 	cd hack/kueue && go mod download sigs.k8s.io/kueue
 
 generate: deps helm
 	$(PY) -m slipway.api.crdgen crds
-	$(PY) hack/chart_crds.py  # the chart's crds/ and deploy/ follow crds/
+	$(PY) -m slipway_dev.chart_crds  # the chart's crds/ and deploy/ follow crds/
 
 check-generated: deps helm
 	$(PY) -m slipway.api.crdgen --check crds
-	$(PY) hack/chart_crds.py --check
-	$(PY) hack/argocd_cm.py --check
+	$(PY) -m slipway_dev.chart_crds --check
+	$(PY) -m slipway_dev.argocd_cm --check
 
 lint: deps check-generated
-	$(VENV)/bin/ruff check operator runtimes tests hack bench
-	$(VENV)/bin/ruff format --check operator runtimes tests hack bench
+	$(VENV)/bin/ruff check operator runtimes tests devenv bench
+	$(VENV)/bin/ruff format --check operator runtimes tests devenv bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict runtimes/trainer/slipway_trainer
 	$(VENV)/bin/mypy --strict runtimes/predictor/slipway_predictor
@@ -111,7 +111,7 @@ cluster-down:
 
 # make demo MODE=Serverless plays the loop on Knative Serving (default: Standard, KServe's Gateway API mode).
 demo: cluster-up
-	PYTHONPATH=hack $(PY) -m demo $(if $(MODE),--mode $(MODE))
+	$(PY) -m slipway_dev.demo $(if $(MODE),--mode $(MODE))
 
 demo-down:
 	@for f in $(DEMO_DIR)/*.pid; do [ -f "$$f" ] || continue; \

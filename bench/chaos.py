@@ -68,16 +68,16 @@ import yaml
 from sklearn.datasets import load_breast_cancer
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO / "bench"))
-from loadgen import Load  # noqa: E402
-from localcluster import Cluster  # noqa: E402
-from localcluster.cluster import ClusterError  # noqa: E402
-from localcluster.components import APISERVER, PROMETHEUS  # noqa: E402
-from localcluster.layout import port_in_use  # noqa: E402
-from localcluster.servers import DriftServer, S3Server  # noqa: E402
 from rollback_time import free_port, ready, register  # noqa: E402
 from slipway import contract  # noqa: E402
+from slipway.conditions import parse_time  # noqa: E402
+from slipway_dev.loadgen import Load  # noqa: E402
+from slipway_dev.localcluster import Cluster  # noqa: E402
+from slipway_dev.localcluster.cluster import ClusterError  # noqa: E402
+from slipway_dev.localcluster.components import APISERVER, PROMETHEUS  # noqa: E402
+from slipway_dev.localcluster.layout import port_in_use  # noqa: E402
+from slipway_dev.localcluster.servers import DriftServer, S3Server  # noqa: E402
 
 NS = "bench"
 FAULTS = ("operator_kill", "ha_active_kill", "apiserver_restart", "prometheus_freeze", "prometheus_kill",
@@ -358,7 +358,10 @@ def progress(line: str) -> None:
 
 
 def wall(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    parsed = parse_time(stamp)
+    if parsed is None:
+        raise ValueError(f"not a time: {stamp!r}")
+    return parsed.timestamp()
 
 
 class Lane:

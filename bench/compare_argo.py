@@ -69,12 +69,11 @@ import yaml
 from sklearn.datasets import load_breast_cancer  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO))
-from loadgen import Load  # noqa: E402
-from localcluster import Cluster  # noqa: E402
-from localcluster.servers import S3Server  # noqa: E402
 from slipway import contract  # noqa: E402
+from slipway_dev.loadgen import Load  # noqa: E402
+from slipway_dev.localcluster import Cluster  # noqa: E402
+from slipway_dev.localcluster.servers import S3Server  # noqa: E402
 
 from bench import rollback_time as rt  # noqa: E402
 

@@ -37,9 +37,8 @@ import boto3
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-from localcluster import Cluster  # noqa: E402
-from localcluster.servers import S3Server, free_port  # noqa: E402
+from slipway_dev.localcluster import Cluster  # noqa: E402
+from slipway_dev.localcluster.servers import S3Server, free_port  # noqa: E402
 
 NS = "idle"
 # Defaults first: it verifies every artifact once (status.verifiedAt); the others ask S3 at every pass anyway.

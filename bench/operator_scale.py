@@ -63,8 +63,8 @@ from typing import Any
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "hack")]
-from localcluster.servers import DriftServer  # noqa: E402
+sys.path.insert(0, str(REPO))
+from slipway_dev.localcluster.servers import DriftServer  # noqa: E402
 
 from bench.idle import Env, Operator, artifact, cpu_seconds, metric_sum, rss_mb, s3_client, s3_requests, settle  # noqa: E402
 

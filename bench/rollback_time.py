@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,11 @@ import yaml
 from sklearn.datasets import load_breast_cancer
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-from loadgen import Load  # noqa: E402
-from localcluster import Cluster  # noqa: E402
-from localcluster.servers import S3Server  # noqa: E402
+from slipway.conditions import parse_time  # noqa: E402
 from slipway.controllers.rollout_isvc import predictor_service  # noqa: E402
+from slipway_dev.loadgen import Load  # noqa: E402
+from slipway_dev.localcluster import Cluster  # noqa: E402
+from slipway_dev.localcluster.servers import S3Server  # noqa: E402
 
 NS = "bench"
 # Documented defaults of the tools slipway is compared with (reference figures, not measured here).
@@ -268,7 +267,10 @@ def pinned_at(env: Env, timeout: float = 120) -> float:
         return next((d for d in decisions[last + 1 :] if d["action"] == "Pinned"), None)
 
     decision = env.wait("the Pinned decision", pinned, timeout)
-    wall = datetime.strptime(decision["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() + 1
+    written = parse_time(decision["time"])
+    if written is None:
+        raise ValueError(f"the Pinned decision has no time: {decision}")
+    wall = written.timestamp() + 1
     return time.monotonic() - (time.time() - wall)
 
 

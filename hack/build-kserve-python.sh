@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the venv the local executor (hack/localexec) runs KServe's Python images with:
+# Builds the venv the local executor (devenv/slipway_dev/localexec) runs KServe's Python images with:
 # kserve/storage-initializer (KServe's initializer-entrypoint script + kserve-storage) and
 # kserve/sklearnserver (python -m sklearnserver + the kserve SDK + scikit-learn), at the
 # versions pinned in hack/kserve/python-requirements.txt, which match the KServe release in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the local control plane needs and Go cannot build for us:
 # etcd (the apiserver's storage), Prometheus, and nftables (`nft`: the NAT and forward filter
-# of the local executor's pod network namespaces, hack/localexec/podnet.py; `ip`, `nsenter` and
+# of the local executor's pod network namespaces, devenv/slipway_dev/localexec/podnet.py; `ip`, `nsenter` and
 # `unshare` come with iproute2 and util-linux, which every Debian has). Idempotent: a machine that already has
 # both does nothing, not even an `apt-get update`, so this is cheap to call from make targets.
 set -euo pipefail

@@ -47,7 +47,7 @@ def wait_for(
 def _local_cluster(
     tmp_path_factory: pytest.TempPathFactory, name: str, what: str, timeout: float, **options: bool
 ) -> Iterator[Any]:
-    from localcluster import Cluster, ClusterError
+    from slipway_dev.localcluster import Cluster, ClusterError
 
     c = Cluster(tmp_path_factory.mktemp(name), free_ports=True, **options)
     try:
@@ -81,7 +81,7 @@ def serving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real S3-compatible server (moto's server mode) on loopback, for the whole session."""
-    from localcluster.servers import S3Server
+    from slipway_dev.localcluster.servers import S3Server
 
     server = S3Server(tmp_path_factory.mktemp("s3") / "s3.log").start()
     yield server
@@ -91,7 +91,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def drift_server(tmp_path_factory: pytest.TempPathFactory, s3_server: Any) -> Iterator[Any]:
     """slipway's drift runtime, shared like the real one (monitors are keyed by namespace and name)."""
-    from localcluster.servers import DriftServer
+    from slipway_dev.localcluster.servers import DriftServer
 
     root = tmp_path_factory.mktemp("drift")
     server = DriftServer(root / "drift.log", root / "state", s3_server).start()

@@ -20,9 +20,17 @@ def rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """A time the API stores (RFC 3339, as rfc3339() writes it), or None when there is none."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+def parse_time(value: Any) -> datetime | None:
+    """A time the API stores (RFC 3339, as rfc3339() writes it; without a zone, UTC), or None when there is none
+    or it is not a time (a status is writable by anyone allowed to, and Kopf's peering objects are free-form).
+    The one parser of times in the project."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

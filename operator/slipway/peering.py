@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from slipway.conditions import parse_time
 from slipway.config import Settings
 from slipway.kube import Kube
 
@@ -19,12 +20,10 @@ CACHE_SECONDS = 2.0
 
 
 def alive(peer: dict[str, Any], now: datetime) -> bool:
+    seen = parse_time(peer.get("lastseen"))
     try:
-        seen = datetime.fromisoformat(str(peer["lastseen"]).replace("Z", "+00:00"))
-        if seen.tzinfo is None:
-            seen = seen.replace(tzinfo=UTC)
-        return seen + timedelta(seconds=int(peer.get("lifetime", 60))) > now
-    except (KeyError, ValueError, TypeError):
+        return seen is not None and seen + timedelta(seconds=int(peer.get("lifetime", 60))) > now
+    except (ValueError, TypeError):
         return False
 
 

@@ -1,4 +1,4 @@
-"""The whole loop, as `make demo` plays it (hack/demo/scenario.py), asserted: v2 rolled back with its evidence,
+"""The whole loop, as `make demo` plays it (slipway_dev/demo/scenario.py), asserted: v2 rolled back with its evidence,
 exactly one retraining after the drift, v3 promoted, and lineage from v3 back to its job and its data. On the real
 serving stack: KServe's controller runs the predictors (Standard mode), requests go through Traefik on the Rollout's
 HTTPRoute, Prometheus discovers the predictor pods through the apiserver, and the payload logger is KServe's agent."""
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from demo.scenario import Env, Scenario
+from slipway_dev.demo.scenario import Env, Scenario
 
 from tests.conftest import Kubectl
 

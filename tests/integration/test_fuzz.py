@@ -1,6 +1,6 @@
 """Fuzzed custom resources against the real apiserver while the operator runs (issue 14, point 2).
 
-Mutants of every example (hack/fuzz_crs.py) are server-side applied, for real, into their own namespace, in
+Mutants of every example (slipway_dev/fuzz_crs.py) are server-side applied, for real, into their own namespace, in
 batches. Every refusal must name a field the mutant touched; every accepted object must end with a `Ready`
 condition (CamelCase reason, the object's generation) while the operator stays up; once a batch has converged,
 its objects must be reconciled at the resync rate (counted passes against elapsed resyncs), without a write
@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from fuzz_crs import Mutant, load_examples, load_schemas, mutants, names_field
 from requests.adapters import HTTPAdapter
+from slipway_dev.fuzz_crs import Mutant, load_examples, load_schemas, mutants, names_field
 
 from tests.conftest import Kubectl, Operator
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localexec import images
+from slipway_dev.localexec import images
 
 from tests.conftest import REQUIRE_CLUSTER, Kubectl, wait_for
 

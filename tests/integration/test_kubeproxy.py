@@ -1,4 +1,4 @@
-"""kube-proxy in the cluster's node namespace (hack/localcluster/kubeproxy.py) against a real control plane.
+"""kube-proxy in the cluster's node namespace (slipway_dev/localcluster/kubeproxy.py) against a real control plane.
 
 A private cluster (own state dir, free ports, executor on) is started once for the module; the
 test starts kube-proxy itself in a system namespace on node duty, as the cluster will. From
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from localcluster import Cluster, ClusterError, kubeproxy  # via pytest's pythonpath = ["hack"]
-from localcluster.api import Api
-from localcluster.pki import ADMIN
-from localcluster.procs import ProcessSpec
-from localexec import podnet
+from slipway_dev.localcluster import Cluster, ClusterError, kubeproxy
+from slipway_dev.localcluster.api import Api
+from slipway_dev.localcluster.pki import ADMIN
+from slipway_dev.localcluster.procs import ProcessSpec
+from slipway_dev.localexec import podnet
 
 from tests.conftest import REQUIRE_CLUSTER, wait_for
 

@@ -1,4 +1,4 @@
-"""The local control plane (hack/localcluster) against its real components.
+"""The local control plane (slipway_dev/localcluster) against its real components.
 
 A private cluster (own state dir, free ports) is started once for the module, so these
 tests never touch a developer's <repo>/.cluster. They need the binaries from
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from localcluster import Cluster  # importable via pytest's pythonpath = ["hack"] (pyproject.toml)
+from slipway_dev.localcluster import Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def test_a_failed_restart_of_one_component_leaves_the_running_cluster_alone(
     import os
     import signal
 
-    from localcluster.components import SCHEDULER
+    from slipway_dev.localcluster.components import SCHEDULER
 
     before = cluster.status()["processes"]
     scheduler = cluster.procs.pid(SCHEDULER)

@@ -1,4 +1,4 @@
-"""The local executor (hack/localexec) against a real control plane.
+"""The local executor (slipway_dev/localexec) against a real control plane.
 
 A private cluster (own state dir, free ports) is started once for the module with the
 executor on, as `Cluster.up()` runs it by default. Pods labelled slipway.dev/component (or
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from localcluster import Cluster  # importable via pytest's pythonpath = ["hack"] (pyproject.toml)
-from localexec import podnet
+from slipway_dev.localcluster import Cluster
+from slipway_dev.localexec import podnet
 
 pytestmark = pytest.mark.integration
 

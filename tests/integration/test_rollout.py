@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from loadgen import Load
 from sklearn.datasets import load_breast_cancer
+from slipway_dev.loadgen import Load
 
 from tests.conftest import REPO, Kubectl, Operator, wait_for
 from tests.integration.test_training import phase_is
@@ -324,7 +324,7 @@ sys.stdout.buffer.write(buf.getvalue())
 def kserve_sklearn_version(kubectl: Kubectl, s3: Any, name: str, version: int, c: float) -> str:
     """A ModelVersion made for KServe's own sklearn runtime: fitted with the scikit-learn that runtime ships
     (its venv), since a pickle only loads in the version that wrote it."""
-    from localexec.images import default_kserve_venv
+    from slipway_dev.localexec.images import default_kserve_venv
 
     blob = subprocess.run([str(default_kserve_venv() / "bin" / "python"), "-c", FIT_FOR_KSERVE, str(c)],
                           capture_output=True, check=True).stdout  # fmt: skip

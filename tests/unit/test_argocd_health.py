@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import argocd_cm  # hack/ is on pytest's pythonpath
 import pytest
 import yaml
 from lupa import lua51, lua54
 from slipway import api
+from slipway_dev import argocd_cm
 
 from tests.conftest import REPO
 
@@ -77,7 +77,7 @@ def test_a_status_for_an_older_generation_is_progressing_even_if_it_said_healthy
 
 
 def test_the_configmap_embeds_exactly_the_scripts() -> None:
-    assert argocd_cm.main(["--check"]) == 0, "argocd/argocd-cm.yaml is stale: run python hack/argocd_cm.py"
+    assert argocd_cm.main(["--check"]) == 0, "argocd/argocd-cm.yaml is stale: run python -m slipway_dev.argocd_cm"
     cm = yaml.safe_load((REPO / "argocd" / "argocd-cm.yaml").read_text())
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
     for kind in KINDS:

@@ -180,12 +180,12 @@ def test_ci_files_cover_the_variants() -> None:
 def test_chart_crds_are_the_generated_ones() -> None:
     source = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
     chart = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
-    assert chart == source, "charts/slipway/crds/ differs from crds/: run python hack/chart_crds.py"
+    assert chart == source, "charts/slipway/crds/ differs from crds/: run python -m slipway_dev.chart_crds"
 
 
 def test_generated_files_are_fresh(helm: str) -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "chart_crds.py"), "--check"],
+        [sys.executable, "-m", "slipway_dev.chart_crds", "--check"],
         capture_output=True,
         text=True,
         env={**os.environ, "HELM": helm},

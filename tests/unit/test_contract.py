@@ -64,7 +64,7 @@ def test_no_product_code_spells_a_contract_name_itself() -> None:
     own copies, held to it by the tests above)."""
     quoted = re.compile(r"""["']([^"'\s]+)["']""")
     found = []
-    for folder in ("operator/slipway", "hack", "bench"):
+    for folder in ("operator/slipway", "devenv/slipway_dev", "bench"):
         for path in sorted((REPO / folder).rglob("*.py")):
             if path == REPO / "operator/slipway/contract.py":
                 continue

@@ -271,7 +271,9 @@ def test_logger_points_each_version_at_its_own_window() -> None:
     from slipway.controllers.rollout import Observed as RObserved
 
     out = ctl.decide(r, RObserved(mv("m-v2"), mv("m-v1"), None, None, "dm"), NOW)
-    [apply] = [a for a in out.actions if isinstance(a, Apply)]  # no route yet: the service has no URL
+    [apply] = [
+        a for a in out.actions if isinstance(a, Apply) and a.manifest["kind"] == "InferenceService"
+    ]  # no route: the service has no URL
     spec = apply.manifest["spec"]
     assert spec["predictor"]["logger"]["url"] == "http://drift:8080/v1/events/ns/dm/m-v1"
     assert spec["canary"][0]["predictor"]["logger"]["url"] == "http://drift:8080/v1/events/ns/dm/m-v2"

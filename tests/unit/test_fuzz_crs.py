@@ -1,4 +1,4 @@
-"""hack/fuzz_crs.py: seeded, pure mutants of every example, and the check that a refusal names the field."""
+"""slipway_dev/fuzz_crs.py: seeded, pure mutants of every example, and the check that a refusal names the field."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from fuzz_crs import (
+from slipway_dev.fuzz_crs import (
     KINDS,
     OPS,
     Mutation,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import stats_sim
 from slipway import stats
 from slipway.stats import Histogram, Proportion, error_rate_test
+from slipway_dev import stats_sim
 
 ALPHA = 0.05
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -28,7 +28,7 @@ def table() -> dict[str, stats_sim.Row]:
 def test_the_readme_table_is_what_the_simulation_says(table: dict[str, stats_sim.Row]) -> None:
     text = README.read_text()
     assert stats_sim.readme_with(text, stats_sim.table(list(table.values()))) == text, (
-        "README's analysis table is stale: run .venv/bin/python hack/stats_sim.py --write"
+        "README's analysis table is stale: run .venv/bin/python -m slipway_dev.stats_sim --write"
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from slipway import contract
 from slipway.api.common import API_VERSION
 from slipway.api.driftmonitor import DriftMonitor
-from slipway.conditions import rfc3339
+from slipway.conditions import parse_time, rfc3339
 from slipway.sharding import shard_labels, shard_of
 
 MONITOR_LABEL = contract.DRIFT_MONITOR
@@ -138,9 +138,9 @@ def retrain_verdict(
         return RetrainVerdict(False, "retraining is off (spec.retrain)")
     if consecutive < retrain.consecutive_windows:
         return RetrainVerdict(False, f"{consecutive}/{retrain.consecutive_windows} drifted windows in a row")
-    last = (status.get("lastRetrain") or {}).get("time")
+    last = parse_time((status.get("lastRetrain") or {}).get("time"))
     if last:
-        until = datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(seconds=retrain.cooldown_seconds)
+        until = last + timedelta(seconds=retrain.cooldown_seconds)
         if now < until:
             return RetrainVerdict(False, f"drift persists but retraining is in cooldown until {rfc3339(until)}")
     running = [j["metadata"]["name"] for j in jobs if not finished(j)]

@@ -10,7 +10,7 @@ from slipway import conditions, contract
 from slipway.api.common import Gate
 from slipway.api.modelversion import ModelVersion
 from slipway.clients import Clients
-from slipway.conditions import Cond, rfc3339
+from slipway.conditions import Cond, parse_time, rfc3339
 from slipway.config import Settings
 from slipway.controllers.base import Decision, Event, Hooks, Result, SetFinalizers, Wake
 from slipway.storage import ObjectMissing, S3Access, StorageError
@@ -174,7 +174,8 @@ def verified_until(mv: ModelVersion, verify_seconds: float) -> datetime | None:
     at = status.verified_at
     if verify_seconds <= 0 or not at:
         return None
-    return datetime.fromisoformat(at.replace("Z", "+00:00")) + timedelta(seconds=verify_seconds)
+    verified = parse_time(at)
+    return verified + timedelta(seconds=verify_seconds) if verified else None
 
 
 UNVERIFIED: dict[str, Any] = {"verifiedSha256": None, "verifiedEtag": None, "verifiedAt": None}

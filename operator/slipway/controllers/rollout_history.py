@@ -11,7 +11,6 @@ decision the status holds are kept from the record as read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from slipway import contract
@@ -36,7 +35,7 @@ class Canary:
 
 def record_name(rollout: str, canary: Canary) -> str:
     """`<rollout>-<version>-<yyyymmdd>-<hhmmss>`: the same version tried again is another record."""
-    started = when(canary.started_at)
+    started = parse_time(canary.started_at)
     stamp = started.strftime("%Y%m%d-%H%M%S") if started else "unknown"
     return f"{rollout}-{canary.version}"[: 253 - len(stamp) - 1] + f"-{stamp}"
 
@@ -44,20 +43,12 @@ def record_name(rollout: str, canary: Canary) -> str:
 def committed(record: dict[str, Any] | None, last_time: str | None) -> tuple[list[dict[str, Any]], int]:
     """The decisions of `record` that the Rollout's status went on to hold (see the module's docstring), and how
     many older ones it had dropped."""
-    limit = when(last_time)
+    limit = parse_time(last_time)
     if record is None or limit is None:
         return [], 0
     status = record.get("status") or {}
-    kept = [d for d in status.get("decisions") or [] if (t := when(d.get("time"))) is not None and t <= limit]
+    kept = [d for d in status.get("decisions") or [] if (t := parse_time(d.get("time"))) is not None and t <= limit]
     return kept, int(status.get("decisionsDropped") or 0)
-
-
-def when(value: Any) -> datetime | None:
-    """A decision's time; None for one that is not a time (the schema says date-time, but status is writable)."""
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def manifest(

@@ -12,8 +12,10 @@ import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from slipway.conditions import parse_time
 
 WIDTH = 80
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -120,16 +122,6 @@ def wrap(text: str, width: int, max_lines: int = 3) -> list[str]:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][: max(width, 10) - 1].rstrip() + "…"
     return lines
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def age(value: Any, now: datetime) -> str:

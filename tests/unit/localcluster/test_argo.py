@@ -1,4 +1,4 @@
-"""Argo Rollouts' builders (hack/localcluster/argo.py), on Argo Rollouts v1.10.1's own manifests/ from the Go
+"""Argo Rollouts' builders (slipway_dev/localcluster/argo.py), on Argo Rollouts v1.10.1's own manifests/ from the Go
 module cache (`make unit` and `make test` download it: argo-rollouts-sources)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from localcluster import argo
+from slipway_dev.localcluster import argo
 
 
 @pytest.fixture(scope="module")

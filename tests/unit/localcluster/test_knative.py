@@ -1,4 +1,4 @@
-"""Knative Serving's builders (hack/localcluster/knative.py), on Knative's own config/ from the
+"""Knative Serving's builders (slipway_dev/localcluster/knative.py), on Knative's own config/ from the
 Go module cache (hack/build-knative.sh downloads it)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from localcluster import knative
-from localcluster.serving import Obj, load_all
+from slipway_dev.localcluster import knative
+from slipway_dev.localcluster.serving import Obj, load_all
 
 # k8s.io/apimachinery validation.IsValidLabelValue
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")

@@ -1,4 +1,4 @@
-"""kube-proxy's command line, identity and Node patch (hack/localcluster/kubeproxy.py), without running it."""
+"""kube-proxy's command line, identity and Node patch (slipway_dev/localcluster/kubeproxy.py), without running it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import kubeproxy, sysnet
-from localcluster.api import ApiError
-from localexec import podnet
+from slipway_dev.localcluster import kubeproxy, sysnet
+from slipway_dev.localcluster.api import ApiError
+from slipway_dev.localexec import podnet
 
 BIN = Path("/bin/kube-proxy")
 KUBECONFIG = Path("/state/kube-proxy.kubeconfig")

@@ -1,4 +1,4 @@
-"""Kueue's builders (hack/localcluster/kueue.py), on Kueue v0.17.0's own config/ from the Go module
+"""Kueue's builders (slipway_dev/localcluster/kueue.py), on Kueue v0.17.0's own config/ from the Go module
 cache (`make kueue-sources`). The rendering (`kubectl kustomize config/default`) is what the
 integration tests run; here the same files are read as kustomize would feed them."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from localcluster import kueue
-from localcluster.serving import Obj, load_all
+from slipway_dev.localcluster import kueue
+from slipway_dev.localcluster.serving import Obj, load_all
 
 ADDRESS = "198.19.128.9"
 BASE_URL = f"https://{ADDRESS}:{kueue.WEBHOOK_PORT}"

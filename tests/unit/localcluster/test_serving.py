@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from localcluster import serving, sysnet
-from localcluster.layout import Ports
-from localexec import podnet
+from slipway_dev.localcluster import serving, sysnet
+from slipway_dev.localcluster.layout import Ports
+from slipway_dev.localexec import podnet
 
 CONFIGMAP = {
     "apiVersion": "v1",
@@ -105,7 +105,7 @@ def test_prometheus_discovers_kserve_pods_through_the_apiserver_and_scrapes_the_
     import subprocess
 
     import yaml
-    from localcluster import prometheus
+    from slipway_dev.localcluster import prometheus
 
     for name in ("ca.crt", "c.crt", "c.key"):
         (tmp_path / name).write_text("x")
@@ -116,7 +116,7 @@ def test_prometheus_discovers_kserve_pods_through_the_apiserver_and_scrapes_the_
     sd = jobs[prometheus.KSERVE_JOB]["kubernetes_sd_configs"][0]
     assert sd["role"] == "pod" and sd["api_server"] == "https://127.0.0.1:6443"
     assert jobs[prometheus.GATEWAY_JOB]["static_configs"] == [{"targets": ["127.0.0.1:18082"]}]
-    from localcluster.layout import default_bin_dir
+    from slipway_dev.localcluster.layout import default_bin_dir
 
     promtool = default_bin_dir() / "promtool"
     assert promtool.exists(), "hack/build-serving.sh builds promtool with Prometheus"
@@ -139,7 +139,7 @@ def test_the_documented_scrape_jobs_are_the_ones_the_local_cluster_runs(
     import re
 
     import yaml
-    from localcluster import prometheus
+    from slipway_dev.localcluster import prometheus
 
     text = (Path(__file__).resolve().parents[3] / "docs" / "install.md").read_text()
     block = re.search(rf"<!-- {marker} -->\n```yaml\n(.*?)```", text, re.S)

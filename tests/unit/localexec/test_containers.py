@@ -1,4 +1,4 @@
-"""From pod spec to local process (hack/localexec/containers.py), and the executor's view of a
+"""From pod spec to local process (slipway_dev/localexec/containers.py), and the executor's view of a
 pod it finds after a restart (Executor._adopt), without a cluster."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localexec.containers import Config, ImageUnavailable, prepare
-from localexec.envres import ConfigError
-from localexec.executor import Executor
-from localexec.kube import Api
-from localexec.network import Resolver
-from localexec.status import TERMINATED, WAITING
+from slipway_dev.localexec.containers import Config, ImageUnavailable, prepare
+from slipway_dev.localexec.envres import ConfigError
+from slipway_dev.localexec.executor import Executor
+from slipway_dev.localexec.kube import Api
+from slipway_dev.localexec.network import Resolver
+from slipway_dev.localexec.status import TERMINATED, WAITING
 
 
 class Sources:

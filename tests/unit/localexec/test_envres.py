@@ -1,4 +1,4 @@
-"""Env resolution and $(VAR) expansion as the kubelet does them (hack/localexec/envres.py)."""
+"""Env resolution and $(VAR) expansion as the kubelet does them (slipway_dev/localexec/envres.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from localexec.envres import ConfigError, expand, field_value, resolve_env
+from slipway_dev.localexec.envres import ConfigError, expand, field_value, resolve_env
 
 
 class FakeSources:

@@ -1,11 +1,11 @@
-"""Image references and local argv of the local executor (hack/localexec/images.py)."""
+"""Image references and local argv of the local executor (slipway_dev/localexec/images.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from localexec.images import local_argv, repository, runtime_of, runtime_paths
+from slipway_dev.localexec.images import local_argv, repository, runtime_of, runtime_paths
 
 
 @pytest.mark.parametrize(

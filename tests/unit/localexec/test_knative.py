@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localexec import images, podnet, probes, status
-from localexec.containers import Config, ImageUnavailable, prepare
-from localexec.images import KNATIVE_QUEUE_IMAGE, Programs, Unavailable, is_knative_queue
-from localexec.network import Resolver
+from slipway_dev.localexec import images, podnet, probes, status
+from slipway_dev.localexec.containers import Config, ImageUnavailable, prepare
+from slipway_dev.localexec.images import KNATIVE_QUEUE_IMAGE, Programs, Unavailable, is_knative_queue
+from slipway_dev.localexec.network import Resolver
 
 POD_IP = "198.18.0.9"
 POD_NAME = "hello-00001-deployment-6d4f9c7b8-x2k4q"
@@ -269,7 +269,7 @@ def test_a_revision_pods_containers(cfg: Config) -> None:
 
 
 def test_a_revision_pod_with_what_the_executor_cannot_honour_fails_visibly(cfg: Config) -> None:
-    from localexec.envres import ConfigError
+    from slipway_dev.localexec.envres import ConfigError
 
     pod = revision_pod()
     # system-internal-tls: the server-certs Secret volume on the queue-proxy (deploy.go:203-206).

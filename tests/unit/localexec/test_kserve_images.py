@@ -1,4 +1,4 @@
-"""KServe's images in the local executor's image mapping (hack/localexec/images.py): which
+"""KServe's images in the local executor's image mapping (slipway_dev/localexec/images.py): which
 references name them, what they run, and the ErrImagePull message when that is not built."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from localexec import images
-from localexec.images import LocalImage, Programs, Unavailable, kserve_image_of, resolve
+from slipway_dev.localexec import images
+from slipway_dev.localexec.images import LocalImage, Programs, Unavailable, kserve_image_of, resolve
 
 SCRIPT = "python/storage-initializer/scripts/initializer-entrypoint"
 

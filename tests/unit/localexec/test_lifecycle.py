@@ -1,4 +1,4 @@
-"""How the executor stops and probes a running pod's containers (hack/localexec/executor.py):
+"""How the executor stops and probes a running pod's containers (slipway_dev/localexec/executor.py):
 preStop hooks before SIGTERM, SIGKILL after the grace period, startup and liveness probes
 that kill the container. Processes are stand-ins that record the signals they get; the
 preStop hook reaches a real HTTP server in the test."""
@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localexec import probes
-from localexec.containers import Config
-from localexec.executor import Executor, HookDone, PodRecord
-from localexec.kube import Api
-from localexec.probes import ProbeResult
-from localexec.status import RUNNING, container_status
+from slipway_dev.localexec import probes
+from slipway_dev.localexec.containers import Config
+from slipway_dev.localexec.executor import Executor, HookDone, PodRecord
+from slipway_dev.localexec.kube import Api
+from slipway_dev.localexec.probes import ProbeResult
+from slipway_dev.localexec.status import RUNNING, container_status
 
 LOG: list[tuple[float, str]] = []  # (when, what): the hook's request and the signals, in order
 

@@ -1,11 +1,19 @@
-"""DNS rewriting to pod IPs in the local executor (hack/localexec/network.py)."""
+"""DNS rewriting to pod IPs in the local executor (slipway_dev/localexec/network.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from localexec.network import Candidate, Resolver, Target, dns_candidates, gang_key, rewrite_hosts, target_port
+from slipway_dev.localexec.network import (
+    Candidate,
+    Resolver,
+    Target,
+    dns_candidates,
+    gang_key,
+    rewrite_hosts,
+    target_port,
+)
 
 
 def pod(name: str, ns: str = "ml", hostname: str | None = None, subdomain: str | None = None, **labels: str) -> Any:

@@ -1,4 +1,4 @@
-"""Pod IPs and what sets up a pod's network namespace (hack/localexec/podnet.py), without
+"""Pod IPs and what sets up a pod's network namespace (slipway_dev/localexec/podnet.py), without
 touching the machine's network: the commands are recorded, not run (the integration tests
 run them)."""
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from localexec import podnet
-from localexec.podnet import Allocator, PodNetworks, PodRange
+from slipway_dev.localexec import podnet
+from slipway_dev.localexec.podnet import Allocator, PodNetworks, PodRange
 
 
 def test_range_checks() -> None:

@@ -1,4 +1,4 @@
-"""Probes and lifecycle hooks as the kubelet runs them (hack/localexec/probes.py), against a
+"""Probes and lifecycle hooks as the kubelet runs them (slipway_dev/localexec/probes.py), against a
 real HTTP server in the test: what it receives is what Knative's queue-proxy would."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from localexec import probes
-from localexec.probes import HTTP, LIVENESS, STARTUP, ProbeSpec, ProbeState, check, probe_spec
+from slipway_dev.localexec import probes
+from slipway_dev.localexec.probes import HTTP, LIVENESS, STARTUP, ProbeSpec, ProbeState, check, probe_spec
 
 
 class Recorder(ThreadingHTTPServer):

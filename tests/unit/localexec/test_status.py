@@ -1,11 +1,11 @@
-"""Pod status shapes the local executor reports (hack/localexec/status.py)."""
+"""Pod status shapes the local executor reports (slipway_dev/localexec/status.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from localexec.status import (
+from slipway_dev.localexec.status import (
     RUNNING,
     TERMINATED,
     WAITING,

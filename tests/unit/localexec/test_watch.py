@@ -1,4 +1,4 @@
-"""The executor's pod watch (hack/localexec/watch.py): every pod is listed and watched, and
+"""The executor's pod watch (slipway_dev/localexec/watch.py): every pod is listed and watched, and
 only those with slipway's or KServe's label are passed on."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import queue
 from collections.abc import Iterator
 from typing import Any
 
-from localexec.watch import PodEvent, Relist, Watcher
+from slipway_dev.localexec.watch import PodEvent, Relist, Watcher
 
 
 def pod(uid: str, **labels: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 -- Argo CD health of a slipway.dev CanaryAnalysis, one canary's record (generated into ../../../argocd-cm.yaml
--- by hack/argocd_cm.py). As Argo Rollouts' AnalysisRun: running is Progressing, a rolled-back or aborted canary
+-- by slipway_dev.argocd_cm). As Argo Rollouts' AnalysisRun: running is Progressing, a rolled-back or aborted canary
 -- Degraded (with the decision that ended it), a promoted or replaced one Healthy.
 local hs = {}
 local canary = (obj.spec ~= nil and obj.spec.canaryVersion) or "the canary"

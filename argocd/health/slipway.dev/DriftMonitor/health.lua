@@ -1,4 +1,4 @@
--- Argo CD health of a slipway.dev DriftMonitor (generated into ../../../argocd-cm.yaml by hack/argocd_cm.py).
+-- Argo CD health of a slipway.dev DriftMonitor (generated into ../../../argocd-cm.yaml by slipway_dev.argocd_cm).
 -- Drift is a finding about the data, not a fault of the monitor: Drifting and Retraining stay Healthy (the
 -- monitor is doing its job) and say so in the message; alert on drift from Prometheus, not from Argo CD.
 local hs = {}

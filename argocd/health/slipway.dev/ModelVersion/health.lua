@@ -1,4 +1,4 @@
--- Argo CD health of a slipway.dev ModelVersion (generated into ../../../argocd-cm.yaml by hack/argocd_cm.py).
+-- Argo CD health of a slipway.dev ModelVersion (generated into ../../../argocd-cm.yaml by slipway_dev.argocd_cm).
 -- Ready needs Verified (artifact present, sha256 matches) and GatesPassed.
 local hs = {}
 local function condition(kind)

@@ -1,4 +1,4 @@
--- Argo CD health of a slipway.dev Rollout (generated into ../../../argocd-cm.yaml by hack/argocd_cm.py).
+-- Argo CD health of a slipway.dev Rollout (generated into ../../../argocd-cm.yaml by slipway_dev.argocd_cm).
 -- kstatus conditions first (Stalled, Ready, observedGeneration); the phase says which kind of not-Ready it is.
 local hs = {}
 local function condition(kind)

@@ -1,4 +1,4 @@
--- Argo CD health of a slipway.dev TrainingJob (generated into ../../../argocd-cm.yaml by hack/argocd_cm.py).
+-- Argo CD health of a slipway.dev TrainingJob (generated into ../../../argocd-cm.yaml by slipway_dev.argocd_cm).
 -- kstatus conditions first (Stalled, Ready, observedGeneration), then the phase and the Suspended condition.
 local hs = {}
 local function condition(kind)

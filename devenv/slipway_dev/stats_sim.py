@@ -1,5 +1,5 @@
 """Simulated canaries judged by slipway's analysis, looked at as the operator looks: the source of the README's
-table of what the analysis detects and how fast (`python hack/stats_sim.py --write` regenerates it; a unit test
+table of what the analysis detects and how fast (`python -m slipway_dev.stats_sim --write` regenerates it; a unit test
 fails when it is stale).
 
 A canary walks the example Rollout's steps (examples/rollout.yaml: 10 % then 50 %, 60 s each, then all
@@ -16,26 +16,26 @@ import argparse
 import math
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+from slipway import stats
+from slipway.analysis import tests_that_roll_back
+from slipway.api.rollout import Analysis
+from slipway_predictor.metrics import DURATION_BUCKETS
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "operator"))
-sys.path.insert(0, str(ROOT / "runtimes" / "predictor"))
+from slipway_dev import REPO
 
-from slipway import stats  # noqa: E402
-from slipway.analysis import tests_that_roll_back  # noqa: E402
-from slipway.api.rollout import Analysis  # noqa: E402
-from slipway_predictor.metrics import DURATION_BUCKETS  # noqa: E402
+ROOT = REPO
 
+Floats = npt.NDArray[np.float64]
 RPS, INTERVAL, STEPS, HOLD = 50, 10, (10, 50), 60
 DEFAULTS = Analysis.model_validate({"prometheus": {"address": "http://127.0.0.1:9"}})
 MAX_HOLD = DEFAULTS.max_hold_seconds
 BEGIN, END = "<!-- stats_sim table: begin -->", "<!-- stats_sim table: end -->"
 
 
-def bucket_probabilities(scale: float) -> np.ndarray:
+def bucket_probabilities(scale: float) -> Floats:
     """P(latency in each bucket, and above the last bound) for 4 ms + log-normal(10 ms, 0.5), times scale."""
     bounds = np.array(DURATION_BUCKETS)
     inner = np.clip(bounds / scale - 0.004, 1e-12, None)
@@ -47,12 +47,12 @@ def bucket_probabilities(scale: float) -> np.ndarray:
 class Side:
     n: float = 0.0
     errors: float = 0.0
-    buckets: np.ndarray | None = None
+    buckets: Floats | None = None
 
-    def add(self, rng: np.random.Generator, n: int, p_error: float, probs: np.ndarray) -> None:
+    def add(self, rng: np.random.Generator, n: int, p_error: float, probs: Floats) -> None:
         self.n += n
         self.errors += rng.binomial(n, p_error)
-        counts = rng.multinomial(n, probs)
+        counts = rng.multinomial(n, probs).astype(np.float64)
         self.buckets = counts if self.buckets is None else self.buckets + counts
 
     def histogram(self) -> stats.Histogram:

@@ -9,7 +9,9 @@ import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from slipway_dev import REPO
+
+REPO_ROOT = REPO
 
 # Built by hack/build-controlplane.sh; shared by every checkout on the machine because a
 # build takes minutes and the binaries depend only on the pins under hack/controlplane/.

@@ -6,7 +6,7 @@ one directory; on request also a real Prometheus, the real serving stack (KServe
 manager and webhooks, Traefik) and real Knative Serving. kwok simulates the nodes and every pod
 except slipway's runtime pods (label slipway.dev/component) and KServe's predictor pods, Knative
 revision pods included (label serving.kserve.io/inferenceservice), which the local executor
-(hack/localexec) runs as real processes, one per container.
+(slipway_dev/localexec) runs as real processes, one per container.
 Starting is idempotent and a warm start reuses certificates and etcd data, so it costs
 roughly the apiserver's own start-up time.
 """
@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from localexec.podnet import unreachable_routes
+from slipway_dev import HACK
+from slipway_dev.localexec.podnet import unreachable_routes
 
 from . import argo, components, knative, kubeconfig, kueue, nodes, serving
 from . import prometheus as prom
@@ -62,7 +63,7 @@ START_ORDER = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 # stopped even when this Cluster was made without it.
 OPTIONAL = (EXECUTOR, PROMETHEUS, TRAEFIK, KSERVE_MANAGER, *KNATIVE, KUEUE_MANAGER, ARGO_CONTROLLER)
 STOP_ORDER = ((*OPTIONAL, KWOK, SCHEDULER, CONTROLLER_MANAGER), (APISERVER,), (ETCD,))
-HACK_DIR = Path(__file__).resolve().parents[1]
+HACK_DIR = HACK
 
 FIELD_MANAGER = "slipway-localcluster"
 NODE_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -91,14 +92,14 @@ class Cluster:
     `prometheus` (default off) runs Prometheus at `prometheus_url`, scraping every
     `scrape_interval` what it discovers when the serving stack runs (KServe's predictor pods
     and Knative's queue-proxies through the apiserver, and Traefik).
-    `serving` (default off) runs the real serving stack (hack/localcluster/serving.py): KServe's
+    `serving` (default off) runs the real serving stack (slipway_dev/localcluster/serving.py): KServe's
     controller manager with its webhooks, the Gateway API CRDs and Traefik, whose Gateway
     listens at `ingress_url`.
-    `knative` (default off) runs Knative Serving (hack/localcluster/knative_stack.py) for
+    `knative` (default off) runs Knative Serving (slipway_dev/localcluster/knative_stack.py) for
     KServe's Serverless mode, its services reached through `knative_url`.
-    `kueue` (default off) runs Kueue's manager (hack/localcluster/kueue_stack.py): its CRDs and
+    `kueue` (default off) runs Kueue's manager (slipway_dev/localcluster/kueue_stack.py): its CRDs and
     webhooks, batch admission of pods that name a LocalQueue.
-    `argo_rollouts` (default off) runs Argo Rollouts' analysis controller (hack/localcluster/argo.py) with its
+    `argo_rollouts` (default off) runs Argo Rollouts' analysis controller (slipway_dev/localcluster/argo.py) with its
     CRDs: AnalysisRuns are measured and judged by Argo's own code (bench/compare_argo.py).
     """
 
@@ -498,8 +499,7 @@ class Cluster:
         argv = components.executor(
             self.executor_python, self.state, self.kubeconfig, self.executor_python, self.bin_dir
         )
-        pythonpath = os.pathsep.join(p for p in (str(HACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
-        self._start(ProcessSpec(EXECUTOR, argv, env=dict(os.environ, PYTHONPATH=pythonpath)))
+        self._start(ProcessSpec(EXECUTOR, argv, env=dict(os.environ)))
 
     @property
     def _executor_ready(self) -> Path:

@@ -19,13 +19,14 @@ from typing import Any
 
 import boto3
 import yaml
-from loadgen import Load
 from slipway import contract
+
+from slipway_dev import REPO
+from slipway_dev.loadgen import Load
 
 from . import data, report
 from .timeline import Timeline
 
-REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "examples" / "demo"
 MODEL, ROLLOUT, MONITOR = "cancer", "cancer", "cancer"
 

@@ -148,14 +148,14 @@ def scheduler(binary: Path, state: StateDir, p: Ports, kubeconfig: Path) -> list
 
 
 def executor(python: str, state: StateDir, kubeconfig: Path, pod_python: str, bin_dir: Path | None = None) -> list[str]:
-    # The local executor (hack/localexec) plays the kubelet for the pods kwok.yaml leaves
+    # The local executor (slipway_dev/localexec) plays the kubelet for the pods kwok.yaml leaves
     # alone; as admin, like kwok: it writes pod status, reads Secrets, deletes pods. It
     # routes the Service CIDR to `unreachable` (there is no kube-proxy) and runs KServe's
     # agent from the cluster's bin dir.
     return [
         python,
         "-m",
-        "localexec",
+        "slipway_dev.localexec",
         f"--kubeconfig={kubeconfig}",
         f"--state-dir={state.root}",
         f"--python={pod_python}",

@@ -13,7 +13,7 @@ What changes is only what running it as a process beside the other components ne
   of slipway's is touched;
 - leader election is off (one process, no standby; its lease would only delay the start);
 - its healthz and metrics servers bind 0.0.0.0 whatever it is told (A/controller/controller.go:100), so it runs
-  in a network namespace of its own (hack/localcluster/sysnet.py), reachable only from this machine: its
+  in a network namespace of its own (slipway_dev/localcluster/sysnet.py), reachable only from this machine: its
   127.0.0.1:<apiserver port> and 127.0.0.1:<Prometheus port> reach the host's, so the cluster's kubeconfig and
   the local Prometheus URL work unchanged from inside;
 - `POD_NAMESPACE` says where its ConfigMap is, as the Deployment's downward API would

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from slipway.conditions import parse_time
+
 
 def epoch(ts: str | None) -> float | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() if ts else None
+    parsed = parse_time(ts)
+    return parsed.timestamp() if parsed else None
 
 
 @dataclass

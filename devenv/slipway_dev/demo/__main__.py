@@ -1,6 +1,6 @@
 """`make demo`: the whole loop on the local cluster (which `make cluster-up` started), then the report.
 
-PYTHONPATH=hack .venv/bin/python -m demo [--namespace demo] [--rps 40]
+.venv/bin/python -m slipway_dev.demo [--namespace demo] [--rps 40]
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from localcluster import Cluster
+from slipway_dev import REPO
+from slipway_dev.localcluster import Cluster
 
 from . import services
-from .scenario import REPO, Env, Kubectl, Scenario
+from .scenario import Env, Kubectl, Scenario
 from .timeline import Timeline
 
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from slipway_dev import HACK
+
 from . import kubeconfig
 from .layout import Ports, StateDir
 from .pki import ClientIdentity
@@ -50,7 +52,7 @@ TRAEFIK = "traefik"
 
 KSERVE_MODULE = "github.com/kserve/kserve"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
-HACK_DIR = Path(__file__).resolve().parents[1]
+HACK_DIR = HACK
 
 NAMESPACE = "kserve"
 GATEWAY = "kserve-ingress-gateway"  # the name KServe's ingress config refers to

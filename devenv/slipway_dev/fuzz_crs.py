@@ -6,7 +6,7 @@ wrong type, a missing field, an out-of-range number, a huge string, unicode, a n
 one the schema knows that the example leaves out), a boundary string (`100%`, `-a`, upper case, ...) or a list
 emptied or grown. Every mutation records the field path it touched, so a rejection can be checked to name it.
 
-    python hack/fuzz_crs.py [--seed N] [--per-example N] [--summary]   # the mutants as JSON lines, or counts
+    python -m slipway_dev.fuzz_crs [--seed N] [--per-example N] [--summary]   # the mutants as JSON lines, or counts
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from slipway_dev import REPO
+
 KINDS = ("TrainingJob", "ModelVersion", "Rollout", "DriftMonitor")
 OPS = (
     "wrong_type",

@@ -13,7 +13,7 @@ Names are `lxs-<cluster id>-<ip>` (the id from the state dir), so clusters on on
 the executors (`lxp-…`) leave each other's namespaces alone; the address of each component is
 kept in the state dir, so a restarted component gets the one its webhook registration names.
 
-One namespace per cluster may be on node duty (`prepare(..., node=True)`, hack/localcluster/kubeproxy.py):
+One namespace per cluster may be on node duty (`prepare(..., node=True)`, slipway_dev/localcluster/kubeproxy.py):
 kube-proxy runs in it, and it reaches the executor's pods (DEFAULT_RANGE) and ClusterIPs
 besides the other system namespaces, behind a guard that lets nothing DNATed leave
 (localexec.podnet, "node duty"). The root namespace keeps its `unreachable` Service CIDR.
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from localexec.podnet import (
+from slipway_dev.localexec.podnet import (
     DEFAULT_RANGE,
     SYSTEM_PREFIX,
     SYSTEM_RANGE,

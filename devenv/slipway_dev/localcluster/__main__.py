@@ -1,4 +1,4 @@
-"""Command line: PYTHONPATH=hack python -m localcluster up|down|status|kubeconfig|install-crds."""
+"""Command line: python -m slipway_dev.localcluster up|down|status|kubeconfig|install-crds."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from localcluster.servers import ChildServer, DriftServer, S3Server
+from slipway_dev.localcluster.servers import ChildServer, DriftServer, S3Server
 
 S3_PORT, DRIFT_PORT, OPERATOR_PORT = 19000, 18090, 18080
 

@@ -132,7 +132,7 @@ def config(scrape_interval: str, discovery: Discovery | None = None) -> str:
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": _discovery_jobs(discovery, scrape_interval) if discovery else [],
     }
-    return "# Written by hack/localcluster at every `up`; edits are overwritten.\n" + yaml.safe_dump(
+    return "# Written by slipway_dev/localcluster at every `up`; edits are overwritten.\n" + yaml.safe_dump(
         doc, sort_keys=False
     )
 

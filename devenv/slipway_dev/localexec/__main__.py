@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from slipway_dev import REPO
+
 from . import images, podnet
 from .containers import Config
 from .executor import Executor
 from .kube import Api
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = REPO
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -63,11 +63,11 @@ log = logging.getLogger("localexec.podnet")
 
 DEFAULT_RANGE = "198.18.0.0/16"
 # Every pod range lies inside this one (RFC 2544's benchmarking range, 198.18.0.0/15), kwok's
-# simulated pods get 198.19.0.0/17 (hack/localcluster/kwok.yaml) and the local cluster's own
+# simulated pods get 198.19.0.0/17 (slipway_dev/localcluster/kwok.yaml) and the local cluster's own
 # components 198.19.128.0/17 (SYSTEM_RANGE): the host routes all of it to `unreachable` except
 # the /32 of each namespace set up here.
 POD_NETWORK = "198.18.0.0/15"
-DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # hack/localcluster/components.py SERVICE_CIDR
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # slipway_dev/localcluster/components.py SERVICE_CIDR
 HOST_IP = "127.0.0.1"
 NETNS_DIR = Path("/run/netns")
 RUN_DIR = Path("/run/localexec")
@@ -77,7 +77,7 @@ HOST_TABLE = "localexec"
 # Ports a pod's sidecars listen on without declaring them (KServe's agent, Knative's
 # queue-proxy and its metrics): a pod's own 127.0.0.1:P for these, never the host's.
 SIDECAR_PORTS = (8012, 8022, 9081, 9088, 9090, 9091)
-# The local cluster's own components that bind every address (hack/localcluster/sysnet.py) get
+# The local cluster's own components that bind every address (slipway_dev/localcluster/sysnet.py) get
 # namespaces of the same make under another prefix, from SYSTEM_RANGE: executors leave them alone.
 SYSTEM_PREFIX = "lxs-"
 SYSTEM_RANGE = "198.19.128.0/17"
@@ -320,7 +320,7 @@ def host_nft(pod_range: PodRange, existing: str) -> str | None:
     )
 
 
-# ---- node duty: a system namespace kube-proxy runs in (hack/localcluster/kubeproxy.py) ------
+# ---- node duty: a system namespace kube-proxy runs in (slipway_dev/localcluster/kubeproxy.py) ------
 #
 # The root namespace gets no kube-proxy (ClusterIPs stay `unreachable` there). One system
 # namespace per cluster (sysnet.py's "node") plays the node: kube-proxy's nftables rules live

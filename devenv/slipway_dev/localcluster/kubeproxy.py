@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from localexec.podnet import POD_NETWORK
+from slipway_dev.localexec.podnet import POD_NETWORK
 
 from . import kubeconfig
 from .api import Api, ApiError
