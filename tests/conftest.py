@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway_dev.kubectl import Kubectl
 
 # The hooks that fail a skipped test under SLIPWAY_REQUIRE_CLUSTER=1, registered for the whole suite.
 from tests.require_cluster import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
@@ -129,34 +129,10 @@ def _creds(server: Any) -> dict[str, str]:
     }
 
 
-class Kubectl:
-    def __init__(self, cluster: Any, namespace: str) -> None:
-        self.cluster, self.namespace = cluster, namespace
-
-    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl("-n", self.namespace, *args, input=input, check=check)
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self("get", *args, "-o", "json").stdout)
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        proc = self("get", kind, name, "-o", "json", "--ignore-not-found")
-        return json.loads(proc.stdout) if proc.stdout.strip() else None
-
-    def apply(self, manifest: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        if isinstance(manifest, Path):
-            return self("apply", "-f", str(manifest), check=check)
-        return self("apply", "-f", "-", input=manifest, check=check)
-
-    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any]:
-        obj = self.get(kind, name) or {}
-        return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
-
-
 def _namespace(cluster: Any) -> Iterator[Kubectl]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", ns)
-    yield Kubectl(cluster, ns)
+    yield Kubectl(cluster.kubectl, ns)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import REPO, Kubectl
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import REPO, Kubectl, wait_for
+from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,9 @@ import requests
 import yaml
 from requests.adapters import HTTPAdapter
 from slipway_dev.fuzz_crs import Mutant, load_examples, load_schemas, mutants, names_field
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import Kubectl, Operator
+from tests.conftest import Operator
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ import yaml
 from slipway.api import ModelVersion, Rollout
 from slipway.config import Settings
 from slipway.controllers import rollout_isvc as isvc
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import REPO, Kubectl
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import wait_for
 from tests.integration.test_kserve_sklearn import INSTANCES
 from tests.integration.test_kserve_standard import ACCOUNT, credentials, models  # noqa: F401  fixtures
 

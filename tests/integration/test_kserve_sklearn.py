@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway_dev.kubectl import Kubectl
 from slipway_dev.localexec import images
 
-from tests.conftest import REQUIRE_CLUSTER, Kubectl, wait_for
+from tests.conftest import REQUIRE_CLUSTER, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import Kubectl, _creds, wait_for
+from tests.conftest import _creds, wait_for
 from tests.integration.test_kserve_sklearn import s3_credentials, train
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import REPO, Kubectl, Operator, _local_cluster, _namespace, _operators, wait_for
+from tests.conftest import REPO, Operator, _local_cluster, _namespace, _operators, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+from slipway_dev.kubectl import Kubectl
 
-from tests.conftest import REPO, Kubectl, Operator, wait_for
+from tests.conftest import REPO, Operator, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
+from slipway_dev.kubectl import Kubectl
 from slipway_dev.loadgen import Load
 
-from tests.conftest import REPO, Kubectl, wait_for
+from tests.conftest import REPO, wait_for
 from tests.integration.test_rollout import EXAMPLES, SERVE_TIMEOUT, copy_artifact, copy_version, rollout_status, train
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
+from slipway_dev.kubectl import Kubectl
 from slipway_dev.loadgen import Load
 
-from tests.conftest import REPO, Kubectl, Operator, wait_for
+from tests.conftest import REPO, Operator, wait_for
 from tests.integration.test_training import phase_is
 
 pytestmark = pytest.mark.integration

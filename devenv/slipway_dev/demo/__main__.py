@@ -14,19 +14,20 @@ import time
 from pathlib import Path
 
 from slipway_dev import REPO
+from slipway_dev.kubectl import Kubectl
 from slipway_dev.localcluster import Cluster
 
 from . import services
-from .scenario import Env, Kubectl, Scenario
+from .scenario import Env, Scenario, kubectl_for
 from .timeline import Timeline
 
 
 def fresh_namespace(kubectl: Kubectl, namespace: str) -> None:
     """A re-run starts clean (version numbers begin at 1 again); the operator releases the old finalizers."""
-    if kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip():
+    if kubectl.out("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip():
         print(f"deleting the previous run's namespace {namespace}...", file=sys.stderr)
-        kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s")
-    kubectl("create", "namespace", namespace)
+        kubectl.out("delete", "namespace", namespace, "--wait=true", "--timeout=180s")
+    kubectl.out("create", "namespace", namespace)
 
 
 def timeline_lines(tl: Timeline) -> list[str]:
@@ -52,12 +53,12 @@ def main() -> int:
     s3, _, _ = services.start_all(args.state, kubeconfig)
     env = Env(args.namespace, kubeconfig, entry, cluster.prometheus_url, s3.env(), args.state / "report",
               rps=args.rps, mode=args.mode)  # fmt: skip
-    fresh_namespace(Kubectl(Env("default", kubeconfig, "", "", {}, Path())), args.namespace)
+    fresh_namespace(kubectl_for(env, "default"), args.namespace)
     started = time.monotonic()
     outcome = Scenario(env).run()
-    kubectl = Kubectl(env)
+    kubectl = kubectl_for(env)
     print("\n$ kubectl get slipway -A")
-    print(kubectl("get", "slipway", "-A"))
+    print(kubectl.out("get", "slipway", "-A"))
     print("Decisions, with their evidence:")
     print("\n".join(timeline_lines(outcome.timeline)))
     if outcome.v3:

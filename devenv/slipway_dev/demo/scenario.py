@@ -22,6 +22,7 @@ import yaml
 from slipway import contract
 
 from slipway_dev import REPO
+from slipway_dev.kubectl import Kubectl, condition, runner
 from slipway_dev.loadgen import Load
 
 from . import data, report
@@ -46,24 +47,9 @@ class Env:
     mode: str = "Standard"  # the Rollouts' deployment mode (Serverless: Knative Serving)
 
 
-class Kubectl:
-    def __init__(self, env: Env) -> None:
-        self.env = env
-        self.proc_env = {**os.environ, "KUBECONFIG": env.kubeconfig, "PATH": f"{env.bin_dir}:{os.environ['PATH']}"}
-
-    def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        argv = ["kubectl", "-n", self.env.namespace, *args]
-        out = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=self.proc_env, check=False)
-        if check and out.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
-        return out.stdout
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        out = self("get", kind, name, "-o", "json", check=False)
-        return json.loads(out) if out.strip() else None
-
-    def apply(self, docs: list[dict[str, Any]]) -> None:
-        self("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+def kubectl_for(env: Env, namespace: str | None = None) -> Kubectl:
+    """kubectl in the demo's namespace (or `namespace`), the cluster's build of it."""
+    return Kubectl(runner(env.kubeconfig, env.bin_dir), namespace or env.namespace)
 
 
 @dataclass
@@ -78,16 +64,9 @@ class Outcome:
     timeline: Timeline
 
 
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
-
-
 class Scenario:
     def __init__(self, env: Env, say: Callable[[str], None] = print) -> None:
-        self.env, self.kubectl, self.say_ = env, Kubectl(env), say
+        self.env, self.kubectl, self.say_ = env, kubectl_for(env), say
         self.timeline, self.t0 = Timeline(drift_level=0.01), time.monotonic()
         self.seen: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)  # see look()
         self.s3 = boto3.client("s3", endpoint_url=env.s3_env["AWS_ENDPOINT_URL"],
@@ -121,7 +100,7 @@ class Scenario:
             self.s3.create_bucket(Bucket="models")
         # The labelled recent data retraining will use (the shifted measurements), as a data team would land it.
         self.s3.put_object(Bucket="models", Key="demo/data/cancer-recent.parquet", Body=data.recent_parquet())
-        self.kubectl("apply", "-f", str(REPO / "examples" / "s3-credentials.yaml"),
+        self.kubectl.out("apply", "-f", str(REPO / "examples" / "s3-credentials.yaml"),
                      "-f", str(REPO / "runtimes" / "predictor" / "servingruntime.yaml"))  # fmt: skip
 
     def train_v1(self) -> str:
@@ -197,11 +176,9 @@ class Scenario:
         rollout, monitor = self.rollout() or {}, self.kubectl.get("driftmonitor", MONITOR) or {}
         self.timeline.sample(rollout, monitor)
         self.timeline.error_rates = self.error_rates()
-        jobs = json.loads(
-            self.kubectl("get", "trainingjobs", "-l", f"slipway.dev/drift-monitor={MONITOR}", "-o", "json")
-        )
+        jobs = self.kubectl.json("trainingjobs", "-l", f"slipway.dev/drift-monitor={MONITOR}")
         names = sorted(j["metadata"]["name"] for j in jobs["items"])
-        summary = self.kubectl("get", "slipway", "-o", "wide")
+        summary = self.kubectl.out("get", "slipway", "-o", "wide")
         index, _ = report.write(self.timeline, self.env.report_dir, summary)
         return Outcome(v1, v2, v3, rollout, monitor, names, index, self.timeline)
 
