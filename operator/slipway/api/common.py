@@ -18,6 +18,8 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Any other object name (a Secret, a ServiceAccount): an RFC 1123 subdomain, as the apiserver requires. Checked
 # at `kubectl apply`, so a name the apiserver would refuse (400 on every read) never reaches the operator.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A ServiceAccount's name, as several specs name one.
+ServiceAccountName = Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)]
 CAMEL_CASE = r"^[A-Z][A-Za-z0-9]*$"
 
 
@@ -85,13 +87,8 @@ class S3Connection(Model):
         Field(default=None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY keys."),
     ]
     service_account_name: Annotated[
-        str | None,
-        Field(
-            default=None,
-            max_length=253,
-            pattern=DNS_SUBDOMAIN,
-            description="ServiceAccount whose workload identity grants S3 access.",
-        ),
+        ServiceAccountName | None,
+        Field(default=None, description="ServiceAccount whose workload identity grants S3 access."),
     ]
 
 

@@ -6,7 +6,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from slipway.api.common import DNS_LABEL, DNS_SUBDOMAIN, LocalObjectReference, Model, StatusBase, cel
+from slipway.api.common import (
+    DNS_LABEL,
+    LocalObjectReference,
+    Model,
+    ServiceAccountName,
+    StatusBase,
+    cel,
+)
 from slipway.api.kind import AGE_COLUMN, READY_COLUMN, Kind, PrinterColumn
 from slipway.api.trainingjob import QUANTITY
 
@@ -40,13 +47,7 @@ class Predictor(Model):
     max_replicas: Annotated[int | None, Field(default=None, ge=1, le=1000)]
     resources: Annotated[PredictorResources | None, Field(default=None)]
     service_account_name: Annotated[
-        str | None,
-        Field(
-            default=None,
-            max_length=253,
-            pattern=DNS_SUBDOMAIN,
-            description="Its identity for reading the artifact from S3.",
-        ),
+        ServiceAccountName | None, Field(default=None, description="Its identity for reading the artifact from S3.")
     ]
 
 

@@ -344,13 +344,12 @@ class Kube:
     ) -> dict[str, Any]:
         """Replace a slipway object's finalizers, guarded by resourceVersion; returns the object as written."""
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": rv}}
-        obj: dict[str, Any] = await self._guarded(
-            self._custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, body,
-                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-            ),
-            f"{plural}/{namespace}/{name}",
-        )  # fmt: skip
+        return await self._merge_guarded(self._custom.patch_namespaced_custom_object, plural, namespace, name, body)
+
+    async def _merge_guarded(self, patch: Any, plural: str, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """A merge patch of a slipway object (or its status) that carries its resourceVersion (see _guarded)."""
+        call = patch(GROUP, VERSION, namespace, plural, name, body, _content_type="application/merge-patch+json")
+        obj: dict[str, Any] = await self._guarded(call, f"{plural}/{namespace}/{name}")
         return obj
 
     @staticmethod
@@ -395,14 +394,8 @@ class Kube:
     ) -> dict[str, Any]:
         """Apply a status merge patch, guarded by resourceVersion so a stale decision is never written."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status_patch}
-        obj: dict[str, Any] = await self._guarded(
-            self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, body,
-                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-            ),
-            f"{plural}/{namespace}/{name}",
-        )  # fmt: skip
-        return obj
+        patch = self._custom.patch_namespaced_custom_object_status
+        return await self._merge_guarded(patch, plural, namespace, name, body)
 
     async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> bool:
         """Create Kopf's peering object(s) if missing; False when the peering CRDs are not installed."""
