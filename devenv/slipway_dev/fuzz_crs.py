@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from slipway import api
 
 from slipway_dev import REPO
 
-KINDS = ("TrainingJob", "ModelVersion", "Rollout", "DriftMonitor")
+KINDS = tuple(k.kind for k in api.KINDS)  # the kinds a person writes (a record kind is the operator's)
 OPS = (
     "wrong_type",
     "missing",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from slipway import api
 from slipway_dev.kubectl import Kubectl
 
 from tests.conftest import REPO, Operator, wait_for
@@ -14,7 +15,7 @@ from tests.conftest import REPO, Operator, wait_for
 pytestmark = pytest.mark.integration
 
 EXAMPLES = REPO / "examples"
-KINDS = ("trainingjobs", "modelversions", "rollouts", "driftmonitors")
+KINDS = tuple(k.plural for k in api.KINDS)
 
 
 def converged(kubectl: Kubectl, kind: str, name: str, reason: str) -> Callable[[], dict[str, Any] | None]:
