@@ -85,7 +85,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         UP.set(1)
 
     marker = asyncio.create_task(mark_ready())
-    poller = asyncio.create_task(runtime.poll_drift()) if runtime.drift is not None else None
+    poller = asyncio.create_task(runtime.watch_outside())
     heap.time_collections()
     freezer = asyncio.create_task(heap.freeze_after_startup(runtime.settled))
     try:
@@ -99,8 +99,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         marker.cancel()
         freezer.cancel()
-        if poller is not None:
-            poller.cancel()
+        poller.cancel()
         UP.set(0)
         await runtime.requeue.close()
         if runtime.drift is not None:

@@ -42,6 +42,8 @@ class Detectors(Protocol):
 
     async def delete(self, namespace: str, name: str) -> None: ...
 
+    async def summaries(self) -> dict[tuple[str, str], Any] | None: ...
+
 
 @dataclass(frozen=True)
 class Clients:

@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -29,7 +29,7 @@ from slipway.controllers.base import Controller, reconcile
 from slipway.controllers.rollout_isvc import ISVC_PLURAL
 from slipway.controllers.rollout_isvc import KSERVE_GROUP as ISVC_GROUP
 from slipway.controllers.rollout_isvc import KSERVE_VERSION as ISVC_VERSION
-from slipway.drift import DriftRuntime, DriftUnavailable
+from slipway.drift import DriftRuntime
 from slipway.kube import Conflict, Kube
 from slipway.observability import (
     OBJECTS,
@@ -176,32 +176,19 @@ class Runtime:
         for other_kind, other in wakes:
             self.wake(other_kind, namespace, other)
 
-    async def poll_drift(self) -> None:
-        """One listing of the drift runtime every SLIPWAY_DRIFT_POLL_SECONDS, waking the DriftMonitors whose
-        summary changed (a new result or sample, a reference loaded, a monitor the runtime lost), so that a quiet
-        monitor is not read on its own at every poll (driftmonitor.Watch.poll). After the runtime was
-        unreachable, every monitor it lists looks again."""
-        assert self.drift is not None
-        last: dict[tuple[str, str], Any] | None = None
-        first = True
-        while True:
-            await asyncio.sleep(self.settings.drift_poll_seconds)
-            try:
-                now = await self.drift.summaries()
-            except DriftUnavailable as err:
-                log.debug("listing the drift runtime's monitors failed: %s", err)
-                now = None
-            self.drift.listed = now is not None
-            if now is not None:
-                if last is None:  # the first listing (everything is reconciled at start-up), or after an outage
-                    changed = set() if first else set(now)
-                else:
-                    changed = {k for k in now.keys() | last.keys() if now.get(k) != last.get(k)}
-                for ns, name in changed:
-                    if self.cache.get("driftmonitors", ns, name) is not None:
-                        self.wake("DriftMonitor", ns, name)
-                first = False
-            last = now
+    async def watch_outside(self) -> None:
+        """Every kind's watch of what it reads outside the API (Hooks.outside: the drift runtime's results), for
+        the operator's life; an object woken that this operator does not know (another namespace's, or gone) is
+        left alone."""
+
+        def waker(controller: Controller[Any, Any]) -> Callable[[str, str], None]:
+            def wake(namespace: str, name: str) -> None:
+                if self.cache.get(controller.kind.plural, namespace, name) is not None:
+                    self.wake(controller.kind.kind, namespace, name)
+
+            return wake
+
+        await asyncio.gather(*(c.outside(self.clients, waker(c)) for c in self.controllers.values()))
 
     def wake(self, kind: str, namespace: str, name: str, delay: float = POD_DEBOUNCE_SECONDS) -> None:
         """Reconcile an object soon because something it owns changed (debounced per object)."""

@@ -1,11 +1,12 @@
 """What keeps one operator cheap with thousands of objects (issue 13): reads of other slipway objects answered
 from the watch cache (cache.py, kube.Kube), the wakes that let a long resync be only a safety net (a Rollout wakes
 the versions it serves or stopped serving and its monitors), and the drift runtime listed once per poll instead
-of every monitor read on its own (handlers.Runtime.poll_drift, driftmonitor.Watch.poll)."""
+of every monitor read on its own (DriftMonitorController.outside, driftmonitor.Watch.poll)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -215,14 +216,16 @@ async def test_the_runtime_listing_wakes_only_the_monitors_whose_summary_changed
     two = {("ns", "a"): {"seq": 2}, ("ns", "b"): {"seq": 1}}  # a has news, c is gone from the runtime
     woken: list[str] = []
     rt.wake = lambda kind, ns, name, delay=0.0: woken.append(name)  # type: ignore[method-assign]
-    rt.drift = Drift([one, two, RuntimeError("down"), two])  # type: ignore[assignment]
-    task = asyncio.create_task(rt.poll_drift())
+    drift = Drift([one, two, RuntimeError("down"), two])
+    rt.clients = dataclasses.replace(rt.clients, drift=drift)  # type: ignore[arg-type]
+    rt.controllers["DriftMonitor"].settings = rt.settings  # type: ignore[attr-defined]
+    task = asyncio.create_task(rt.watch_outside())
     for _ in range(100):
         await asyncio.sleep(0.01)
     task.cancel()
     # The first listing wakes nobody (every monitor is reconciled at start-up anyway); after an outage, all.
     assert sorted(woken[:2]) == ["a", "c"] and sorted(woken[2:]) == ["a", "b"], woken
-    assert rt.drift.listed
+    assert drift.listed
     await rt.requeue.close()
 
 

@@ -8,6 +8,7 @@ conditions, and sends one status patch only when something changed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -153,6 +154,11 @@ class Hooks:
         """Clean-up outside the API once the object is gone (no finalizer guards it); what to wake."""
         return []
 
+    async def outside(self, clients: Clients, wake: Callable[[str, str], None]) -> None:
+        """Watch what objects of this kind read outside the API (no watch event says when it changes), calling
+        wake(namespace, name) for those that should look again; runs for the operator's life. Nothing to watch:
+        returns at once."""
+
 
 class Controller(Protocol, Generic[K, Obs]):
     kind: type[K]
@@ -166,6 +172,8 @@ class Controller(Protocol, Generic[K, Obs]):
     def metrics(self, body: dict[str, Any], fields: dict[str, Any]) -> None: ...
 
     async def deleted(self, body: dict[str, Any], clients: Clients) -> list[Wake]: ...
+
+    async def outside(self, clients: Clients, wake: Callable[[str, str], None]) -> None: ...
 
     async def observe(self, obj: K, clients: Clients, now: datetime) -> Obs:
         """Reads only: everything the decision needs, as of `now` (the pass's clock, the one decide() gets)."""

@@ -8,7 +8,9 @@ action) when the runtime has another one (KServe-style: build the desired object
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,6 +86,34 @@ class DriftMonitorController(Hooks):
                 log.warning("could not remove DriftMonitor %s/%s from the drift runtime: %s", meta["namespace"],
                             meta["name"], err)  # fmt: skip
         return [("Rollout", ref["name"])] if ref.get("name") else []
+
+    async def outside(self, clients: Clients, wake: Callable[[str, str], None]) -> None:
+        """One listing of the drift runtime every SLIPWAY_DRIFT_POLL_SECONDS, waking the monitors whose summary
+        changed (a new result or sample, a reference loaded, a monitor the runtime lost), so that a quiet monitor
+        is not read on its own at every poll (Watch.poll). After the runtime was unreachable, every monitor it
+        lists looks again."""
+        drift = clients.drift
+        if drift is None:
+            return
+        last: dict[tuple[str, str], Any] | None = None
+        first = True
+        while True:
+            await asyncio.sleep(self.settings.drift_poll_seconds)
+            try:
+                now = await drift.summaries()
+            except DriftUnavailable as err:
+                log.debug("listing the drift runtime's monitors failed: %s", err)
+                now = None
+            drift.listed = now is not None
+            if now is not None:
+                if last is None:  # the first listing (everything is reconciled at start-up), or after an outage
+                    changed = set() if first else set(now)
+                else:
+                    changed = {k for k in now.keys() | last.keys() if now.get(k) != last.get(k)}
+                for ns, name in sorted(changed):
+                    wake(ns, name)
+                first = False
+            last = now
 
     async def observe(self, obj: DriftMonitor, clients: Clients, now: datetime) -> Observed:
         ns, name, kube = obj.metadata.get("namespace", ""), obj.metadata["name"], clients.kube
