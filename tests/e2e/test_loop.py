@@ -49,7 +49,7 @@ def test_train_rollback_drift_retrain_promote(
 
     # Each canary's record (CanaryAnalysis, owned by the Rollout) holds every decision on it, the status only the
     # latest: v2's ends in the Rollback above with its evidence, v3's in its promotion.
-    records = kubectl.json("get", "canaryanalyses.slipway.dev", "-l", "slipway.dev/rollout=cancer")["items"]
+    records = kubectl.json("canaryanalyses.slipway.dev", "-l", "slipway.dev/rollout=cancer")["items"]
     by_version = {r["spec"]["canaryVersion"]: r for r in records}
     v2 = by_version["cancer-v2"]
     assert v2["status"]["phase"] == "RolledBack" and v2["status"]["decisions"][-1] == rollback

@@ -57,13 +57,13 @@ def register(kubectl: Kubectl, s3: Any, name: str, version: int, seed: int) -> n
     return np.asarray(x.iloc[:500].to_numpy())
 
 
-def predict(kubectl: Kubectl, rows: np.ndarray[Any, Any], batch: int = 20) -> None:
+def predict(kubectl: Kubectl, cluster: Any, rows: np.ndarray[Any, Any], batch: int = 20) -> None:
     """Through the data plane, to the host of the InferenceService's status.url, as a client would."""
     url = urllib.parse.urlsplit(((kubectl.get("inferenceservice", "svc") or {}).get("status") or {})["url"])
     for start in range(0, len(rows), batch):
         body = json.dumps({"instances": rows[start : start + batch].tolist()}).encode()
         req = urllib.request.Request(
-            f"{kubectl.cluster.ingress_url}/v1/models/svc:predict",
+            f"{cluster.ingress_url}/v1/models/svc:predict",
             data=body,
             headers={"Host": url.netloc, "Content-Type": "application/json"},
         )
@@ -91,14 +91,14 @@ def logging_pods(kubectl: Kubectl) -> bool:
     )
 
 
-def routed_to_logging_pod(kubectl: Kubectl) -> bool:
+def routed_to_logging_pod(kubectl: Kubectl, cluster: Any) -> bool:
     """The service's one pod logs its inputs (logging_pods) and the gateway balances this namespace's requests over
     that pod's address alone, as Traefik's API says: Traefik reloads EndpointSlices at most every couple of
     seconds, so right after KServe rolled the Deployment it still sends some requests to the pod that went (502)."""
     if not logging_pods(kubectl):
         return False
     pod = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"][0]
-    with urllib.request.urlopen(f"{kubectl.cluster.gateway_api_url}/rawdata", timeout=5) as resp:
+    with urllib.request.urlopen(f"{cluster.gateway_api_url}/rawdata", timeout=5) as resp:
         services = json.load(resp).get("services") or {}
     hosts = {urllib.parse.urlsplit(server["url"]).hostname
              for name, service in services.items() if kubectl.namespace in name
@@ -137,9 +137,9 @@ def retrain_jobs(kubectl: Kubectl) -> list[str]:
 
 
 def test_drift_windows_retraining_cooldown_and_reference_switch(
-    serving_kubectl: Kubectl, s3: Any, drift_server: Any, serving_operator_factory: Any
+    serving_kubectl: Kubectl, serving_cluster: Any, s3: Any, drift_server: Any, serving_operator_factory: Any
 ) -> None:
-    kubectl, operator_factory = serving_kubectl, serving_operator_factory
+    kubectl, cluster, operator_factory = serving_kubectl, serving_cluster, serving_operator_factory
     kubectl.apply(REPO / "examples" / "s3-credentials.yaml")
     kubectl.apply(REPO / "runtimes" / "predictor" / "servingruntime.yaml")
     reference = register(kubectl, s3, "dd-v1", 1, seed=1)
@@ -170,7 +170,9 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     # The service may have come up before the monitor's logger was added (the Rollout's first pass can precede
     # the monitor's): KServe then rolls its Deployment, and a request to a pod on its way out gets a 502.
     # Wait until the one pod left logs (has the agent), is Ready, and is all the gateway sends requests to.
-    wait_for("the gateway routes only to the pod that logs its inputs", lambda: routed_to_logging_pod(kubectl), 180)
+    wait_for(
+        "the gateway routes only to the pod that logs its inputs", lambda: routed_to_logging_pod(kubectl, cluster), 180
+    )
     pods = kubectl.json("pods", "-l", "serving.kserve.io/inferenceservice=svc")["items"]
     agents = [c for p in pods for c in p["spec"]["containers"] if c["name"] == "agent"]
     assert agents, [c["name"] for p in pods for c in p["spec"]["containers"]]
@@ -178,14 +180,14 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     assert probes and all("/v2/health/ready" in p for p in probes), probes
 
     # Inputs drawn from the reference itself: no drift (a fresh sample would drift by chance 5% of the time).
-    predict(kubectl, reference[:WINDOW])
+    predict(kubectl, cluster, reference[:WINDOW])
     st = wait_for("first window", windows_at_least(kubectl, 1))
     assert st["lastWindow"]["drift"] is False and st["lastWindow"]["modelVersion"] == "dd-v1"
     assert kubectl.condition("driftmonitor", "dm", "DriftDetected")["status"] == "False"
     assert retrain_jobs(kubectl) == []
 
     shifted = np.random.default_rng(7).normal(size=(2 * WINDOW, 5)) + np.array([1.5, 0, 0, 0, 0])
-    predict(kubectl, shifted)
+    predict(kubectl, cluster, shifted)
     st = wait_for("retraining", lambda: (s := status(kubectl)).get("lastRetrain") and s)
     assert st["windowsEvaluated"] == 3 and st["lastWindow"]["drift"] is True
     assert st["lastWindow"]["featurePValues"]["f0"] < 1e-3
@@ -197,12 +199,12 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     assert "2 drifted windows in a row" in annotations["slipway.dev/retrain-reason"]
 
     # A second burst within the cooldown retrains nothing, also across an operator crash.
-    predict(kubectl, shifted)
+    predict(kubectl, cluster, shifted)
     wait_for("two more windows", windows_at_least(kubectl, 5))
     assert retrain_jobs(kubectl) == [job]
     op.stop(kill=True)
     operator_factory(**env)
-    predict(kubectl, shifted)
+    predict(kubectl, cluster, shifted)
     st = wait_for("two more windows after the restart", windows_at_least(kubectl, 7))
     assert retrain_jobs(kubectl) == [job]
     assert st["consecutiveDriftWindows"] >= 2
@@ -214,7 +216,7 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     kubectl("patch", "rollout", "svc", "--type=merge", "-p", json.dumps({"spec": gate}))
     wait_for("canary at the gate", lambda: rollout_phase(kubectl) == "Paused", 300)
     before = runtime_rows(drift_server.url, kubectl.namespace)
-    predict(kubectl, reference[:200], batch=2)  # 100 requests, each answered by one version
+    predict(kubectl, cluster, reference[:200], batch=2)  # 100 requests, each answered by one version
     new = lambda: {v: n - before.get(v, 0) for v, n in runtime_rows(drift_server.url, kubectl.namespace).items()}  # noqa: E731
     rows = wait_for("both versions' rows at the runtime", lambda: sum((r := new()).values()) >= 200 and r, 60)
     assert set(rows) == {"dd-v1", "dd-v2"} and sum(rows.values()) == 200, rows
