@@ -163,8 +163,10 @@ class Scenario:
             self.say(f"   retraining failed: {condition(job, 'Ready').get('message')}")
             return None
         self.say(f"   {v3} registered; the DriftMonitor proposes it to the Rollout (slipway.dev/candidate)")
+        # A bound, not a target: on a loaded 2-core machine the canary's p95 (its fresh pod's first, slow answers
+        # count) took up to 400 s to be proven within 2x stable's at 10 % of 40 requests/s.
         self.wait(f"{v3} canaried and promoted", lambda: self.rollout_status().get("stableVersion") == v3
-                  or self.rollout_status().get("rolledBackVersion") == v3, 420)  # fmt: skip
+                  or self.rollout_status().get("rolledBackVersion") == v3, 600)  # fmt: skip
         self.wait("the monitor to switch its reference", lambda: self.monitor_status().get("modelVersion") == v3, 60)
         self.say(f"   PROMOTED {v3}; the monitor now compares the inputs with {v3}'s reference data")
         self.look()
