@@ -132,7 +132,7 @@ def _creds(server: Any) -> dict[str, str]:
 def _namespace(cluster: Any) -> Iterator[Kubectl]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", ns)
-    yield Kubectl(cluster.kubectl, ns)
+    yield Kubectl.of(cluster, ns)
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

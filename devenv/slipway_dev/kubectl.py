@@ -41,8 +41,16 @@ def runner(kubeconfig: str | Path, bin_dir: str | Path | None = None, timeout: f
 
 
 class Kubectl:
-    def __init__(self, run: Runner | Callable[..., subprocess.CompletedProcess[str]], namespace: str) -> None:
-        self.run, self.namespace = run, namespace
+    def __init__(
+        self, run: Runner | Callable[..., subprocess.CompletedProcess[str]], namespace: str, cluster: Any = None
+    ) -> None:
+        # `cluster`: the local cluster it runs against, when it is one (for its URLs: ingress, Prometheus).
+        self.run, self.namespace, self.cluster = run, namespace, cluster
+
+    @classmethod
+    def of(cls, cluster: Any, namespace: str) -> Kubectl:
+        """kubectl in `namespace` of a local cluster (localcluster.Cluster), as its admin."""
+        return cls(cluster.kubectl, namespace, cluster)
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("-n", self.namespace, *args, input=input, check=check)

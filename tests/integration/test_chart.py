@@ -324,7 +324,7 @@ def test_operator_under_the_chart_service_account_reconciles_every_kind(
     user = f"system:serviceaccount:{inst.namespace}:{inst.service_account}"
     audit_from = audit_lines(cluster)
     op = OperatorAs(cluster, tmp_path, kubeconfig, **env).start()
-    kubectl = Kubectl(cluster.kubectl, inst.watched)
+    kubectl = Kubectl.of(cluster, inst.watched)
     try:
         exercise(kubectl)
     finally:
@@ -414,7 +414,7 @@ def test_two_replicas_of_the_chart_leave_exactly_one_active(
     env.pop("SLIPWAY_DRIFT_URL", None)
     kubeconfig = token_kubeconfig(cluster, inst, tmp_path / "sa.kubeconfig")
     ops = [OperatorAs(cluster, tmp_path, kubeconfig, **env).start() for _ in range(2)]
-    kubectl = Kubectl(cluster.kubectl, inst.watched)
+    kubectl = Kubectl.of(cluster, inst.watched)
     try:
         # Both replicas present in Kopf's peering object, with the random priorities the chart leaves them:
         # by Kopf's rule (slipway.peering.is_active), exactly one of them is the active one.
