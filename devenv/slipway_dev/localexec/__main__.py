@@ -1,4 +1,4 @@
-"""Command line: PYTHONPATH=hack python -m localexec --kubeconfig K --state-dir D [--python P]."""
+"""Command line: python -m slipway_dev.localexec --kubeconfig K --state-dir D [--python P]."""
 
 from __future__ import annotations
 
