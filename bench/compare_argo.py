@@ -8,7 +8,7 @@ second, the load generator sending `--rps` requests/s through the Gateway), are 
   Rollout's status only (phase, decisions, lastEvidence, stableVersion/rolledBackVersion). A canary it holds (no
   evidence either way within maxHoldSeconds, `--max-hold`; onNoData=hold: Paused for a person) is a `hold`; the
   bench then aborts it, as that person would, and goes on.
-- Argo Rollouts v1.10.1's own analysis controller (hack/build-argo-rollouts.sh; `python -m localcluster up
+- Argo Rollouts v1.10.1's own analysis controller (hack/build-argo-rollouts.sh; `python -m slipway_dev.localcluster up
   --argo-rollouts` runs it, `--controllers=analysis`): when the canary takes traffic (routed, and its requests
   visible to the query) the bench creates two AnalysisRuns from Argo's documented Prometheus success-rate
   template (docs "Analysis & Progressive Delivery", background analysis, and docs/analysis/prometheus.md:

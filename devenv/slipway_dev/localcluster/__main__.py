@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         help="where the built binaries are (default: $SLIPWAY_BIN or ~/.cache/slipway/bin)",
     )
 
-    parser = argparse.ArgumentParser(prog="python -m localcluster", description="slipway's local control plane")
+    parser = argparse.ArgumentParser(
+        prog="python -m slipway_dev.localcluster", description="slipway's local control plane"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="start the cluster (no-op when already running)")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default 300)")
@@ -40,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-executor",
         action="store_true",
         help="do not run the local executor (slipway's runtime pods then stay Pending until one runs, e.g. "
-        "`python -m localexec` by hand); stops one that an earlier `up` started",
+        "`python -m slipway_dev.localexec` by hand); stops one that an earlier `up` started",
     )
     up.add_argument(
         "--prometheus",

@@ -22,7 +22,7 @@ REPO_ROOT = REPO
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m localexec", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m slipway_dev.localexec", description=__doc__)
     p.add_argument("--kubeconfig", type=Path, default=Path(os.environ.get("KUBECONFIG") or "~/.kube/config"))
     p.add_argument(
         "--state-dir",
