@@ -14,6 +14,7 @@ from typing import Any
 from slipway import conditions, contract
 from slipway.analysis import Outcome, analyze
 from slipway.api.modelversion import ModelVersion
+from slipway.api.rollout import Decision as RecordedDecision
 from slipway.api.rollout import Rollout
 from slipway.cache import serving_names
 from slipway.clients import Clients, Metrics
@@ -591,7 +592,9 @@ class Walk(Decision[Rollout, Observed]):
                     "weight": self.get("canaryWeight"), "message": message[:2048]}  # fmt: skip
         if outcome is not None:
             decision |= {"verdict": outcome.verdict, "evidence": outcome.evidence}
-        decision = {k: v for k, v in decision.items() if v is not None}
+        # As the model writes it (defaults included), the form every earlier decision has when status is read back
+        # through it: the same decision is then equal in the status and in its canary's record.
+        decision = RecordedDecision.model_validate({k: v for k, v in decision.items() if v is not None}).wire()
         self.decisions = [*self.decisions, decision][-MAX_DECISIONS:]
         self.fields["decisions"] = self.decisions
         # The canary it is about: the one running, or starting, as this decision leaves the status. Its stable
