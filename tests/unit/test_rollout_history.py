@@ -7,6 +7,7 @@ from typing import Any
 
 from slipway.api import CanaryAnalysis
 from slipway.api.canaryanalysis import MAX_RECORDED
+from slipway.api.rollout import Decision
 from slipway.controllers import rollout_history as history
 from slipway.controllers.base import Apply, Result
 from slipway.controllers.rollout import Observed
@@ -62,6 +63,10 @@ def test_decisions_accumulate_past_the_status_limit() -> None:
     assert record["status"]["phase"] == "RolledBack" and record["status"]["lastVerdict"] == "Regressed"
     assert record["status"]["finishedAt"] == record["status"]["decisions"][-1]["time"]
     assert record["status"]["decisions"][-1]["evidence"][0]["pValue"] == 0.001
+    # The same decision in the status and in the record, as the API model writes it (the status is read back
+    # through the model, with its defaults: a decision kept as decided would differ from its copy there).
+    assert record["status"]["decisions"][-1] == r.fields["decisions"][-1]
+    assert r.fields["decisions"][-1] == Decision.model_validate(r.fields["decisions"][-1]).wire()
 
 
 def test_a_decision_whose_status_write_failed_is_not_kept() -> None:
