@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+from slipway.plugin import text
 
 
 class Runner(Protocol):
@@ -84,7 +85,5 @@ class Kubectl:
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == type_:
-            return dict(c)
-    return {}
+    """A condition of an object's status ({} when it has none of that type), as the plugin reads it."""
+    return dict(text.condition(obj or {}, type_))
