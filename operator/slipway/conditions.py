@@ -77,7 +77,9 @@ def merge(
 
 
 def find(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == type_), None)
+    """The condition of a type, or None. Entries that are not objects are passed over: a status is read back from
+    the API, where anyone with write access to it may have put anything (the plugin reads it through here too)."""
+    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == type_), None)
 
 
 def is_true(conditions: list[dict[str, Any]], type_: str) -> bool:

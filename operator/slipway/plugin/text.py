@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from slipway.conditions import parse_time
+from slipway.conditions import find, parse_time
 
 WIDTH = 80
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -179,8 +179,8 @@ def pvalue(value: Any) -> str:
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    conds = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conds if isinstance(c, dict) and c.get("type") == type_), {})
+    """An object's condition of a type, {} when it has none (renderers read its fields with .get)."""
+    return find((obj.get("status") or {}).get("conditions") or [], type_) or {}
 
 
 def header(kind: str, obj: dict[str, Any], state: str | None, style: Style) -> str:
