@@ -81,21 +81,24 @@ minio() {
   kubectl -n minio wait --for=condition=Complete job/minio-buckets --timeout=300s
 }
 
-# image name -> Dockerfile and build context. The operator's Dockerfile builds from the repository root.
+# image name -> Dockerfile, build context and target. The operator's Dockerfile builds from the repository root;
+# the runtimes' one Dockerfile has a target per runtime.
 build_images() {
-  local images=("slipway-operator operator/Dockerfile .")
-  local dockerfile name
-  for dockerfile in runtimes/*/Dockerfile; do
-    [[ -f $dockerfile ]] || continue
-    name=$(basename "$(dirname "$dockerfile")")
-    images+=("$name $dockerfile $(dirname "$dockerfile")")
+  local images=("slipway-operator operator/Dockerfile . -")
+  local runtime
+  for runtime in trainer predictor drift; do
+    images+=("$runtime runtimes/Dockerfile runtimes $runtime")
   done
-  local entry image file context
+  local entry image file context target
   for entry in "${images[@]}"; do
-    read -r image file context <<<"$entry"
+    read -r image file context target <<<"$entry"
     if [[ ${SKIP_BUILD:-0} != 1 ]]; then
       log "building $REGISTRY/$image:$VERSION from $file"
-      docker build -t "$REGISTRY/$image:$VERSION" -f "$file" "$context"
+      if [[ $target == - ]]; then
+        docker build -t "$REGISTRY/$image:$VERSION" -f "$file" "$context"
+      else
+        docker build -t "$REGISTRY/$image:$VERSION" -f "$file" --target "$target" "$context"
+      fi
     fi
     kind load docker-image --name "$CLUSTER" "$REGISTRY/$image:$VERSION"
   done
@@ -108,7 +111,7 @@ slipway() {
   local drift=true
   if ! docker image inspect "$REGISTRY/drift:$VERSION" >/dev/null 2>&1; then
     drift=false
-    echo "no $REGISTRY/drift:$VERSION image (runtimes/drift/Dockerfile missing?): installing without the drift runtime"
+    echo "no $REGISTRY/drift:$VERSION image (SKIP_BUILD=1 before it was ever built?): installing without the drift runtime"
   fi
   helm upgrade --install slipway charts/slipway --namespace "$SYSTEM" --create-namespace --wait --timeout 5m \
     --set image.pullPolicy=IfNotPresent \
