@@ -275,17 +275,18 @@ def create_all(env: Env, ns: str, objects: list[tuple[str, dict[str, Any]]], wor
         list(pool.map(create, objects))
 
 
-def apiserver_requests(env: Env) -> dict[str, float]:
-    """apiserver_request_total summed by resource, from the apiserver's own /metrics."""
+def apiserver_requests(env: Env, by: tuple[str, ...] = ("resource",)) -> dict[str, float]:
+    """apiserver_request_total summed by resource (or by the labels `by` names, joined by spaces), from the
+    apiserver's own /metrics."""
     code, body = env.cluster._api().get("/metrics", timeout=30)
     assert code == 200, body[:200]
     out: dict[str, float] = {}
     for line in body.decode().splitlines():
         if line.startswith("apiserver_request_total{"):
             labels, value = line.rsplit(" ", 1)
-            resource = next((kv.split("=", 1)[1].strip('"') for kv in labels[24:-1].split(",")
-                             if kv.startswith("resource=")), "")  # fmt: skip
-            out[resource] = out.get(resource, 0.0) + float(value)
+            pairs = dict(kv.split("=", 1) for kv in labels[24:-1].split(",") if "=" in kv)
+            key = " ".join(pairs.get(label, "").strip('"') for label in by)
+            out[key] = out.get(key, 0.0) + float(value)
     return out
 
 
@@ -429,7 +430,7 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         time.sleep(0.2)
     extra = {"SLIPWAY_NAMESPACES": ns, "SLIPWAY_DRIFT_URL": drift.url, "SLIPWAY_GATEWAY": ""}
     op = Operator(env, extra, env.root / f"operator-{n}.log")
-    others = process_cpu(env, drift)
+    others, requests_before = process_cpu(env, drift), apiserver_requests(env, ("resource", "subresource", "verb"))
     started = time.monotonic()
     try:
         progress = tracker.counts  # (objects, reconciled once, Ready)
@@ -438,6 +439,10 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         startup_cpu, startup_passes, startup_gc = cpu_seconds(op.proc.pid), passes_by_kind(op.port), gc_pauses(op.port)
         # Where the machine's two cores went meanwhile: the start-up is the operator's and everyone else's work.
         startup_others = {k: round(v - others.get(k, 0.0), 1) for k, v in process_cpu(env, drift).items()}
+        # And what the apiserver was asked meanwhile (by everyone: the operator, the bench's watches and stand-in).
+        requests = apiserver_requests(env, ("resource", "subresource", "verb"))
+        startup_requests = {k: int(v - requests_before.get(k, 0.0)) for k, v in requests.items()}
+        startup_requests = {k: v for k, v in sorted(startup_requests.items(), key=lambda kv: -kv[1]) if v >= n / 100}
         try:
             wait_until("every object Ready", lambda: progress()[2] >= n, 1800, op, progress)
         except RuntimeError as e:
@@ -493,6 +498,8 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
             "passes_per_object_until_settled": {k: round(v * 4 / n, 2) for k, v in sorted(settled_passes.items())},
             "startup_cpu_seconds_of_the_rest": startup_others,
             "startup_gc_pauses": {k: round(v, 3) for k, v in sorted(startup_gc.items())},
+            # Requests the apiserver served during start-up, by "resource subresource verb" (those >= 1 % of N).
+            "startup_apiserver_requests": startup_requests,
             "idle": {
                 "window_seconds": round(dt, 1),
                 "operator_cpu_percent_of_a_core": round(100 * d[0] / dt, 2),
