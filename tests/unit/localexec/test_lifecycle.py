@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway_dev.kube import Api
 from slipway_dev.localexec import probes
 from slipway_dev.localexec.containers import Config
 from slipway_dev.localexec.executor import Executor, HookDone, PodRecord
-from slipway_dev.localexec.kube import Api
 from slipway_dev.localexec.probes import ProbeResult
 from slipway_dev.localexec.status import RUNNING, container_status
 
