@@ -119,7 +119,7 @@ class Api:
             raise ApiError(status, status_message(raw))
         return json.loads(raw) if raw else None
 
-    def read(self, path: str, timeout: float = 15.0) -> Any | None:
+    def read(self, path: str, timeout: float = 15.0) -> Any:
         """GET; None when the object does not exist."""
         try:
             return self.call("GET", path, timeout=timeout)
