@@ -43,7 +43,6 @@ Prints one JSON object; notes say what else ran on the machine (load average at 
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
 import os
@@ -51,9 +50,8 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -64,6 +62,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from slipway_dev.kube import ApiError  # noqa: E402
 from slipway_dev.localcluster.servers import DriftServer  # noqa: E402
 
 from bench.idle import Env, Operator, artifact, cpu_seconds, metric_sum, rss_mb, s3_client, s3_requests, settle  # noqa: E402
@@ -76,70 +75,26 @@ FEATURES = [f"f{i}" for i in range(4)]
 OPERATOR_RESOURCES = {*KINDS, "inferenceservices", "events", "pods", "secrets", "serviceaccounts", "services"}
 
 
-class Conn:
-    """One keep-alive HTTPS connection to the apiserver, as the admin user (one per thread)."""
-
-    def __init__(self, env: Env) -> None:
-        api = env.cluster._api()
-        url = urllib.parse.urlsplit(api.base_url)
-        self.host, self.port, self.ctx = url.hostname or "127.0.0.1", url.port or 443, api.ssl_context
-        self.conn = self._connect()
-
-    def _connect(self, timeout: float = 60) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
-
-    def request(self, method: str, path: str, body: Any = None, ctype: str = "application/json") -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        for attempt in range(3):
-            try:
-                self.conn.request(method, path, data, {"Content-Type": ctype} if data else {})
-                resp = self.conn.getresponse()
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw.startswith(b"{") else raw.decode(errors="replace")
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = self._connect()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def stream(self, path: str) -> Iterable[dict[str, Any]]:
-        """The events of one watch request, until the server ends it."""
-        conn = self._connect(timeout=600)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise RuntimeError(f"watch {path}: HTTP {resp.status}: {resp.read()[:300]!r}")
-            while line := resp.readline():
-                if line.strip():
-                    yield json.loads(line)
-        finally:
-            conn.close()
-
-
 def watch(env: Env, path: str, on: Callable[[str, dict[str, Any]], None], stop: threading.Event) -> None:
     """List then watch `path` in a daemon thread, calling on(type, object) for every object (ADDED for the list),
     re-watching from the last resourceVersion when the server ends a watch."""
 
     def run() -> None:
-        conn = Conn(env)
-        code, listing = conn.request("GET", path)
-        assert code == 200, listing
+        api = env.cluster._api()
+        listing = api.call("GET", path, timeout=60)
         for obj in listing["items"]:
             on("ADDED", obj)
         rv = listing["metadata"]["resourceVersion"]
         while not stop.is_set():
             try:
-                for ev in conn.stream(
-                    f"{path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={rv}"
-                ):
+                params = {"allowWatchBookmarks": "true", "timeoutSeconds": "300", "resourceVersion": rv}
+                for ev in api.watch(path, params, timeout=600):
                     rv = ev["object"]["metadata"].get("resourceVersion", rv)
                     if ev["type"] in ("ADDED", "MODIFIED", "DELETED"):
                         on(ev["type"], ev["object"])
                     if stop.is_set():
                         return
-            except (OSError, http.client.HTTPException, RuntimeError) as e:
+            except ApiError as e:
                 print(f"watch {path}: {e}; again", file=sys.stderr)
                 time.sleep(1)
 
@@ -200,7 +155,7 @@ class Tracker:
 def kserve_standin(env: Env, ns: str, stop: threading.Event) -> None:
     """Plays KServe's controller for what the Rollouts read back: every InferenceService the operator creates
     gets status Ready=True and a url (through the status subresource). Nothing else of KServe runs."""
-    conn, done = Conn(env), set()
+    api, done = env.cluster._api(), set()
 
     def on(type_: str, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -213,12 +168,13 @@ def kserve_standin(env: Env, ns: str, stop: threading.Event) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ready = [{"type": t, "status": "True", "lastTransitionTime": now} for t in ("PredictorReady", "Ready")]
         patch = {"status": {"url": f"http://{name}.{ns}.example.com", "conditions": ready}}
-        code, out = conn.request("PATCH", f"{ISVC_API}/namespaces/{ns}/inferenceservices/{name}/status", patch,
-                                 "application/merge-patch+json")  # fmt: skip
-        if code == 200:
-            done.add(name)
+        try:
+            api.call("PATCH", f"{ISVC_API}/namespaces/{ns}/inferenceservices/{name}/status", patch,
+                     "application/merge-patch+json", timeout=60)  # fmt: skip
+        except ApiError as e:
+            print(f"KServe stand-in: {name}: {str(e)[:200]}", file=sys.stderr)
         else:
-            print(f"KServe stand-in: {name}: HTTP {code}: {str(out)[:200]}", file=sys.stderr)
+            done.add(name)
 
     watch(env, f"{ISVC_API}/namespaces/{ns}/inferenceservices", on, stop)
 
@@ -260,16 +216,16 @@ def manifests(n: int, art: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def create_all(env: Env, ns: str, objects: list[tuple[str, dict[str, Any]]], workers: int = 8) -> None:
-    local = threading.local()
+    api = env.cluster._api()  # a keep-alive connection per worker thread
 
     def create(item: tuple[str, dict[str, Any]]) -> None:
         plural, obj = item
-        if not hasattr(local, "conn"):
-            local.conn = Conn(env)
         body = {"apiVersion": "slipway.dev/v1alpha1", **obj}
-        code, out = local.conn.request("POST", f"{API}/namespaces/{ns}/{plural}", body)
-        if code not in (201, 409):
-            raise RuntimeError(f"create {plural}/{obj['metadata']['name']}: HTTP {code}: {str(out)[:300]}")
+        try:
+            api.call("POST", f"{API}/namespaces/{ns}/{plural}", body, timeout=60)
+        except ApiError as e:
+            if e.status != 409:
+                raise RuntimeError(f"create {plural}/{obj['metadata']['name']}: {str(e)[:300]}") from None
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(create, objects))
@@ -278,7 +234,7 @@ def create_all(env: Env, ns: str, objects: list[tuple[str, dict[str, Any]]], wor
 def apiserver_requests(env: Env, by: tuple[str, ...] = ("resource",)) -> dict[str, float]:
     """apiserver_request_total summed by resource (or by the labels `by` names, joined by spaces), from the
     apiserver's own /metrics."""
-    code, body = env.cluster._api().get("/metrics", timeout=30)
+    code, body = env.cluster._api().request("GET", "/metrics", timeout=30)
     assert code == 200, body[:200]
     out: dict[str, float] = {}
     for line in body.decode().splitlines():
@@ -387,15 +343,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def churn(env: Env, ns: str, tracker: Tracker, names: list[str], rate: float, seconds: float) -> dict[str, Any]:
     """`rate` ModelVersion spec changes per second for `seconds`; event → status latencies."""
-    conn, sent = Conn(env), []
+    api, sent = env.cluster._api(), []
     start, started_unix, total = time.monotonic(), time.time(), int(rate * seconds)
     for i in range(total):
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
         name = names[i % len(names)]
         patch = {"spec": {"metrics": {"accuracy": round(0.9 + (i + 1) / 1e6, 6)}}}
-        code, out = conn.request("PATCH", f"{API}/namespaces/{ns}/modelversions/{name}", patch,
-                                 "application/merge-patch+json")  # fmt: skip
-        assert code == 200, out
+        out = api.call("PATCH", f"{API}/namespaces/{ns}/modelversions/{name}", patch, "application/merge-patch+json",
+                       timeout=60)  # fmt: skip
         sent.append((name, out["metadata"]["generation"], time.monotonic()))
     achieved = total / (time.monotonic() - start)
     times, lost, slow = [], 0, []

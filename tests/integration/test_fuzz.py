@@ -11,11 +11,9 @@ SLIPWAY_FUZZ_REPORT when it is set.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-import yaml
-from requests.adapters import HTTPAdapter
 from slipway_dev.fuzz_crs import Mutant, load_examples, load_schemas, mutants, names_field
+from slipway_dev.kube import Api, ApiError
 from slipway_dev.kubectl import Kubectl
 
 from tests.conftest import Operator
@@ -42,62 +38,27 @@ PLURALS = {"TrainingJob": "trainingjobs", "ModelVersion": "modelversions", "Roll
 CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
-class _TLS(HTTPAdapter):
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self.context = context
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self.context
-        super().init_poolmanager(*args, **kwargs)
+def resource_path(namespace: str, plural: str, name: str = "") -> str:
+    return f"/apis/slipway.dev/v1alpha1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
 
-class Api:
-    """Plain HTTPS to the apiserver with the admin kubeconfig's certificate: thousands of applies, no kubectl."""
-
-    def __init__(self, cluster: Any, tmp: Path) -> None:
-        config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-        user, server = config["users"][0]["user"], config["clusters"][0]["cluster"]
-        files = {}
-        for key in ("client-certificate-data", "client-key-data"):
-            files[key] = tmp / key
-            files[key].write_bytes(base64.b64decode(user[key]))
-        ca = tmp / "ca.crt"
-        ca.write_bytes(base64.b64decode(server["certificate-authority-data"]))
-        context = ssl.create_default_context(cafile=str(ca))
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the kubeconfig's CA may sign as an intermediate
-        context.load_cert_chain(str(files["client-certificate-data"]), str(files["client-key-data"]))
-        self.base, self.session = server["server"], requests.Session()
-        self.session.mount("https://", _TLS(context))
-
-    def url(self, namespace: str, plural: str, name: str = "") -> str:
-        path = f"{self.base}/apis/slipway.dev/v1alpha1/namespaces/{namespace}/{plural}"
-        return f"{path}/{name}" if name else path
-
-    def apply(self, namespace: str, mutant: Mutant) -> requests.Response:
-        """What `kubectl apply --server-side` sends: an apply patch, strict field validation."""
-        body = json.dumps(mutant.body, ensure_ascii=False).encode()
-        for attempt in range(4):
-            r = self.session.patch(
-                self.url(namespace, PLURALS[mutant.kind], mutant.name),
-                params={"fieldManager": "slipway-fuzz", "force": "true", "fieldValidation": "Strict"},
-                data=body,
-                headers={"Content-Type": "application/apply-patch+yaml"},
-                timeout=60,
-            )
+def apply(api: Api, namespace: str, mutant: Mutant) -> ApiError | None:
+    """What `kubectl apply --server-side --validate=strict` sends; the API's refusal, or None."""
+    path = resource_path(namespace, PLURALS[mutant.kind], mutant.name)
+    for attempt in range(4):
+        try:
+            api.apply(path, mutant.body, "slipway-fuzz", strict=True, timeout=60)
+            return None
+        except ApiError as err:
             # An overloaded apiserver's timeout or throttling says nothing of the mutant: send it again.
-            if r.status_code not in (429, 503, 504):
-                break
+            if err.status not in (429, 503, 504) or attempt == 3:
+                return err
             time.sleep(2**attempt)
-        return r
+    raise AssertionError("unreachable")
 
-    def items(self, namespace: str, plural: str) -> list[dict[str, Any]]:
-        r = self.session.get(self.url(namespace, plural), timeout=60)
-        r.raise_for_status()
-        return list(r.json()["items"])
 
-    def delete_all(self, namespace: str, plural: str) -> None:
-        self.session.delete(self.url(namespace, plural), timeout=60).raise_for_status()
+def items(api: Api, namespace: str, plural: str) -> list[dict[str, Any]]:
+    return list(api.call("GET", resource_path(namespace, plural), timeout=60)["items"])
 
 
 def ready_of(obj: dict[str, Any]) -> dict[str, Any]:
@@ -134,9 +95,7 @@ def passes(op: Operator, kind: str | None = None, outcome: str | None = None) ->
     return op.metric("slipway_reconcile_total", **labels)
 
 
-def test_fuzzed_resources(
-    kubectl: Kubectl, operator_factory: Callable[..., Operator], cluster: Any, tmp_path: Path
-) -> None:
+def test_fuzzed_resources(kubectl: Kubectl, operator_factory: Callable[..., Operator], cluster: Any) -> None:
     ns = kubectl.namespace
     # Only this namespace, so the counters are this campaign's; a resync long enough for a few hundred objects
     # on two cores. The Secret the examples name is not here: their TrainingJobs wait in SecretNotFound and their
@@ -144,7 +103,8 @@ def test_fuzzed_resources(
     # cannot run: it waits in ErrImagePull/ImagePullBackOff instead of training.
     operator = operator_factory(SLIPWAY_NAMESPACES=ns, SLIPWAY_RESYNC_SECONDS=str(RESYNC_SECONDS),
                                 SLIPWAY_TRAINER_IMAGE="fuzz.invalid/no-such-trainer:0")  # fmt: skip
-    api = Api(cluster, tmp_path)
+    # Plain HTTPS with the admin kubeconfig: thousands of applies over kept-alive connections, no kubectl.
+    api = Api.from_kubeconfig(Path(cluster.kubeconfig))
     campaign = interleaved(mutants(load_examples(), load_schemas(), SEED, PER_EXAMPLE))
     figures: dict[str, Any] = {"seed": SEED, "per_example": PER_EXAMPLE, "applied": 0, "per_kind": {},
                                "status_codes": Counter(), "reasons": {}, "operator_refused": [],
@@ -157,19 +117,19 @@ def test_fuzzed_resources(
     for batch in batches(campaign, BATCH):
         accepted: dict[str, Mutant] = {}
         for mutant in batch:
-            r = api.apply(ns, mutant)
+            refusal = apply(api, ns, mutant)
             per_kind = figures["per_kind"].setdefault(mutant.kind, {"applied": 0, "rejected": 0, "accepted": 0})
             per_kind["applied"] += 1
             figures["applied"] += 1
-            if r.ok:
+            if refusal is None:
                 per_kind["accepted"] += 1
                 accepted[f"{PLURALS[mutant.kind]}/{mutant.name}"] = mutant
                 continue
             per_kind["rejected"] += 1
-            message = str(r.json().get("message") if "json" in r.headers.get("Content-Type", "") else r.text)
+            message = refusal.message
             # 500: the apiserver's answer to an apply that creates an object with a field of the wrong type.
-            assert r.status_code in (400, 422, 500), (r.status_code, message[:2000])
-            figures["status_codes"][str(r.status_code)] += 1
+            assert refusal.status in (400, 422, 500), (refusal.status, message[:2000])
+            figures["status_codes"][str(refusal.status)] += 1
             if not names_field(message, mutant.mutations):
                 unnamed.append({"name": mutant.name, "example": mutant.example, "message": message[:1000],
                                 "mutations": [[m.op, m.dotted()] for m in mutant.mutations]})  # fmt: skip
@@ -179,7 +139,7 @@ def test_fuzzed_resources(
             operator.alive()
             out = {}
             for plural in PLURALS.values():
-                out |= {f"{plural}/{o['metadata']['name']}": o for o in api.items(ns, plural)}
+                out |= {f"{plural}/{o['metadata']['name']}": o for o in items(api, ns, plural)}
             return out
 
         deadline, objects = time.monotonic() + 120 + 2 * len(accepted), current()
@@ -236,9 +196,9 @@ def test_fuzzed_resources(
             looping.append({"written while unchanged": written[:20], "count": len(written)})
 
         for plural in PLURALS.values():
-            api.delete_all(ns, plural)
+            api.call("DELETE", resource_path(ns, plural), timeout=60)
         deadline = time.monotonic() + 120
-        while any(api.items(ns, p) for p in PLURALS.values()) and time.monotonic() < deadline:
+        while any(items(api, ns, p) for p in PLURALS.values()) and time.monotonic() < deadline:
             time.sleep(1)
 
     figures["reasons"] = {kind: dict(c.most_common()) for kind, c in reasons.items()}

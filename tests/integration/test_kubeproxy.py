@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from slipway_dev.kube import Api
 from slipway_dev.localcluster import Cluster, ClusterError, kubeproxy
-from slipway_dev.localcluster.api import Api
 from slipway_dev.localcluster.pki import ADMIN
 from slipway_dev.localcluster.procs import ProcessSpec
 from slipway_dev.localexec import podnet

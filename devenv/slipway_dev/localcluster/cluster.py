@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from slipway_dev import HACK
+from slipway_dev.kube import Api, ApiError
 from slipway_dev.localexec.podnet import unreachable_routes
 
 from . import argo, components, knative, kubeconfig, kueue, nodes, serving
 from . import prometheus as prom
-from .api import Api, ApiError
 from .argo import PROCESS as ARGO_CONTROLLER
 from .argo import ArgoStack
 from .components import APISERVER, CONTROLLER_MANAGER, ETCD, EXECUTOR, KWOK, PROMETHEUS, SCHEDULER
@@ -566,7 +566,7 @@ class Cluster:
         # serviceaccount controller runs: proof the controllers are alive and authorized.
         self._wait(
             "ServiceAccount default/default",
-            lambda: self._api().get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+            lambda: self._api().ok("/api/v1/namespaces/default/serviceaccounts/default"),
             deadline,
             watch,
         )
@@ -581,7 +581,7 @@ class Cluster:
             self._wait("the local executor watching pods", self._executor_ready.exists, deadline, watch)
         if self.prometheus:
             prometheus = Api(self.prometheus_url)
-            self._wait("prometheus /-/ready", lambda: prometheus.get("/-/ready")[0] == 200, deadline, watch)
+            self._wait("prometheus /-/ready", lambda: prometheus.ok("/-/ready"), deadline, watch)
 
     # ---- probes ------------------------------------------------------------------------
 
@@ -595,7 +595,7 @@ class Cluster:
         cert, _ = self.pki.client_cert(ADMIN)
         if not cert.exists():
             return False
-        return self._api().get("/readyz", timeout=2.0)[0] == 200
+        return self._api().ok("/readyz", timeout=2.0)
 
     def _crd_established(self, name: str) -> bool:
         crd = self._api().get_json(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
@@ -634,7 +634,7 @@ def _yaml_files(directory: Path) -> list[Path]:
 def _healthz(port: int) -> Callable[[], bool]:
     """A probe of a component's /healthz (a controller-manager or scheduler port)."""
     api = Api.insecure(f"https://127.0.0.1:{port}")
-    return lambda: api.get("/healthz")[0] == 200
+    return lambda: api.ok("/healthz")
 
 
 def _digest(files: Sequence[Path]) -> str:

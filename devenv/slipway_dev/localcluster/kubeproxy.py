@@ -21,10 +21,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from slipway_dev.kube import Api, ApiError, status_message
 from slipway_dev.localexec.podnet import POD_NETWORK
 
 from . import kubeconfig
-from .api import Api, ApiError
 from .pki import PKI, ClientIdentity
 from .procs import ProcessSpec
 from .sysnet import SystemNetworks
@@ -110,7 +110,7 @@ def give_node_address(api: Api, node_name: str, address: str) -> None:
         timeout=30.0,
     )
     if status != 200:
-        raise ApiError(f"patch node {node_name} status: HTTP {status}: {body.decode(errors='replace')[:500]}")
+        raise ApiError(status, f"patch node {node_name} status: {status_message(body)[:500]}")
 
 
 def cleanup_argv(binary: Path) -> list[str]:

@@ -12,11 +12,11 @@ from pathlib import Path
 from types import FrameType
 
 from slipway_dev import REPO
+from slipway_dev.kube import Api
 
 from . import images, podnet
 from .containers import Config
 from .executor import Executor
-from .kube import Api
 
 REPO_ROOT = REPO
 

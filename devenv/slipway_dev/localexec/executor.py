@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slipway_dev.kube import Api, ApiError, Unavailable
+
 from . import containers, envres, network, podnet, probes, sources, status
 from .containers import Config, pod_ref
-from .kube import Api, ApiError, Unavailable
 from .probes import Prober, ProbeResult
 from .procs import Process, Records, read_capped, read_tail
 from .status import RUNNING, TERMINATED, WAITING, ContainerRun
@@ -300,7 +301,7 @@ class Executor:
         def service(ns: str, svc: str) -> Obj | None:
             if (ns, svc) not in services:
                 try:
-                    services[(ns, svc)] = self.api.get(f"/api/v1/namespaces/{ns}/services/{svc}")
+                    services[(ns, svc)] = self.api.read(f"/api/v1/namespaces/{ns}/services/{svc}")
                 except ApiError as err:
                     raise envres.ConfigError(str(err)) from None
             return services[(ns, svc)]

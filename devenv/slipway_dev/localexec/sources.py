@@ -6,8 +6,9 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from slipway_dev.kube import Api, ApiError
+
 from . import envres, status
-from .kube import Api, ApiError
 
 Obj = dict[str, Any]
 
@@ -41,7 +42,7 @@ class ApiSources:
 
     def _get(self, path: str) -> Obj | None:
         try:
-            obj: Obj | None = self.api.get(path)
+            obj: Obj | None = self.api.read(path)
         except ApiError as err:  # the kubelet reports these as the container's config error too
             raise envres.ConfigError(str(err)) from None
         return obj

@@ -20,7 +20,7 @@ from typing import Any
 
 from slipway import contract
 
-from .kube import Api, ApiError, Unavailable
+from slipway_dev.kube import Api, ApiError, Unavailable
 
 COMPONENT_LABEL = contract.COMPONENT
 ISVC_LABEL = "serving.kserve.io/inferenceservice"

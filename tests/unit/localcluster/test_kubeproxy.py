@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway_dev.kube import ApiError
 from slipway_dev.localcluster import kubeproxy, sysnet
-from slipway_dev.localcluster.api import ApiError
 from slipway_dev.localexec import podnet
 
 BIN = Path("/bin/kube-proxy")

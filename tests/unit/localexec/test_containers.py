@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway_dev.kube import Api
 from slipway_dev.localexec.containers import Config, ImageUnavailable, prepare
 from slipway_dev.localexec.envres import ConfigError
 from slipway_dev.localexec.executor import Executor
-from slipway_dev.localexec.kube import Api
 from slipway_dev.localexec.network import Resolver
 from slipway_dev.localexec.status import TERMINATED, WAITING
 

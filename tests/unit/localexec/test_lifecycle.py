@@ -6,20 +6,21 @@ preStop hook reaches a real HTTP server in the test."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway_dev.kube import Api
 from slipway_dev.localexec import probes
 from slipway_dev.localexec.containers import Config
 from slipway_dev.localexec.executor import Executor, HookDone, PodRecord
-from slipway_dev.localexec.kube import Api
 from slipway_dev.localexec.probes import ProbeResult
 from slipway_dev.localexec.status import RUNNING, container_status
+
+from tests.unit.http_server import QuietHandler, serving
 
 LOG: list[tuple[float, str]] = []  # (when, what): the hook's request and the signals, in order
 
@@ -43,7 +44,7 @@ class Drain(ThreadingHTTPServer):
         self.delay = delay
 
 
-class DrainHandler(BaseHTTPRequestHandler):
+class DrainHandler(QuietHandler):
     server: Drain
 
     def do_GET(self) -> None:
@@ -53,17 +54,11 @@ class DrainHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def drain() -> Iterator[Drain]:
-    srv = Drain(delay=0.3)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(Drain(delay=0.3)) as srv:
+        yield srv
 
 
 class QuietExecutor(Executor):

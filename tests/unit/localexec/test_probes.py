@@ -3,14 +3,15 @@ real HTTP server in the test: what it receives is what Knative's queue-proxy wou
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from slipway_dev.localexec import probes
 from slipway_dev.localexec.probes import HTTP, LIVENESS, STARTUP, ProbeSpec, ProbeState, check, probe_spec
+
+from tests.unit.http_server import QuietHandler, serving
 
 
 class Recorder(ThreadingHTTPServer):
@@ -28,7 +29,7 @@ class Recorder(ThreadingHTTPServer):
         return int(self.server_address[1])
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     server: Recorder
 
     def do_GET(self) -> None:
@@ -37,17 +38,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def server() -> Iterator[Recorder]:
-    srv = Recorder()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(Recorder()) as srv:
+        yield srv
 
 
 def queue_proxy(port: int) -> dict[str, Any]:
