@@ -119,6 +119,13 @@ def runtime_rows(url: str, namespace: str) -> dict[str, float]:
     return out
 
 
+def monitor_versions(url: str, namespace: str) -> dict[str, str]:
+    """The versions the drift runtime is configured with for the monitor, and their roles: a version's events are
+    refused (404) until the operator has configured it."""
+    with urllib.request.urlopen(f"{url}/v1/monitors/{namespace}/dm", timeout=5) as resp:
+        return {v: c["role"] for v, c in json.load(resp)["config"]["versions"].items()}
+
+
 def status(kubectl: Kubectl) -> dict[str, Any]:
     return (kubectl.get("driftmonitor", "dm") or {}).get("status") or {}
 
@@ -218,7 +225,9 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     before = runtime_rows(drift_server.url, kubectl.namespace)
     predict(kubectl, cluster, reference[:200], batch=2)  # 100 requests, each answered by one version
     new = lambda: {v: n - before.get(v, 0) for v, n in runtime_rows(drift_server.url, kubectl.namespace).items()}  # noqa: E731
-    rows = wait_for("both versions' rows at the runtime", lambda: sum((r := new()).values()) >= 200 and r, 60)
+    rows = wait_for(lambda: f"both versions' rows at the runtime (rows {new()}, the runtime's versions: "
+                    f"{monitor_versions(drift_server.url, kubectl.namespace)})",
+                    lambda: sum((r := new()).values()) >= 200 and r, 60)  # fmt: skip
     assert set(rows) == {"dd-v1", "dd-v2"} and sum(rows.values()) == 200, rows
     assert min(rows.values()) >= 40, f"a 50 % split of 100 requests: {rows}"  # P(fewer than 20 of 100) < 1e-9
 
@@ -226,8 +235,6 @@ def test_drift_windows_retraining_cooldown_and_reference_switch(
     kubectl("annotate", "rollout", "svc", "slipway.dev/promote=1")
     wait_for("reference switch", lambda: status(kubectl).get("modelVersion") == "dd-v2", 120)
     assert status(kubectl)["consecutiveDriftWindows"] == 0
-    with urllib.request.urlopen(f"{drift_server.url}/v1/monitors/{kubectl.namespace}/dm", timeout=5) as resp:
-        config = json.load(resp)["config"]
-    assert {v: c["role"] for v, c in config["versions"].items()} == {"dd-v2": "stable"}
+    assert monitor_versions(drift_server.url, kubectl.namespace) == {"dd-v2": "stable"}
     logger = (kubectl.get("inferenceservice", "svc") or {})["spec"]["predictor"]["logger"]
     assert logger["url"].endswith("/dm/dd-v2")
