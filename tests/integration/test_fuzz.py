@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slipway.api import API_VERSION, KINDS
 from slipway_dev.fuzz_crs import Mutant, load_examples, load_schemas, mutants, names_field
 from slipway_dev.kube import Api, ApiError
 from slipway_dev.kubectl import Kubectl
@@ -33,13 +34,12 @@ PER_EXAMPLE = int(os.environ.get("SLIPWAY_FUZZ_MUTANTS", "30"))
 SEED = int(os.environ.get("SLIPWAY_FUZZ_SEED", "1"))
 BATCH = int(os.environ.get("SLIPWAY_FUZZ_BATCH", "150"))
 RESYNC_SECONDS = 10.0
-PLURALS = {"TrainingJob": "trainingjobs", "ModelVersion": "modelversions", "Rollout": "rollouts",
-           "DriftMonitor": "driftmonitors"}  # fmt: skip
+PLURALS = {kind.kind: kind.plural for kind in KINDS}  # the kinds a person writes, as fuzz_crs mutates them
 CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
 def resource_path(namespace: str, plural: str, name: str = "") -> str:
-    return f"/apis/slipway.dev/v1alpha1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+    return f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
 
 def apply(api: Api, namespace: str, mutant: Mutant) -> ApiError | None:
