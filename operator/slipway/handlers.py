@@ -80,6 +80,9 @@ class Runtime:
         # order), and when the last was written.
         self.written: dict[Key, tuple[list[str], float]] = {}
         self.foreign: set[Key] = set()
+        # Objects whose last pass ended in a conflict: their kept body is stale, the next pass reads them from the
+        # API (`_refetch`).
+        self.stale: set[Key] = set()
         self.passed: set[Key] = set()  # objects with a pass since start (slipway_objects_unreconciled)
         # Objects whose pass waits for a free slot, oldest first, each once (`handle`): a queue of keys, as
         # controller-runtime's workqueue, not a Kopf worker per object holding its event.
@@ -272,6 +275,7 @@ class Runtime:
     def seen(self, key: Key, body: dict[str, Any] | None) -> None:
         """The watch delivered `body` for `key` (None: deleted). Another shard's object is only remembered as
         such, and forgotten here if it was ours until now."""
+        self.stale.discard(key)
         if body is None:
             self.bodies.pop(key, None)
             self.parked.pop(key, None)
@@ -293,7 +297,12 @@ class Runtime:
         if (cached := self.bodies.get(key)) is not None:
             await self.handle(controller, cached)
             return
-        try:  # from the API: the watch cache has nothing newer than `bodies` (or none at all)
+        if key not in self.stale:
+            # Never delivered (a wake at start-up for an object whose kind's watch has not reached it yet: one
+            # GET per object of a kind), or deleted since: the watch's event for it, when it comes, is its pass.
+            self.requeue.forget(key)
+            return
+        try:  # from the API: the last pass of it found the body kept here stale
             body = await self.kube.get_custom(GROUP, VERSION, *key)
         except Exception:
             log.warning("could not re-read %s/%s/%s", *key, exc_info=True)
@@ -317,6 +326,7 @@ class Runtime:
             RECONCILES.labels(kind, "conflict").inc()
             # What this pass read is stale: the retry reads the object from the API, not the body kept here.
             self.bodies.pop(key, None)
+            self.stale.add(key)
             self.written.pop(key, None)
             return CONFLICT_RETRY_SECONDS
         except Exception:

@@ -166,8 +166,9 @@ async def test_an_object_deleted_during_its_pass_is_not_a_failed_pass() -> None:
 
 async def test_a_resync_reconciles_the_body_the_watch_delivered_without_a_get() -> None:
     """Issue 13: at idle every object was re-read from the API at every resync. The runtime keeps the latest
-    body (the watch's, or the one its own status patch returned) and reconciles from it; only an object it has
-    never seen is read."""
+    body (the watch's, or the one its own status patch returned) and reconciles from it; only an object whose
+    last pass found its body stale (a conflict) is read. One never delivered (a wake at start-up before its
+    kind's watch reached it) or deleted is not: the watch's event for it is its pass."""
     from slipway.config import Settings
     from slipway.handlers import Runtime
     from slipway.storage import S3
@@ -193,6 +194,11 @@ async def test_a_resync_reconciles_the_body_the_watch_delivered_without_a_get() 
     await runtime._refetch(controller, key)
     assert handled == [body] and Api.gets == []
     runtime.seen(key, None)  # deleted
+    await runtime._refetch(controller, key)
+    never = ("modelversions", "ns", "m-v2")
+    await runtime._refetch(controller, never)
+    assert Api.gets == [] and handled == [body]
+    runtime.stale.add(key)  # what handlers.Runtime._pass does on a conflict
     await runtime._refetch(controller, key)
     assert Api.gets == [key] and handled == [body]
     await runtime.requeue.close()

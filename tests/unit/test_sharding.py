@@ -151,7 +151,8 @@ async def test_another_shards_objects_are_never_woken_nor_read() -> None:
     await a.event(rollouts, None, body("Rollout", "theirs", "b"))
     a.wake("Rollout", "ns", "theirs")  # e.g. a pod or a ModelVersion of theirs changed
     assert ("rollouts", "ns", "theirs") not in a.requeue._timers
-    # An object it has never seen is read once, and left alone when it is another shard's.
+    # An object read again after a conflict is left alone when it turns out to be another shard's.
+    a.stale.add(("rollouts", "ns", "unknown"))
     await a._refetch(rollouts, ("rollouts", "ns", "unknown"))
     assert api.gets == [("rollouts", "ns", "unknown")] and passes == []
     assert ("rollouts", "ns", "unknown") in a.foreign
