@@ -35,8 +35,10 @@ default settings otherwise. Measured per N:
   taken this way, over objects already Ready; `startup_seconds` is the first reconcile of objects never seen.
 
     .venv/bin/python bench/operator_scale.py [--objects 1000,10000] [--window 60] [--churn-rate 20]
-        [--churn-seconds 30]
+        [--churn-seconds 30] [--startup-only]
 
+`--startup-only` measures each N's start-up and settling and stops there (to compare changes to them side by side
+quickly).
 Prints one JSON object; notes say what else ran on the machine (load average at the start of each N).
 """
 
@@ -398,6 +400,20 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         requests = apiserver_requests(env, ("resource", "subresource", "verb"))
         startup_requests = {k: int(v - requests_before.get(k, 0.0)) for k, v in requests.items()}
         startup_requests = {k: v for k, v in sorted(startup_requests.items(), key=lambda kv: -kv[1]) if v >= n / 100}
+        startup = {
+            "startup_seconds": round(startup, 1),
+            "startup_operator_cpu_seconds": round(startup_cpu, 1),
+            # Reconcile passes per object of each kind until every object was reconciled once, and their
+            # outcomes (a conflict is a pass decided on a stale body, retried after reading the object again).
+            "passes_per_object_at_startup": {k: round(v * 4 / n, 2) for k, v in sorted(startup_passes.items())},
+            "passes_at_startup_by_outcome": passes_by_kind(op.port, "outcome"),
+            "startup_cpu_seconds_of_the_rest": startup_others,
+            "startup_gc_pauses": {k: round(v, 3) for k, v in sorted(startup_gc.items())},
+            # Requests the apiserver served during start-up, by "resource subresource verb" (those >= 1 % of N).
+            "startup_apiserver_requests": startup_requests,
+        }
+        head = {"objects": n, "per_kind": {p: sum(1 for q, _ in objects if q == p) for p in KINDS},
+                "load_average_at_start": [round(x, 2) for x in load], "create_seconds": round(created, 1)}  # fmt: skip
         try:
             wait_until("every object Ready", lambda: progress()[2] >= n, 1800, op, progress)
         except RuntimeError as e:
@@ -405,6 +421,15 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         # Nor a pass: passes that write nothing (a watch's backlog of events) are start-up work, not idle.
         settle(op, limit=1800, counters=("slipway_status_patches_total", "slipway_reconcile_total"))
         settled, settled_passes = time.monotonic() - started, passes_by_kind(op.port)
+        rest = {k: round(v - others.get(k, 0.0), 1) for k, v in process_cpu(env, drift).items()}
+        settling = {
+            "settled_seconds": round(settled, 1),
+            "settled_operator_cpu_seconds": round(cpu_seconds(op.proc.pid), 1),
+            "settled_cpu_seconds_of_the_rest": rest,
+            "passes_per_object_until_settled": {k: round(v * 4 / n, 2) for k, v in sorted(settled_passes.items())},
+        }
+        if args.startup_only:
+            return {**head, **startup, **settling}
         api = env.cluster.procs.pid("kube-apiserver")
         assert api is not None and drift.proc is not None
 
@@ -441,20 +466,9 @@ def measure(env: Env, drift: DriftServer, art: dict[str, str], n: int, args: arg
         op = Operator(env, extra, env.root / f"operator-{n}-restart.log")
         restarted = restart(op, n)
         return {
-            "objects": n,
-            "per_kind": {p: sum(1 for q, _ in objects if q == p) for p in KINDS},
-            "load_average_at_start": [round(x, 2) for x in load],
-            "create_seconds": round(created, 1),
-            "startup_seconds": round(startup, 1),
-            "startup_operator_cpu_seconds": round(startup_cpu, 1),
-            "settled_seconds": round(settled, 1),
-            # Reconcile passes per object of each kind: until every object was reconciled once, and until settled.
-            "passes_per_object_at_startup": {k: round(v * 4 / n, 2) for k, v in sorted(startup_passes.items())},
-            "passes_per_object_until_settled": {k: round(v * 4 / n, 2) for k, v in sorted(settled_passes.items())},
-            "startup_cpu_seconds_of_the_rest": startup_others,
-            "startup_gc_pauses": {k: round(v, 3) for k, v in sorted(startup_gc.items())},
-            # Requests the apiserver served during start-up, by "resource subresource verb" (those >= 1 % of N).
-            "startup_apiserver_requests": startup_requests,
+            **head,
+            **startup,
+            **settling,
             "idle": {
                 "window_seconds": round(dt, 1),
                 "operator_cpu_percent_of_a_core": round(100 * d[0] / dt, 2),
@@ -498,7 +512,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
         for path, limit in limits.items():
             value: Any = results[str(n)]
             for part in path.split("."):
-                value = value[part]
+                value = value.get(part, {})
+            if value == {}:  # not measured (--startup-only)
+                continue
             out[f"N={n} {path} < {limit}"] = {"value": value, "pass": value is not None and value < limit}
     return out
 
@@ -509,6 +525,11 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=60, help="idle window in seconds (default 60)")
     parser.add_argument("--churn-rate", type=float, default=20, help="spec changes per second (default 20)")
     parser.add_argument("--churn-seconds", type=float, default=30, help="how long the churn lasts (default 30)")
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="measure each N's start-up and settling only (no idle window, churn or restart)",
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.objects.split(",") if x.strip()]
     results: dict[str, Any] = {}
@@ -523,7 +544,7 @@ def main() -> int:
         finally:
             drift.stop()
     ratio = {}
-    if len(sizes) >= 2:
+    if len(sizes) >= 2 and not args.startup_only:
         lo, hi = str(min(sizes)), str(max(sizes))
         for key in ("operator_cpu_percent_of_a_core", "operator_rss_mb", "apiserver_requests_per_second",
                     "reconciles_per_second"):  # fmt: skip
