@@ -83,6 +83,9 @@ class Runtime:
         # Objects whose last pass ended in a conflict: their kept body is stale, the next pass reads them from the
         # API (`_refetch`).
         self.stale: set[Key] = set()
+        # The resourceVersion of an object's last write by a settled pass (base.settle): the watch's echo of it is
+        # remembered, and wakes what reads it, but is not passed over again.
+        self.settled_at: dict[Key, str] = {}
         self.passed: set[Key] = set()  # objects with a pass since start (slipway_objects_unreconciled)
         # Objects whose pass waits for a free slot, oldest first, each once (`handle`): a queue of keys, as
         # controller-runtime's workqueue, not a Kopf worker per object holding its event.
@@ -128,6 +131,7 @@ class Runtime:
         self.remember(controller.kind.kind, key, None if type_ == "DELETED" else obj)
         if type_ == "DELETED":
             self.written.pop(key, None)
+            self.settled_at.pop(key, None)
             self.foreign.discard(key)
             self.passed.discard(key)
             self.seen(key, None)
@@ -137,7 +141,8 @@ class Runtime:
                     self.wake(kind, namespace, other)
             return
         self.seen(key, obj)
-        if key not in self.foreign:
+        echo = self.settled_at.pop(key, "") == obj["metadata"].get("resourceVersion", "") != ""
+        if key not in self.foreign and not echo:
             await self.handle(controller, obj)
         if controller.read_by_others(obj) is None:  # otherwise woken by remember(), when what they read changed
             for kind, other in controller.related(obj):
@@ -242,8 +247,8 @@ class Runtime:
                 self.requeue.cancel(key)
                 # The newest body: another pass may have written the object while this one waited for the lock, and
                 # reconciling what the caller read before that could only end in a 409 (one per Rollout at
-                # start-up). The echo of our own last write is reconciled like any event: a decision may take its
-                # next step from what it wrote (a finished TrainingJob's TTL, for one).
+                # start-up). The echo of our own last write is reconciled like any event (a decision may take its
+                # next step from what it wrote), unless the pass that wrote it was settled (`event`, base.settle).
                 delay = await self._pass(controller, self.bodies.get(key) or body)
                 self.passed.add(key)
         finally:
@@ -343,6 +348,10 @@ class Runtime:
             self.bodies[key] = written = slim(result.body)
             rvs = [rv for rv in (self.written[key][0] if key in self.written else []) if rv not in result.versions]
             self.written[key] = ([*rvs, *result.versions], time.monotonic())
+            if result.settled:
+                self.settled_at[key] = result.versions[-1]
+            else:
+                self.settled_at.pop(key, None)
             self.remember(kind, key, written)
         controller.metrics(body, result.fields)
         if result.patched:

@@ -4,7 +4,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from slipway.config import Settings
 from slipway.controllers.base import Result, desired_status, invalid, merge_diff
+from slipway.kube import Kube
+from slipway.storage import S3
 
 from tests.unit.fakes import clients
 
@@ -230,3 +233,100 @@ async def test_every_write_the_api_refuses_as_invalid_is_rejected() -> None:
     Custom.error = ApiException(status=503, reason="Unavailable")
     with pytest.raises(ApiException):
         await kube.patch_object(isvc, {})
+
+
+class Echoing(StatusApi):
+    """Writes status as the API does (a merge patch of top-level fields) and returns the object as written."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__()
+        self.body, self.created = body, 0
+
+    async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any], rv: str) -> Any:
+        self.patches.append(patch)
+        status = {k: v for k, v in {**(self.body.get("status") or {}), **patch}.items() if v is not None}
+        return {**self.body, "metadata": {**self.body["metadata"], "resourceVersion": "2"}, "status": status}
+
+    async def create(self, manifest: dict[str, Any]) -> bool:
+        self.created += 1
+        return True
+
+
+class Converging:
+    """A decision that reaches its state in one pass, one that takes a step per pass, and one that asks for a
+    create at every pass (it does not observe what it created)."""
+
+    from slipway.api import DriftMonitor as kind
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    async def observe(self, obj: Any, clients: Any, now: datetime) -> Any:
+        return "observed"
+
+    def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
+        from slipway.conditions import Cond
+        from slipway.controllers.base import Create
+
+        assert observed == "observed"  # the settling decision reuses what the pass observed
+        seen = obj.status.windows_evaluated if obj.status else 0
+        ready = [Cond("Ready", "True", "Monitoring", "ok")]
+        if self.how == "steps":
+            return Result(ready, fields={"windowsEvaluated": seen + 1})
+        actions = [Create({"kind": "Pod", "metadata": {"name": "p"}})] if self.how == "creates" else []
+        # The timer this state asks for is known only once the state is written (as a TTL counts from a
+        # completion time the same pass writes).
+        return Result(ready, fields={"windowsEvaluated": 1}, actions=actions, requeue_after=30.0 if seen else None)
+
+
+@pytest.mark.parametrize(("how", "settled", "requeue"), [("once", True, 30.0), ("steps", False, None),
+                                                         ("creates", False, None)])  # fmt: skip
+async def test_a_pass_whose_written_status_is_a_fixed_point_is_settled(how: str, settled: bool, requeue: Any) -> None:
+    """Issue 13: the watch's echo of every status write was passed over again: a second pass per object at
+    start-up, each with its reads (a TrainingJob's pods, a Rollout's InferenceService). reconcile() decides again
+    over the object as written, with what the pass observed: nothing more to write or do is `settled` (its echo
+    needs no pass), with the timer decided over the written status. A decision that takes a step per pass, or asks
+    for an action again, is not settled: its echo is passed over as before."""
+    from slipway.controllers.base import reconcile
+
+    body = {"apiVersion": "slipway.dev/v1alpha1", "kind": "DriftMonitor",
+            "metadata": {"name": "dm", "namespace": "ns", "resourceVersion": "1", "generation": 1},
+            "spec": {"inferenceServiceRef": {"name": "i"}, "modelVersionRef": {"name": "m"}}}  # fmt: skip
+    api = Echoing(body)
+    result = await reconcile(Converging(how), body, clients(api), NOW)  # type: ignore[arg-type]
+    assert len(api.patches) == 1 and result.versions == ["2"]
+    assert result.settled is settled and result.requeue_after == requeue
+    assert api.created == (1 if how == "creates" else 0)  # settling decides only: it carries nothing out
+
+
+async def test_the_echo_of_a_settled_pass_is_not_passed_over_again() -> None:
+    """The runtime's side of base.settle: the watch's echo of a settled pass's write is remembered (and wakes what
+    reads it) without a pass; any other event of the object, or the echo of a pass that was not settled, is."""
+    from slipway import handlers
+
+    rt, passes = handlers.Runtime(Kube.__new__(Kube), Settings(peering=""), S3()), []  # type: ignore[var-annotated]
+    settle = True
+
+    async def fake(controller: Any, body: dict[str, Any], clients: Any, now: datetime) -> Result:
+        passes.append(body["metadata"]["resourceVersion"])
+        rv = str(int(body["metadata"]["resourceVersion"]) + 1)
+        written = {**body, "metadata": {**body["metadata"], "resourceVersion": rv}}
+        return Result([], body=written, versions=[rv], patched=True, settled=settle)
+
+    def event(rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": "m-v1", "namespace": "ns", "resourceVersion": rv}, "spec": {}}
+
+    mvs = rt.controllers["ModelVersion"]
+    handlers.reconcile, original = fake, handlers.reconcile  # type: ignore[assignment]
+    try:
+        await rt.event(mvs, "ADDED", event("1"))  # writes 2
+        await rt.event(mvs, "MODIFIED", event("2"))  # its echo: no pass
+        assert passes == ["1"] and rt.bodies[("modelversions", "ns", "m-v1")]["metadata"]["resourceVersion"] == "2"
+        await rt.event(mvs, "MODIFIED", event("5"))  # someone else's write: a pass (writes 6)
+        settle = False
+        await rt.event(mvs, "MODIFIED", event("8"))  # writes 9, not settled
+        await rt.event(mvs, "MODIFIED", event("9"))  # its echo is passed over
+        assert passes == ["1", "5", "8", "9"]
+    finally:
+        handlers.reconcile = original  # type: ignore[assignment]
+        await rt.requeue.close()

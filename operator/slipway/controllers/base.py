@@ -102,6 +102,9 @@ class Result:
     # Set by reconcile(): the resourceVersion each of its writes of the object returned, in order (a status patch,
     # then a finalizer change): the watch's echoes of them are states this pass already decided on.
     versions: list[str] = field(default_factory=list)
+    # Set by reconcile(): the object as written is a fixed point of the decision: decided again over it, with what
+    # this pass observed, nothing would be written or done (`settled`).
+    settled: bool = False
 
 
 class Decision(Generic[K, Obs]):
@@ -232,6 +235,8 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], client
     """One pass over one object; raises kube.Conflict when the object moved underneath."""
     kube = clients.kube
     meta = body.get("metadata", {})
+    observed: Any = None
+    decided: Result | None = None  # the decision over what was observed, while it is what this pass carries out
     try:
         obj = controller.kind.model_validate(body)
     except ValidationError as e:
@@ -243,7 +248,7 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], client
             # Not the object's fault and not the operator's to fix: say so where its owner looks.
             result = Result(conditions.stalled("Forbidden", str(e)), events=[Event("Warning", "Forbidden", str(e))])
         else:
-            result = controller.decide(obj, observed, now)
+            result = decided = controller.decide(obj, observed, now)
     ref = ObjectRef.of(body)
     try:
         if await act(controller.kind, ref, result.actions, clients):
@@ -263,7 +268,30 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], client
         # Deleted while this pass ran (the fuzz campaign found it: the pass failed with a 404 and was retried):
         # nothing is left to write, and the watch's DELETED event forgets the object.
         log.debug("%s %s/%s was deleted during its reconcile", controller.kind.kind, ref.namespace, ref.name)
+        return result
+    if result.body is not None and decided is result:
+        settle(controller, result, observed, now)
     return result
+
+
+def settle(controller: Controller[K, Obs], result: Result, observed: Obs, now: datetime) -> None:
+    """Decide again over the object as this pass wrote it, with what it observed: when that would write and do
+    nothing, the pass is `settled` and the watch's echo of its writes needs no pass of its own (handlers.Runtime):
+    what that pass would read anew either is watched (its change wakes the object) or has a timer, and the timer
+    is the one decided over the written status (a finished TrainingJob's TTL counts from the completion this pass
+    wrote). A decision that takes one step per pass is not settled after a step, and passes again at the echo."""
+    body = result.body or {}
+    try:
+        again = controller.decide(controller.kind.model_validate(body), observed, now)
+    except Exception:  # the pass itself succeeded: its echo is simply passed over, as without settling
+        log.debug("deciding again over %s %s failed", controller.kind.kind, body.get("metadata"), exc_info=True)
+        return
+    status = body.get("status") or {}
+    if again.actions or desired_status(status, again, body.get("metadata", {}).get("generation"), now) != status:
+        return
+    result.settled = True
+    waits = [w for w in (result.requeue_after, again.requeue_after) if w]
+    result.requeue_after = min(waits) if waits else None
 
 
 async def write(
