@@ -41,7 +41,7 @@ from slipway.observability import (
     WAITING,
 )
 from slipway.peering import Leadership
-from slipway.requeue import Requeuer
+from slipway.requeue import Line, Requeuer
 from slipway.sharding import owns
 from slipway.storage import S3
 
@@ -89,7 +89,12 @@ class Runtime:
         self.passed: set[Key] = set()  # objects with a pass since start (slipway_objects_unreconciled)
         # Objects whose pass waits for a free slot, oldest first, each once (`handle`): a queue of keys, as
         # controller-runtime's workqueue, not a Kopf worker per object holding its event.
-        self.parked: dict[Key, tuple[Controller[Any, Any], dict[str, Any]]] = {}
+        # Served first passes first (an object not reconciled since start: the start-up burst, a new object), then
+        # passes again (wakes, resyncs), each in the kinds' order (api.KINDS: a kind after the kinds it reads):
+        # at start-up a Rollout's first pass then finds its ModelVersion verified instead of writing "waiting"
+        # and passing again when woken, and the wakes of objects already passed wait, so that several become one
+        # pass, instead of holding back objects that have none yet (`place`).
+        self.parked: Line[Key, tuple[Controller[Any, Any], dict[str, Any]]] = Line()
         self._launched: set[asyncio.Task[None]] = set()
         self.launching = 0  # called in from the line, not yet in a slot (launch_parked)
         self.pending: set[Key] = set()  # objects with a pass waiting for their lock or a slot (handle)
@@ -98,6 +103,7 @@ class Runtime:
         self.clients = Clients(kube, s3, self.prometheus, self.drift)
         self.leadership = Leadership(kube, settings)
         self.controllers: dict[str, Controller[Any, Any]] = {c.kind.kind: c for c in every_kind(settings)}
+        self.rank = {kind: i for i, kind in enumerate(self.controllers)}
         SHARD.labels(settings.shard or "default").set(1)
         for controller in self.controllers.values():
             plural = controller.kind.plural
@@ -232,7 +238,7 @@ class Runtime:
             # (Kopf's worker for this object, a timer) returns at once instead of waiting with its event, so that
             # 10,000 objects do not mean 10,000 workers alive. A key already in line keeps its place; its pass
             # reads the newest body then. Passes that end call the line in (launch_parked).
-            self.parked.setdefault(key, (controller, body))
+            self.parked.add(key, self.place(controller, key), (controller, body))
             return
         self.pending.add(key)
         started = False
@@ -257,6 +263,10 @@ class Runtime:
             self.launch_parked()
         self.requeue.schedule(key, delay, lambda: self._refetch(controller, key))
 
+    def place(self, controller: Controller[Any, Any], key: Key) -> int:
+        """An object's rank in line (`parked`): its kind's, after every kind's first passes once it has had one."""
+        return self.rank[controller.kind.kind] + (len(self.rank) if key in self.passed else 0)
+
     def called_in(self) -> None:
         """A key called in from the line holds a slot now, or needs none: the next in line may be called in."""
         self.launching -= 1
@@ -268,8 +278,7 @@ class Runtime:
         runs in an empty context (see Requeuer.schedule)."""
         if not self.parked or self.launching or self.slots.locked():
             return
-        key, (controller, body) = next(iter(self.parked.items()))
-        del self.parked[key]
+        key, (controller, body) = self.parked.take()
         self.launching += 1
         task = asyncio.get_running_loop().create_task(
             self.handle(controller, self.bodies.get(key) or body, parked=True), context=contextvars.Context()
@@ -283,14 +292,14 @@ class Runtime:
         self.stale.discard(key)
         if body is None:
             self.bodies.pop(key, None)
-            self.parked.pop(key, None)
+            self.parked.discard(key)
         elif self.owns(body):
             self.foreign.discard(key)
             self.bodies[key] = body
         else:
             self.foreign.add(key)
             self.bodies.pop(key, None)
-            self.parked.pop(key, None)
+            self.parked.discard(key)
             self.requeue.forget(key)
 
     async def _refetch(self, controller: Controller[Any, Any], key: tuple[str, str, str]) -> None:

@@ -1,4 +1,5 @@
-"""Per-object serialisation and delayed re-reconciles, the way controller-runtime requeues.
+"""Per-object serialisation, delayed re-reconciles and the line of keys waiting for a slot, the way
+controller-runtime requeues.
 
 Only timing lives here, never state: after a restart the initial listing reconciles every object
 again, and everything a decision needs is read back from the API.
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from typing import Generic, TypeVar
+
+KT = TypeVar("KT", bound=Hashable)
+V = TypeVar("V")
 
 
 class Requeuer:
@@ -56,3 +61,40 @@ class Requeuer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Line(Generic[KT, V]):
+    """Keys waiting for a slot, each once (a workqueue's set of dirty keys): served by rank, lowest first, then in
+    order of arrival. A key added again keeps its place and its first value."""
+
+    def __init__(self) -> None:
+        self._ranks: dict[int, dict[KT, V]] = {}
+        self._rank_of: dict[KT, int] = {}
+
+    def add(self, key: KT, rank: int, value: V) -> None:
+        if key not in self._rank_of:
+            self._rank_of[key] = rank
+            self._ranks.setdefault(rank, {})[key] = value
+
+    def discard(self, key: KT) -> None:
+        rank = self._rank_of.pop(key, None)
+        if rank is not None:
+            del self._ranks[rank][key]
+
+    def take(self) -> tuple[KT, V]:
+        """The first key in line and its value, out of the line (IndexError when empty)."""
+        for rank in sorted(self._ranks):
+            if waiting := self._ranks[rank]:
+                key = next(iter(waiting))
+                del self._rank_of[key]
+                return key, waiting.pop(key)
+        raise IndexError("the line is empty")
+
+    def __iter__(self) -> Iterator[KT]:
+        return (key for rank in sorted(self._ranks) for key in self._ranks[rank])
+
+    def __len__(self) -> int:
+        return len(self._rank_of)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rank_of

@@ -501,6 +501,39 @@ async def test_events_beyond_the_free_slots_wait_in_line_not_in_kopfs_workers() 
     await rt.requeue.close()
 
 
+async def test_the_line_serves_a_kind_after_the_kinds_it_reads() -> None:
+    """At start-up every object waits in line at once: first passes first, in api.KINDS' order (TrainingJobs,
+    ModelVersions, Rollouts, DriftMonitors): a Rollout's first pass finds its ModelVersion already verified instead
+    of writing "waiting" and passing again when woken. Then objects passed already (woken: several wakes while it
+    waits are one pass), in the same order. Within a rank, in order of arrival."""
+    from slipway.handlers import Runtime
+
+    rt = Runtime(Kube.__new__(Kube), Settings(peering="", max_concurrent_reconciles=1), S3())
+    gate, passes = asyncio.Event(), []
+
+    async def one_pass(controller: Any, body: dict[str, Any]) -> float:
+        await gate.wait()
+        passes.append(body["metadata"]["name"])
+        return 60.0
+
+    rt._pass = one_pass  # type: ignore[method-assign]
+    first = asyncio.create_task(rt.event(rt.controllers["DriftMonitor"], "ADDED", obj("d-0")))
+    await asyncio.sleep(0)
+    rt.passed |= {("modelversions", "ns", "m-v0"), ("driftmonitors", "ns", "d-2")}
+    for kind, name in [("DriftMonitor", "d-1"), ("Rollout", "r-1"), ("ModelVersion", "m-v1"), ("Rollout", "r-2"),
+                       ("DriftMonitor", "d-2"), ("ModelVersion", "m-v0"), ("TrainingJob", "t-1"),
+                       ("ModelVersion", "m-v2")]:  # fmt: skip
+        await rt.event(rt.controllers[kind], "MODIFIED", obj(name))
+    order = ["t-1", "m-v1", "m-v2", "r-1", "r-2", "d-1", "m-v0", "d-2"]
+    assert [name for _, _, name in rt.parked] == order
+    gate.set()
+    await first
+    while rt.parked or rt._launched:
+        await asyncio.sleep(0.01)
+    assert passes == ["d-0", *order]
+    await rt.requeue.close()
+
+
 async def test_events_during_a_pass_make_one_more_pass_with_the_newest_body() -> None:
     """Events and wakes of an object while its pass runs: one more pass after it, with the newest body, however
     many came (a workqueue keeps a key once)."""
