@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 
@@ -77,15 +77,13 @@ class Runtime:
         self.cache = kube.cache = WatchCache()
         self.bodies: dict[Key, dict[str, Any]] = {}
         # The resourceVersions our writes of an object returned whose echo the watch has not delivered yet (in
-        # order), and when the last was written.
-        self.written: dict[Key, tuple[list[str], float]] = {}
+        # order), when the last was written, and whether the pass that wrote it was settled (base.settle: the
+        # echo of its last write is remembered, and wakes what reads it, but is not passed over again).
+        self.written: dict[Key, tuple[list[str], float, bool]] = {}
         self.foreign: set[Key] = set()
         # Objects whose last pass ended in a conflict: their kept body is stale, the next pass reads them from the
         # API (`_refetch`).
         self.stale: set[Key] = set()
-        # The resourceVersion of an object's last write by a settled pass (base.settle): the watch's echo of it is
-        # remembered, and wakes what reads it, but is not passed over again.
-        self.settled_at: dict[Key, str] = {}
         self.passed: set[Key] = set()  # objects with a pass since start (slipway_objects_unreconciled)
         # Objects whose pass waits for a free slot, oldest first, each once (`handle`): a queue of keys, as
         # controller-runtime's workqueue, not a Kopf worker per object holding its event.
@@ -132,12 +130,12 @@ class Runtime:
         on it either way (a Rollout of this shard may serve another shard's ModelVersion)."""
         namespace, name = obj["metadata"].get("namespace") or "", obj["metadata"].get("name") or ""
         key = (controller.kind.plural, namespace, name)
-        if type_ != "DELETED" and self.older_than_written(key, obj):
+        echo = "" if type_ == "DELETED" else self.echo(key, obj)
+        if echo == "older":
             return
         self.remember(controller.kind.kind, key, None if type_ == "DELETED" else obj)
         if type_ == "DELETED":
             self.written.pop(key, None)
-            self.settled_at.pop(key, None)
             self.foreign.discard(key)
             self.passed.discard(key)
             self.seen(key, None)
@@ -147,30 +145,30 @@ class Runtime:
                     self.wake(kind, namespace, other)
             return
         self.seen(key, obj)
-        echo = self.settled_at.pop(key, "") == obj["metadata"].get("resourceVersion", "") != ""
-        if key not in self.foreign and not echo:
+        if key not in self.foreign and echo != "settled":
             await self.handle(controller, obj)
         if controller.read_by_others(obj) is None:  # otherwise woken by remember(), when what they read changed
             for kind, other in controller.related(obj):
                 self.wake(kind, namespace, other)
 
-    def older_than_written(self, key: Key, obj: dict[str, Any]) -> bool:
-        """Whether the watch delivered the echo of one of our own writes after a later write of ours returned:
-        reconciling that older state again could only end in a 409 and a retry (thousands at start-up with 10,000
-        objects). Only resourceVersions we wrote ourselves are passed over. The echo of our last write, or any
-        state we did not write (made after our last write: each write carries the resourceVersion it was decided
-        from), means the watch has caught up. So does ECHO_WAIT_SECONDS: a watch that restarted sends no echoes.
-        An echo that came before its write's answer was handled then, like any event."""
+    def echo(self, key: Key, obj: dict[str, Any]) -> Literal["older", "settled", ""]:
+        """What the watch's `obj` is to our own writes of the object. "older": the echo of one of them after a later
+        one returned; reconciling that older state again could only end in a 409 and a retry (thousands at start-up
+        with 10,000 objects). "settled": the echo of our last write, by a settled pass. "": anything else. Only
+        resourceVersions we wrote ourselves are passed over. The echo of our last write, or any state we did not
+        write (made after our last write: each write carries the resourceVersion it was decided from), means the
+        watch has caught up. So does ECHO_WAIT_SECONDS: a watch that restarted sends no echoes. An echo that came
+        before its write's answer was handled then, like any event."""
         pending = self.written.get(key)
         if pending is None:
-            return False
-        rvs, at = pending
+            return ""
+        rvs, at, settled = pending
         rv = obj["metadata"].get("resourceVersion")
         if rv in rvs[:-1] and time.monotonic() - at <= ECHO_WAIT_SECONDS:
             rvs.remove(rv)
-            return True
+            return "older"
         del self.written[key]
-        return False
+        return "settled" if settled and rv == rvs[-1] else ""
 
     def remember(self, kind: str, key: Key, body: dict[str, Any] | None) -> None:
         """The newest body of an object (None: deleted), from the watch or our own status write, into the cache,
@@ -254,7 +252,7 @@ class Runtime:
                 # The newest body: another pass may have written the object while this one waited for the lock, and
                 # reconciling what the caller read before that could only end in a 409 (one per Rollout at
                 # start-up). The echo of our own last write is reconciled like any event (a decision may take its
-                # next step from what it wrote), unless the pass that wrote it was settled (`event`, base.settle).
+                # next step from what it wrote), unless the pass that wrote it was settled (`echo`, base.settle).
                 delay = await self._pass(controller, self.bodies.get(key) or body)
                 self.passed.add(key)
         finally:
@@ -356,11 +354,7 @@ class Runtime:
             # while the write's answer was on its way; the echo of this pass's own write is the same state.
             self.bodies[key] = written = slim(result.body)
             rvs = [rv for rv in (self.written[key][0] if key in self.written else []) if rv not in result.versions]
-            self.written[key] = ([*rvs, *result.versions], time.monotonic())
-            if result.settled:
-                self.settled_at[key] = result.versions[-1]
-            else:
-                self.settled_at.pop(key, None)
+            self.written[key] = ([*rvs, *result.versions], time.monotonic(), result.settled)
             self.remember(kind, key, written)
         controller.metrics(body, result.fields)
         if result.patched:

@@ -266,7 +266,7 @@ async def test_echoes_of_our_earlier_writes_are_passed_over_and_nothing_else() -
 
     await rt.event(mv, "ADDED", at("1"))
     assert passes == ["m"]
-    rt.written[key] = (["2", "3"], clock.monotonic())  # two passes wrote rv 2, then rv 3
+    rt.written[key] = (["2", "3"], clock.monotonic(), False)  # two passes wrote rv 2, then rv 3
     rt.bodies[key] = at("3")
     await rt.event(mv, "MODIFIED", at("2"))  # the echo of the earlier write
     assert passes == ["m"] and rt.bodies[key]["metadata"]["resourceVersion"] == "3"
@@ -275,10 +275,10 @@ async def test_echoes_of_our_earlier_writes_are_passed_over_and_nothing_else() -
     await rt.event(mv, "MODIFIED", at("4"))
     assert passes == ["m", "m", "m"]
     # The last write's echo came before its answer (handled then): the next event, whatever it is, counts.
-    rt.written[key] = (["4", "5"], clock.monotonic())
+    rt.written[key] = (["4", "5"], clock.monotonic(), False)
     await rt.event(mv, "MODIFIED", at("6"))  # a user's change
     assert passes == ["m", "m", "m", "m"] and key not in rt.written
-    rt.written[key] = (["7", "9"], clock.monotonic() - handlers.ECHO_WAIT_SECONDS - 1)  # the echoes never came
+    rt.written[key] = (["7", "9"], clock.monotonic() - handlers.ECHO_WAIT_SECONDS - 1, False)  # the echoes never came
     await rt.event(mv, "MODIFIED", at("7"))
     assert len(passes) == 5
     await rt.requeue.close()
