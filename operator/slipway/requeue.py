@@ -95,6 +95,3 @@ class Line(Generic[KT, V]):
 
     def __len__(self) -> int:
         return len(self._rank_of)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rank_of
