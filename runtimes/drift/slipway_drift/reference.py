@@ -5,10 +5,10 @@ Blocking (boto3, pyarrow): callers run these in a worker thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,6 @@ from slipway_drift.config import Column, VersionConfig
 from slipway_drift.detect import Reference
 
 CHUNK = 1 << 20
-_CLIENTS: dict[tuple[str | None, str | None], Any] = {}
-_CLIENTS_LOCK = threading.Lock()
 
 
 class ReferenceUnavailable(RuntimeError):
@@ -29,20 +27,15 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+@functools.cache
 def s3_client(endpoint: str | None, region: str | None) -> Any:
     """One S3 client per (endpoint, region) for the runtime's life, shared by the I/O threads (boto3's clients are
     thread-safe; making one loads botocore's service model, tens of milliseconds of CPU per reference). The
     default credential chain (AWS_* variables, web identity, instance roles; refreshed by botocore as they expire);
     AWS_ENDPOINT_URL is honoured by boto3 itself unless the version names its own endpoint."""
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get((endpoint, region))
-        if client is None:
-            import boto3
+    import boto3
 
-            client = _CLIENTS[(endpoint, region)] = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint, region_name=region
-            )
-        return client
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region)
 
 
 def ensure_cached(version: VersionConfig, path: Path) -> None:
