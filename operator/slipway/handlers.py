@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
@@ -21,7 +21,7 @@ import kopf
 from slipway import contract
 from slipway.analysis import Prometheus
 from slipway.api.common import GROUP, VERSION
-from slipway.cache import WatchCache, slim
+from slipway.cache import WatchCache, managed_kind, slim
 from slipway.clients import Clients
 from slipway.config import Settings
 from slipway.controllers import every_kind
@@ -364,7 +364,7 @@ class Runtime:
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
-    """One event handler per kind, plus one for the pods slipway launches."""
+    """One event handler per kind, plus one each for the pods and InferenceServices slipway creates."""
     for controller in runtime.controllers.values():
         _register_one(registry, controller, runtime)
 
@@ -373,22 +373,27 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             if owner.get("apiVersion") == f"{GROUP}/{VERSION}" and owner.get("kind") in runtime.controllers:
                 runtime.wake(owner["kind"], body.metadata.namespace or "", owner["name"])
 
-    kopf.on.event("v1", "pods", labels=MANAGED, registry=registry, id="wake-pod-owner")(wake_owner)
+    # The pods slipway launched and the InferenceServices of its Rollouts: kept in the watch cache
+    # (cache.WatchCache.watch_managed), so that a TrainingJob's pass lists its pods and a Rollout's reads its service
+    # from there, not from the API; each event wakes its owner at once, not at its next resync. Every object of the
+    # kind comes here, slipway's or not: Kopf's listing (events of type None) of any of them says its watch
+    # restarted. Without KServe's CRDs Kopf watches no InferenceServices.
+    selector = ",".join(f"{k}={v}" for k, v in MANAGED.items())
+    for group, version, plural in (("", "v1", "pods"), (ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL)):
+        runtime.cache.watch_managed(group, version, plural, selector)
 
-    # KServe's status of a Rollout's InferenceService (ready, canary ready, revisions): the Rollout looks at once,
-    # not at its next resync. Which of them exist is kept (by name only, cache.WatchCache.watch_names), so that a
-    # Rollout's pass asks the API for its service only when there is one. Without KServe's CRDs Kopf watches
-    # nothing here.
-    runtime.cache.watch_names(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, ",".join(f"{k}={v}" for k, v in MANAGED.items()))
+        def keeper(kind: str) -> Callable[..., Awaitable[None]]:
+            async def keep(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+                labels = body.metadata.get("labels") or {}
+                mine = all(labels.get(k) == v for k, v in MANAGED.items())
+                runtime.cache.observe(kind, event["type"], dict(event["object"]), mine)
+                if mine:
+                    await wake_owner(body)
 
-    async def inference_service(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        meta = event["object"]["metadata"]
-        key = (f"{ISVC_PLURAL}.{ISVC_GROUP}", meta.get("namespace") or "", meta.get("name") or "")
-        runtime.cache.put(key, None if event["type"] == "DELETED" else dict(event["object"]))
-        await wake_owner(body)
+            return keep
 
-    kopf.on.event(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels=MANAGED, registry=registry,
-                  id="wake-inferenceservice-owner")(inference_service)  # fmt: skip
+        resource = (group, version, plural) if group else (version, plural)
+        kopf.on.event(*resource, registry=registry, id=f"keep-{plural}")(keeper(managed_kind(group, plural)))
 
 
 def _register_one(registry: kopf.OperatorRegistry, controller: Controller[Any, Any], runtime: Runtime) -> None:

@@ -19,7 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from slipway import contract
 from slipway.api import KINDS, RECORDS
 from slipway.api.common import GROUP, VERSION
-from slipway.cache import WatchCache
+from slipway.cache import WatchCache, managed_kind, slim
 
 log = logging.getLogger(__name__)
 REPORTING_CONTROLLER = contract.REPORTING_CONTROLLER
@@ -165,17 +165,21 @@ class Kube:
     async def get_managed(
         self, group: str, version: str, plural: str, namespace: str, name: str
     ) -> dict[str, Any] | None:
-        """A custom object slipway creates with its managed-by label (a Rollout's InferenceService), read from the
-        API. The watch cache (handlers.register, MANAGED) knows which of them exist: when it has none of that name,
-        the answer is None without a request (at start-up every Rollout looks for its service before creating it:
-        thousands of 404s). It keeps only their names, so an object that exists is always read fresh."""
-        cache, kind = self.cache, f"{plural}.{group}"
-        if cache is not None and cache.watched(kind):
-            if not cache.complete(kind, namespace):
-                await self._fill(cache, kind, namespace)
-            if cache.complete(kind, namespace) and cache.get(kind, namespace, name) is None:
-                return None
+        """A custom object slipway creates with its managed-by label (a Rollout's InferenceService): from the watch
+        cache (cache.WatchCache.watch_managed; one labelled listing completes a namespace of them), or from the
+        API when the cache does not keep the kind or could not list it (not installed, not allowed)."""
+        if (found := await self._managed(managed_kind(group, plural), namespace)) is not None:
+            return found.get(managed_kind(group, plural), namespace, name)
         return await self.get_custom(group, version, plural, namespace, name)
+
+    async def _managed(self, kind: str, namespace: str) -> WatchCache | None:
+        """The watch cache when it answers for a managed kind in `namespace` (listing it first if need be)."""
+        cache = self.cache
+        if cache is None or not cache.watched(kind):
+            return None
+        if not cache.complete(kind, namespace):
+            await self._fill(cache, kind, namespace)
+        return cache if cache.complete(kind, namespace) else None
 
     async def get_optional(
         self, group: str, version: str, plural: str, namespace: str, name: str
@@ -218,13 +222,18 @@ class Kube:
                 return
             group, version, selector = managed
             try:
-                res = await self._custom.list_namespaced_custom_object(
-                    group, version, namespace, plural.split(".", 1)[0], label_selector=selector
-                )
+                if not group:  # core: pods
+                    pods = await self._core.list_namespaced_pod(namespace, label_selector=selector)
+                    items, at = [self._plain(p) for p in pods.items], str(pods.metadata.resource_version or "")
+                else:
+                    res = await self._custom.list_namespaced_custom_object(
+                        group, version, namespace, plural.split(".", 1)[0], label_selector=selector
+                    )
+                    items, at = res.get("items", []), str((res.get("metadata") or {}).get("resourceVersion") or "")
             except ApiException as e:  # not installed (404) or not allowed: read each object from the API
                 log.debug("cannot list %s in %s (%s): not cached", plural, namespace, e.reason)
                 return
-            cache.fill(plural, namespace, res.get("items", []))
+            cache.fill(plural, namespace, items, at)
 
     async def _list(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         res = await self._custom.list_namespaced_custom_object(
@@ -234,6 +243,11 @@ class Kube:
         return items
 
     async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods slipway launched (its managed-by label) matching an equality `selector`, from the watch cache (a
+        pod we created is in it from the create's answer on, ahead of the watch); from the API otherwise."""
+        cache = await self._managed("pods", namespace)
+        if cache is not None and cache.answers(selector):
+            return cache.list("pods", namespace, selector) or []
         res = await self._core.list_namespaced_pod(namespace, label_selector=selector)
         return [self._plain(p) for p in res.items]
 
@@ -265,7 +279,8 @@ class Kube:
         kind, ns = manifest["kind"], manifest["metadata"]["namespace"]
         try:
             if kind == "Pod":
-                await self._core.create_namespaced_pod(ns, manifest)  # type: ignore[arg-type]
+                created = await self._core.create_namespaced_pod(ns, manifest)  # type: ignore[arg-type]
+                self._answered("pods", self._plain(created))
             elif kind == "Service":
                 await self._core.create_namespaced_service(ns, manifest)  # type: ignore[arg-type]
             else:
@@ -298,9 +313,17 @@ class Kube:
             await self._core.patch_namespaced_service(meta["name"], meta["namespace"], manifest, **opts)
         else:
             group, version = manifest["apiVersion"].split("/")
-            await self._custom.patch_namespaced_custom_object(
+            applied = await self._custom.patch_namespaced_custom_object(
                 group, version, meta["namespace"], plural_of(kind), meta["name"], manifest, **opts
             )
+            self._answered(managed_kind(group, plural_of(kind)), applied)
+
+    def _answered(self, kind: str, body: Any) -> None:
+        """Our own create's or apply's answer of a managed kind into the watch cache: the next pass reads what
+        it wrote even when the watch has not delivered it yet (a pod missing there would look lost)."""
+        if self.cache is not None and self.cache.watched(kind) and isinstance(body, dict):
+            meta = body.get("metadata") or {}
+            self.cache.put((kind, meta.get("namespace") or "", meta.get("name") or ""), slim(body))
 
     async def patch_object(self, manifest: dict[str, Any], patch: dict[str, Any]) -> None:
         """Merge-patch a namespaced custom object (e.g. an InferenceService) named by `manifest`."""
