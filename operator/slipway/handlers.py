@@ -80,6 +80,11 @@ class Runtime:
         # order), when the last was written, and whether the pass that wrote it was settled (base.settle: the
         # echo of its last write is remembered, and wakes what reads it, but is not passed over again).
         self.written: dict[Key, tuple[list[str], float, bool]] = {}
+        # The resourceVersions the pass running now wrote so far, and those of them whose echo the watch delivered
+        # before the pass ended (it posts its Events after the status patch): an echo of the running pass's own
+        # write is not a reason for another pass, unless the pass ends unsettled (`_pass`).
+        self.writing: dict[Key, list[str]] = {}
+        self.early: dict[Key, set[str]] = {}
         self.foreign: set[Key] = set()
         # Objects whose last pass ended in a conflict: their kept body is stale, the next pass reads them from the
         # API (`_refetch`).
@@ -133,6 +138,8 @@ class Runtime:
         echo = "" if type_ == "DELETED" else self.echo(key, obj)
         if echo == "older":
             return
+        if echo == "early":
+            self.early.setdefault(key, set()).add(obj["metadata"].get("resourceVersion") or "")
         self.remember(controller.kind.kind, key, None if type_ == "DELETED" else obj)
         if type_ == "DELETED":
             self.written.pop(key, None)
@@ -145,20 +152,23 @@ class Runtime:
                     self.wake(kind, namespace, other)
             return
         self.seen(key, obj)
-        if key not in self.foreign and echo != "settled":
+        if key not in self.foreign and echo not in ("settled", "early"):
             await self.handle(controller, obj)
         if controller.read_by_others(obj) is None:  # otherwise woken by remember(), when what they read changed
             for kind, other in controller.related(obj):
                 self.wake(kind, namespace, other)
 
-    def echo(self, key: Key, obj: dict[str, Any]) -> Literal["older", "settled", ""]:
+    def echo(self, key: Key, obj: dict[str, Any]) -> Literal["older", "settled", "early", ""]:
         """What the watch's `obj` is to our own writes of the object. "older": the echo of one of them after a later
         one returned; reconciling that older state again could only end in a 409 and a retry (thousands at start-up
-        with 10,000 objects). "settled": the echo of our last write, by a settled pass. "": anything else. Only
+        with 10,000 objects). "settled": the echo of our last write, by a settled pass. "early": the echo of a
+        write of the pass running now (it passes again at its end if it is not settled). "": anything else. Only
         resourceVersions we wrote ourselves are passed over. The echo of our last write, or any state we did not
         write (made after our last write: each write carries the resourceVersion it was decided from), means the
         watch has caught up. So does ECHO_WAIT_SECONDS: a watch that restarted sends no echoes. An echo that came
         before its write's answer was handled then, like any event."""
+        if obj["metadata"].get("resourceVersion") in self.writing.get(key, ()):
+            return "early"
         pending = self.written.get(key)
         if pending is None:
             return ""
@@ -332,8 +342,9 @@ class Runtime:
         kind, started = controller.kind.kind, time.perf_counter()
         meta = body["metadata"]
         key = (controller.kind.plural, meta.get("namespace") or "", meta["name"])
+        self.writing[key] = []
         try:
-            result = await reconcile(controller, body, self.clients, datetime.now(UTC))
+            result = await reconcile(controller, body, self.clients, datetime.now(UTC), self.writing[key].append)
         except Conflict:
             RECONCILES.labels(kind, "conflict").inc()
             # What this pass read is stale: the retry reads the object from the API, not the body kept here.
@@ -347,6 +358,8 @@ class Runtime:
             return ERROR_RETRY_SECONDS
         finally:
             RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+            self.writing.pop(key, None)
+            early = self.early.pop(key, set())
         RECONCILES.labels(kind, "ok").inc()
         kept = (self.bodies.get(key) or {}).get("metadata", {}).get("resourceVersion")
         if result.body is not None and kept in (None, meta.get("resourceVersion"), *result.versions):
@@ -354,11 +367,17 @@ class Runtime:
             # while the write's answer was on its way; the echo of this pass's own write is the same state.
             self.bodies[key] = written = slim(result.body)
             rvs = [rv for rv in (self.written[key][0] if key in self.written else []) if rv not in result.versions]
-            self.written[key] = ([*rvs, *result.versions], time.monotonic(), result.settled)
+            awaited = [rv for rv in result.versions if rv not in early]
+            if awaited:
+                self.written[key] = ([*rvs, *awaited], time.monotonic(), result.settled)
+            else:
+                self.written.pop(key, None)
             self.remember(kind, key, written)
         controller.metrics(body, result.fields)
         if result.patched:
             STATUS_PATCHES.labels(kind).inc()
+        if result.versions and result.versions[-1] in early and not result.settled:
+            return 0.0  # the echo of its last write came while it ran: the pass that echo would have caused, now
         resync = self.settings.resync_seconds
         return min(result.requeue_after, resync) if result.requeue_after else resync
 

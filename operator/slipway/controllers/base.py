@@ -231,8 +231,15 @@ def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-async def reconcile(controller: Controller[K, Any], body: dict[str, Any], clients: Clients, now: datetime) -> Result:
-    """One pass over one object; raises kube.Conflict when the object moved underneath."""
+async def reconcile(
+    controller: Controller[K, Any],
+    body: dict[str, Any],
+    clients: Clients,
+    now: datetime,
+    wrote: Callable[[str], None] = lambda rv: None,
+) -> Result:
+    """One pass over one object; raises kube.Conflict when the object moved underneath. `wrote` is told each
+    resourceVersion the pass's writes return, as they return (its watch echo may come before the pass ends)."""
     kube = clients.kube
     meta = body.get("metadata", {})
     observed: Any = None
@@ -263,7 +270,7 @@ async def reconcile(controller: Controller[K, Any], body: dict[str, Any], client
     old = body.get("status") or {}
     new = desired_status(old, result, meta.get("generation"), now)
     try:
-        await write(controller.kind.plural, ref, old, new, result, kube, now)
+        await write(controller.kind.plural, ref, old, new, result, kube, now, wrote)
     except Gone:
         # Deleted while this pass ran (the fuzz campaign found it: the pass failed with a 404 and was retried):
         # nothing is left to write, and the watch's DELETED event forgets the object.
@@ -295,7 +302,14 @@ def settle(controller: Controller[K, Obs], result: Result, observed: Obs, now: d
 
 
 async def write(
-    plural: str, ref: ObjectRef, old: dict[str, Any], new: dict[str, Any], result: Result, kube: Kube, now: datetime
+    plural: str,
+    ref: ObjectRef,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    result: Result,
+    kube: Kube,
+    now: datetime,
+    wrote: Callable[[str], None] = lambda rv: None,
 ) -> None:
     """The status patch (when it changed), its Events, then the finalizers."""
     rv = ref.resource_version
@@ -303,6 +317,7 @@ async def write(
         patched = await kube.patch_status(plural, ref.namespace, ref.name, merge_diff(old, new), rv)
         rv, result.patched, result.body = patched["metadata"]["resourceVersion"], True, patched
         result.versions.append(rv)
+        wrote(rv)
         # Events describe transitions, so they go out only with a status change: a resync never repeats them.
         for ev in result.events:
             await kube.event(ref, ev.type, ev.reason, ev.message, now)
@@ -312,6 +327,7 @@ async def write(
             result.body = await kube.set_finalizers(plural, ref.namespace, ref.name, list(action.finalizers), rv)
             rv = result.body["metadata"]["resourceVersion"]
             result.versions.append(rv)
+            wrote(rv)
 
 
 async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], clients: Clients) -> bool:
