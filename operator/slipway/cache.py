@@ -126,20 +126,28 @@ class WatchCache:
         """(group, version, label selector) of a managed kind, or None."""
         return self._managed.get(kind)
 
-    def observe(self, kind: str, type_: str | None, body: dict[str, Any], mine: bool) -> None:
-        """A watch event of a managed kind (`mine`: it carries the selector's labels). Kopf's events of type None
-        are its listing, at its start and whenever its watch restarts: what was deleted meanwhile is not among
-        them, so the first of them makes every namespace of the kind incomplete, to be listed anew."""
+    def observe(self, kind: str, type_: str | None, body: dict[str, Any], mine: bool) -> bool:
+        """A watch event of a managed kind (`mine`: it carries the selector's labels); False when it says nothing
+        new: the state kept here already (the echo of our own create or apply, whose answer went in), or an older
+        one. Kopf's events of type None are its listing, at its start and whenever its watch restarts: what was
+        deleted meanwhile is not among them, so the first of them makes every namespace of the kind incomplete,
+        to be listed anew."""
         if type_ is None and not self._listing_kind.get(kind):
             self.expire(kind)
         self._listing_kind[kind] = type_ is None
         meta = body.get("metadata") or {}
         key = (kind, meta.get("namespace") or "", meta.get("name") or "")
+        held = self._objects.get(key)
         if type_ == "DELETED" or not mine:  # deleted, or relabelled away from slipway
-            if type_ == "DELETED" or key in self._objects:
+            if type_ == "DELETED" or held is not None:
                 self.put(key, None, body)
-        else:
-            self.put(key, slim(body))
+            return True
+        if held is not None and (
+            older(body, held) or (_version(held) is not None and _version(body) == _version(held))
+        ):
+            return False
+        self.put(key, slim(body))
+        return True
 
     def expire(self, kind: str) -> None:
         """Every namespace of `kind` is to be listed anew before the next read is answered here."""

@@ -405,8 +405,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             async def keep(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
                 labels = body.metadata.get("labels") or {}
                 mine = all(labels.get(k) == v for k, v in MANAGED.items())
-                runtime.cache.observe(kind, event["type"], dict(event["object"]), mine)
-                if mine:
+                if runtime.cache.observe(kind, event["type"], dict(event["object"]), mine) and mine:
                     await wake_owner(body)
 
             return keep

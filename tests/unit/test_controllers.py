@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from slipway.config import Settings
-from slipway.controllers.base import Result, desired_status, invalid, merge_diff
+from slipway.controllers.base import Hooks, Result, desired_status, invalid, merge_diff
 from slipway.kube import Kube
 from slipway.storage import S3
 
@@ -252,10 +252,15 @@ class Echoing(StatusApi):
         self.created += 1
         return True
 
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.created += 1
+        return {**manifest, "status": {"ready": False}}
 
-class Converging:
-    """A decision that reaches its state in one pass, one that takes a step per pass, and one that asks for a
-    create at every pass (it does not observe what it created)."""
+
+class Converging(Hooks):
+    """A decision that reaches its state in one pass, one that takes a step per pass, one that asks for a create
+    at every pass (it does not observe what it created), and one that applies an object it reads (as a Rollout its
+    InferenceService) and can tell what it would observe after (Hooks.observed_after)."""
 
     from slipway.api import DriftMonitor as kind
 
@@ -265,23 +270,30 @@ class Converging:
     async def observe(self, obj: Any, clients: Any, now: datetime) -> Any:
         return "observed"
 
+    def observed_after(self, observed: Any, actions: list[Any], made: dict[tuple[str, str], Any]) -> Any:
+        return made.get(("Thing", "t")) if self.how == "applies" else None
+
     def decide(self, obj: Any, observed: Any, now: datetime) -> Result:
         from slipway.conditions import Cond
-        from slipway.controllers.base import Create
+        from slipway.controllers.base import Apply, Create
 
-        assert observed == "observed"  # the settling decision reuses what the pass observed
+        # The settling decision reuses what the pass observed, or what its applies answered.
+        assert observed == "observed" or observed["status"] == {"ready": False}
         seen = obj.status.windows_evaluated if obj.status else 0
         ready = [Cond("Ready", "True", "Monitoring", "ok")]
         if self.how == "steps":
             return Result(ready, fields={"windowsEvaluated": seen + 1})
-        actions = [Create({"kind": "Pod", "metadata": {"name": "p"}})] if self.how == "creates" else []
+        actions: list[Any] = [Create({"kind": "Pod", "metadata": {"name": "p"}})] if self.how == "creates" else []
+        if self.how == "applies" and observed == "observed":
+            actions = [Apply({"apiVersion": "x/v1", "kind": "Thing", "metadata": {"name": "t"}})]
         # The timer this state asks for is known only once the state is written (as a TTL counts from a
         # completion time the same pass writes).
         return Result(ready, fields={"windowsEvaluated": 1}, actions=actions, requeue_after=30.0 if seen else None)
 
 
 @pytest.mark.parametrize(("how", "settled", "requeue"), [("once", True, 30.0), ("steps", False, None),
-                                                         ("creates", False, None)])  # fmt: skip
+                                                         ("creates", False, None),
+                                                         ("applies", True, 30.0)])  # fmt: skip
 async def test_a_pass_whose_written_status_is_a_fixed_point_is_settled(how: str, settled: bool, requeue: Any) -> None:
     """Issue 13: the watch's echo of every status write was passed over again: a second pass per object at
     start-up, each with its reads (a TrainingJob's pods, a Rollout's InferenceService). reconcile() decides again
@@ -297,7 +309,7 @@ async def test_a_pass_whose_written_status_is_a_fixed_point_is_settled(how: str,
     result = await reconcile(Converging(how), body, clients(api), NOW)  # type: ignore[arg-type]
     assert len(api.patches) == 1 and result.versions == ["2"]
     assert result.settled is settled and result.requeue_after == requeue
-    assert api.created == (1 if how == "creates" else 0)  # settling decides only: it carries nothing out
+    assert api.created == (1 if how in ("creates", "applies") else 0)  # settling decides only: it does nothing
 
 
 async def test_an_echo_that_comes_while_its_pass_still_runs_is_that_pass_s_own() -> None:

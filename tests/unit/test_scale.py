@@ -420,9 +420,11 @@ async def test_a_rollouts_inference_service_is_read_from_the_watch_cache_never_f
                    "spec": {"predictor": {}}})  # fmt: skip
     assert (await k.get_managed(*ISVC, "ns", "b") or {})["metadata"]["resourceVersion"] == "12"
     assert k.cache is not None
-    k.cache.observe(ISVC_KIND, "ADDED", managed("b", "11"), mine=True)  # the watch, behind the apply's answer
+    # The watch, behind the apply's answer, then the echo of the apply itself: nothing new, no wake of its owner.
+    assert not k.cache.observe(ISVC_KIND, "ADDED", managed("b", "11"), mine=True)
+    assert not k.cache.observe(ISVC_KIND, "MODIFIED", managed("b", "12"), mine=True)
     assert (await k.get_managed(*ISVC, "ns", "b") or {})["metadata"]["resourceVersion"] == "12"
-    k.cache.observe(ISVC_KIND, "MODIFIED", managed("b", "13", status={"url": "http://b"}), mine=True)
+    assert k.cache.observe(ISVC_KIND, "MODIFIED", managed("b", "13", status={"url": "http://b"}), mine=True)
     assert (await k.get_managed(*ISVC, "ns", "b") or {})["status"] == {"url": "http://b"}
     k.cache.observe(ISVC_KIND, "MODIFIED", managed("a", "14", labels={"app.kubernetes.io/managed-by": "you"}),
                     mine=False)  # fmt: skip
@@ -477,6 +479,23 @@ async def test_a_trainingjobs_pods_are_listed_from_the_watch_cache_with_the_ones
     assert [p["metadata"]["name"] for p in await k.pods("ns", "job=j")] == ["p-0", "p-1"]
     assert await k.pods("ns", "job=other") == []
     assert k._core.lists == [MANAGED_SELECTOR]  # type: ignore[attr-defined]
+
+
+def test_a_rollout_that_applied_its_inference_service_decides_over_the_apply_s_answer() -> None:
+    """Its first deployment's pass applies the InferenceService and writes "waiting for KServe": deciding again
+    over the apply's answer settles it (the echo of its write needs no pass; KServe's status write wakes it).
+    What it cannot tell the outcome of (a Secret, a patch) leaves the pass unsettled."""
+    from slipway.controllers.base import Apply, Patch
+    from slipway.controllers.rollout import Observed
+
+    ctrl, observed = RolloutController(SETTINGS), Observed(model_version=None)
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "r"}}
+    answer = {**isvc, "metadata": {"name": "r", "resourceVersion": "7"}}
+    after = ctrl.observed_after(observed, [Apply(isvc)], {("InferenceService", "r"): answer})
+    assert after == dataclasses.replace(observed, isvc=answer)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    assert ctrl.observed_after(observed, [Apply(isvc), Apply(secret)], {("InferenceService", "r"): answer}) is None
+    assert ctrl.observed_after(observed, [Patch(isvc, {})], {}) is None
 
 
 def test_a_monitor_waiting_for_its_rollout_keeps_no_clock_of_its_own() -> None:

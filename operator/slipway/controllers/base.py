@@ -162,6 +162,12 @@ class Hooks:
         wake(namespace, name) for those that should look again; runs for the operator's life. Nothing to watch:
         returns at once."""
 
+    def observed_after(self, observed: Any, actions: list[Action], made: dict[tuple[str, str], Any]) -> Any:
+        """What the pass would observe once its actions are done, from what they answered (`made`: each applied
+        object by kind and name), for `settle`; None when it cannot tell (the pass is then not settled, and
+        passes again at the echo of its write)."""
+        return None
+
 
 class Controller(Protocol, Generic[K, Obs]):
     kind: type[K]
@@ -177,6 +183,8 @@ class Controller(Protocol, Generic[K, Obs]):
     async def deleted(self, body: dict[str, Any], clients: Clients) -> list[Wake]: ...
 
     async def outside(self, clients: Clients, wake: Callable[[str, str], None]) -> None: ...
+
+    def observed_after(self, observed: Obs, actions: list[Action], made: dict[tuple[str, str], Any]) -> Obs | None: ...
 
     async def observe(self, obj: K, clients: Clients, now: datetime) -> Obs:
         """Reads only: everything the decision needs, as of `now` (the pass's clock, the one decide() gets)."""
@@ -257,8 +265,9 @@ async def reconcile(
         else:
             result = decided = controller.decide(obj, observed, now)
     ref = ObjectRef.of(body)
+    made: dict[tuple[str, str], Any] = {}
     try:
-        if await act(controller.kind, ref, result.actions, clients):
+        if await act(controller.kind, ref, result.actions, clients, made):
             return result  # the object itself was deleted: there is no status left to write
     except Rejected as e:
         result = rejected(str(e))
@@ -277,19 +286,25 @@ async def reconcile(
         log.debug("%s %s/%s was deleted during its reconcile", controller.kind.kind, ref.namespace, ref.name)
         return result
     if result.body is not None and decided is result:
-        settle(controller, result, observed, now)
+        settle(controller, result, observed, now, made)
     return result
 
 
-def settle(controller: Controller[K, Obs], result: Result, observed: Obs, now: datetime) -> None:
-    """Decide again over the object as this pass wrote it, with what it observed: when that would write and do
-    nothing, the pass is `settled` and the watch's echo of its writes needs no pass of its own (handlers.Runtime):
-    what that pass would read anew either is watched (its change wakes the object) or has a timer, and the timer
-    is the one decided over the written status (a finished TrainingJob's TTL counts from the completion this pass
-    wrote). A decision that takes one step per pass is not settled after a step, and passes again at the echo."""
+def settle(
+    controller: Controller[K, Obs], result: Result, observed: Obs, now: datetime, made: dict[tuple[str, str], Any]
+) -> None:
+    """Decide again over the object as this pass wrote it, with what it observed (as its actions left it, when
+    the kind can tell: Hooks.observed_after): when that would write and do nothing, the pass is `settled` and the
+    watch's echo of its writes needs no pass of its own (handlers.Runtime): what that pass would read anew either
+    is watched (its change wakes the object) or has a timer, and the timer is the one decided over the written
+    status (a finished TrainingJob's TTL counts from the completion this pass wrote). A decision that takes one
+    step per pass is not settled after a step, and passes again at the echo."""
     body = result.body or {}
+    after = controller.observed_after(observed, result.actions, made) if result.actions else observed
+    if after is None:
+        return
     try:
-        again = controller.decide(controller.kind.model_validate(body), observed, now)
+        again = controller.decide(controller.kind.model_validate(body), after, now)
     except Exception:  # the pass itself succeeded: its echo is simply passed over, as without settling
         log.debug("deciding again over %s %s failed", controller.kind.kind, body.get("metadata"), exc_info=True)
         return
@@ -330,8 +345,15 @@ async def write(
             wrote(rv)
 
 
-async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], clients: Clients) -> bool:
-    """Create and delete what the decision asks for; True when the reconciled object itself was deleted."""
+async def act(
+    kind: type[Kind],
+    ref: ObjectRef,
+    actions: list[Action],
+    clients: Clients,
+    made: dict[tuple[str, str], Any] | None = None,
+) -> bool:
+    """Create and delete what the decision asks for; True when the reconciled object itself was deleted. Each
+    applied object's answer goes into `made`, by kind and name."""
     kube, deleted_self = clients.kube, False
     for action in actions:
         if isinstance(action, Create):
@@ -340,7 +362,9 @@ async def act(kind: type[Kind], ref: ObjectRef, actions: list[Action], clients: 
                 raise Conflict(f"{action.manifest['kind']} {meta.get('name')} was created by someone else meanwhile")
         elif isinstance(action, Apply):
             meta = {**action.manifest["metadata"], "namespace": ref.namespace}
-            await kube.apply({**action.manifest, "metadata": meta})
+            answer = await kube.apply({**action.manifest, "metadata": meta})
+            if made is not None:
+                made[(action.manifest["kind"], meta["name"])] = answer
         elif isinstance(action, Patch):
             await kube.patch_object(
                 {**action.ref, "metadata": {"namespace": ref.namespace, **action.ref["metadata"]}}, action.patch

@@ -7,7 +7,7 @@ evidence is gathered in observe() when due at the pass's `now`; decide() is pure
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from slipway.controllers import rollout_knative as knative
 from slipway.controllers import rollout_route as route
 from slipway.controllers import rollout_serving as serving
 from slipway.controllers import rollout_storage as storage
-from slipway.controllers.base import Apply, Decision, Event, Hooks, Result, Wake, invalid
+from slipway.controllers.base import Action, Apply, Decision, Event, Hooks, Result, Wake, invalid
 from slipway.controllers.references import missing, not_ready
 from slipway.observability import CANARY_WEIGHT, ROLLBACKS, VERDICTS
 
@@ -117,6 +117,20 @@ class RolloutController(Hooks):
         monitors = [("DriftMonitor", dm["metadata"]["name"]) for dm in cache.find("driftmonitors", namespace,
                                                                                   "rollout", name)]  # fmt: skip
         return versions + monitors
+
+    def observed_after(self, observed: Observed, actions: list[Action], made: dict[tuple[str, str], Any]) -> Any:
+        """After applying its InferenceService (and HTTPRoute), the Rollout would read them as applied: deciding
+        over that tells whether the pass is settled (the first deployment's pass is: it waits for KServe). Any
+        other action (Secrets, ServiceAccounts, Services, deletes, a patch): cannot tell."""
+        after = {"InferenceService": "isvc", "HTTPRoute": "route"}
+        found: dict[str, Any] = {}
+        for action in actions:
+            if not isinstance(action, Apply) or (kind := action.manifest["kind"]) not in after:
+                return None
+            if (answer := made.get((kind, action.manifest["metadata"]["name"]))) is None:
+                return None
+            found[after[kind]] = answer
+        return replace(observed, **found)
 
     def metrics(self, body: dict[str, Any], fields: dict[str, Any]) -> None:
         """Weight and verdicts as Prometheus metrics, from what this pass decided (fields) over what was there."""

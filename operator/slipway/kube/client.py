@@ -297,12 +297,15 @@ class Kube:
     async def service_account_exists(self, namespace: str, name: str) -> bool:
         return await self._exists(self._core.read_namespaced_service_account(name, namespace))
 
-    async def apply(self, manifest: dict[str, Any]) -> None:
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Server-side apply (field manager `slipway`, forced): create the object or set the fields `manifest`
-        holds, remove the ones slipway applied before and no longer holds, leave everyone else's alone."""
-        await self._refusable(self._apply(manifest), f"applying {manifest['kind']} {manifest['metadata']['name']}")
+        holds, remove the ones slipway applied before and no longer holds, leave everyone else's alone. Returns
+        the object as applied (a custom object's; None for the core kinds)."""
+        what = f"applying {manifest['kind']} {manifest['metadata']['name']}"
+        applied: dict[str, Any] | None = await self._refusable(self._apply(manifest), what)
+        return applied
 
-    async def _apply(self, manifest: dict[str, Any]) -> None:
+    async def _apply(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         kind, meta = manifest["kind"], manifest["metadata"]
         opts: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         if kind == "Secret":
@@ -317,6 +320,8 @@ class Kube:
                 group, version, meta["namespace"], plural_of(kind), meta["name"], manifest, **opts
             )
             self._answered(managed_kind(group, plural_of(kind)), applied)
+            return applied if isinstance(applied, dict) else None
+        return None
 
     def _answered(self, kind: str, body: Any) -> None:
         """Our own create's or apply's answer of a managed kind into the watch cache: the next pass reads what
