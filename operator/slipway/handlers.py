@@ -394,9 +394,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     # The pods slipway launched and the InferenceServices of its Rollouts: kept in the watch cache
     # (cache.WatchCache.watch_managed), so that a TrainingJob's pass lists its pods and a Rollout's reads its service
-    # from there, not from the API; each event wakes its owner at once, not at its next resync. Every object of the
-    # kind comes here, slipway's or not: Kopf's listing (events of type None) of any of them says its watch
-    # restarted. Without KServe's CRDs Kopf watches no InferenceServices.
+    # from there, not from the API; an event that says something new (not the echo of our own create or apply)
+    # wakes its owner at once, not at its next resync. Every object of the kind comes here, slipway's or not:
+    # Kopf's listing (events of type None) of any of them says its watch restarted. Without KServe's CRDs Kopf
+    # watches no InferenceServices.
     selector = ",".join(f"{k}={v}" for k, v in MANAGED.items())
     for group, version, plural in (("", "v1", "pods"), (ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL)):
         runtime.cache.watch_managed(group, version, plural, selector)
