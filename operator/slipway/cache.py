@@ -29,7 +29,7 @@ Bodies are shared, never copied: readers must not change them. They are kept wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Key = tuple[str, str, str]  # (plural, namespace, name)
@@ -48,12 +48,12 @@ def managed_kind(group: str, plural: str) -> str:
     return f"{plural}.{group}" if group else plural
 
 
-def _version(body: dict[str, Any] | None) -> int | None:
+def _version(body: Mapping[str, Any] | None) -> int | None:
     rv = ((body or {}).get("metadata") or {}).get("resourceVersion")
     return int(rv) if isinstance(rv, str) and rv.isdigit() else None
 
 
-def older(body: dict[str, Any] | None, than: dict[str, Any] | None) -> bool:
+def older(body: Mapping[str, Any] | None, than: Mapping[str, Any] | None) -> bool:
     """Whether `body` is an older state than `than` by resourceVersion (the apiserver's are etcd revisions:
     integers that grow; anything else is taken as not older)."""
     a, b = _version(body), _version(than)
@@ -126,12 +126,12 @@ class WatchCache:
         """(group, version, label selector) of a managed kind, or None."""
         return self._managed.get(kind)
 
-    def observe(self, kind: str, type_: str | None, body: dict[str, Any], mine: bool) -> bool:
+    def observe(self, kind: str, type_: str | None, body: Mapping[str, Any], mine: bool) -> bool:
         """A watch event of a managed kind (`mine`: it carries the selector's labels); False when it says nothing
         new: the state kept here already (the echo of our own create or apply, whose answer went in), or an older
-        one. Kopf's events of type None are its listing, at its start and whenever its watch restarts: what was
-        deleted meanwhile is not among them, so the first of them makes every namespace of the kind incomplete,
-        to be listed anew."""
+        one. Only slipway's objects are copied and kept: every object of the kind comes here. Kopf's events of type
+        None are its listing, at its start and whenever its watch restarts: what was deleted meanwhile is not among
+        them, so the first of them makes every namespace of the kind incomplete, to be listed anew."""
         if type_ is None and not self._listing_kind.get(kind):
             self.expire(kind)
         self._listing_kind[kind] = type_ is None
@@ -146,7 +146,7 @@ class WatchCache:
             older(body, held) or (_version(held) is not None and _version(body) == _version(held))
         ):
             return False
-        self.put(key, slim(body))
+        self.put(key, slim(dict(body)))
         return True
 
     def expire(self, kind: str) -> None:
@@ -157,7 +157,7 @@ class WatchCache:
         """Held while an API listing that completes (plural, namespace) is under way (kube.Kube.list_custom)."""
         return self._listing.setdefault((plural, namespace), asyncio.Lock())
 
-    def put(self, key: Key, body: dict[str, Any] | None, last: dict[str, Any] | None = None) -> None:
+    def put(self, key: Key, body: dict[str, Any] | None, last: Mapping[str, Any] | None = None) -> None:
         """The watch (or our own write's answer) delivered `body` for `key`; None: deleted (`last`: its last
         state, when known). For a managed kind, a state older than the one kept is ignored: our create's or
         apply's answer can be ahead of the watch."""

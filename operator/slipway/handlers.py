@@ -398,19 +398,18 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     # wakes its owner at once, not at its next resync. Every object of the kind comes here, slipway's or not:
     # Kopf's listing (events of type None) of any of them says its watch restarted. Without KServe's CRDs Kopf
     # watches no InferenceServices.
+    def keeper(kind: str) -> Callable[..., Awaitable[None]]:
+        async def keep(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+            labels = body.metadata.get("labels") or {}
+            mine = all(labels.get(k) == v for k, v in MANAGED.items())
+            if runtime.cache.observe(kind, event["type"], event["object"], mine) and mine:
+                await wake_owner(body)
+
+        return keep
+
     selector = ",".join(f"{k}={v}" for k, v in MANAGED.items())
     for group, version, plural in (("", "v1", "pods"), (ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL)):
         runtime.cache.watch_managed(group, version, plural, selector)
-
-        def keeper(kind: str) -> Callable[..., Awaitable[None]]:
-            async def keep(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-                labels = body.metadata.get("labels") or {}
-                mine = all(labels.get(k) == v for k, v in MANAGED.items())
-                if runtime.cache.observe(kind, event["type"], dict(event["object"]), mine) and mine:
-                    await wake_owner(body)
-
-            return keep
-
         resource = (group, version, plural) if group else (version, plural)
         kopf.on.event(*resource, registry=registry, id=f"keep-{plural}")(keeper(managed_kind(group, plural)))
 

@@ -168,8 +168,9 @@ class Kube:
         """A custom object slipway creates with its managed-by label (a Rollout's InferenceService): from the watch
         cache (cache.WatchCache.watch_managed; one labelled listing completes a namespace of them), or from the
         API when the cache does not keep the kind or could not list it (not installed, not allowed)."""
-        if (found := await self._managed(managed_kind(group, plural), namespace)) is not None:
-            return found.get(managed_kind(group, plural), namespace, name)
+        kind = managed_kind(group, plural)
+        if (found := await self._managed(kind, namespace)) is not None:
+            return found.get(kind, namespace, name)
         return await self.get_custom(group, version, plural, namespace, name)
 
     async def _managed(self, kind: str, namespace: str) -> WatchCache | None:
